@@ -1,0 +1,211 @@
+"""Every constant the memory-management calls take, in one place.
+
+Python's ``mmap`` module lacks most of these (MAP_FIXED_NOREPLACE, MADV_* past the
+POSIX set, MLOCK_ONFAULT, SHM_*), and their values are ABI, not API: they are taken
+from the kernel's uapi headers for the two architectures we support. Values that
+differ between x86_64 and aarch64 (syscall numbers, MAP_32BIT, PROT_BTI) are kept in
+per-architecture tables and resolved once for the running machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ARCH = os.uname().machine
+
+# --- mmap(2), mprotect(2): asm-generic/mman-common.h, identical on x86_64 and aarch64
+PROT_NONE = 0x0
+PROT_READ = 0x1
+PROT_WRITE = 0x2
+PROT_EXEC = 0x4
+PROT_GROWSDOWN = 0x01000000
+PROT_GROWSUP = 0x02000000
+
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_SHARED_VALIDATE = 0x03
+MAP_TYPE = 0x0F
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_GROWSDOWN = 0x0100
+MAP_DENYWRITE = 0x0800
+MAP_EXECUTABLE = 0x1000
+MAP_LOCKED = 0x2000
+MAP_NORESERVE = 0x4000
+MAP_POPULATE = 0x8000
+MAP_NONBLOCK = 0x10000
+MAP_STACK = 0x20000
+MAP_HUGETLB = 0x40000
+MAP_SYNC = 0x80000
+MAP_FIXED_NOREPLACE = 0x100000
+MAP_UNINITIALIZED = 0x4000000
+MAP_HUGE_SHIFT = 26
+MAP_HUGE_MASK = 0x3F
+MAP_HUGE_2MB = 21 << MAP_HUGE_SHIFT
+MAP_HUGE_1GB = 30 << MAP_HUGE_SHIFT
+
+MAP_FAILED = (1 << 64) - 1  # (void *) -1 as an unsigned 64-bit address
+
+# --- msync(2)
+MS_ASYNC = 1
+MS_INVALIDATE = 2
+MS_SYNC = 4
+
+# --- mremap(2)
+MREMAP_MAYMOVE = 1
+MREMAP_FIXED = 2
+MREMAP_DONTUNMAP = 4
+
+# --- mlock(2)
+MLOCK_ONFAULT = 0x01
+MCL_CURRENT = 1
+MCL_FUTURE = 2
+MCL_ONFAULT = 4
+
+# --- madvise(2): every advice value the man page lists
+MADV_NORMAL = 0
+MADV_RANDOM = 1
+MADV_SEQUENTIAL = 2
+MADV_WILLNEED = 3
+MADV_DONTNEED = 4
+MADV_FREE = 8
+MADV_REMOVE = 9
+MADV_DONTFORK = 10
+MADV_DOFORK = 11
+MADV_MERGEABLE = 12
+MADV_UNMERGEABLE = 13
+MADV_HUGEPAGE = 14
+MADV_NOHUGEPAGE = 15
+MADV_DONTDUMP = 16
+MADV_DODUMP = 17
+MADV_WIPEONFORK = 18
+MADV_KEEPONFORK = 19
+MADV_COLD = 20
+MADV_PAGEOUT = 21
+MADV_POPULATE_READ = 22
+MADV_POPULATE_WRITE = 23
+MADV_DONTNEED_LOCKED = 24
+MADV_COLLAPSE = 25
+MADV_HWPOISON = 100
+MADV_SOFT_OFFLINE = 101
+
+# --- SysV IPC: linux/ipc.h, linux/shm.h
+IPC_PRIVATE = 0
+IPC_CREAT = 0o1000
+IPC_EXCL = 0o2000
+IPC_NOWAIT = 0o4000
+IPC_RMID = 0
+IPC_SET = 1
+IPC_STAT = 2
+IPC_INFO = 3
+SHM_LOCK = 11
+SHM_UNLOCK = 12
+SHM_STAT = 13
+SHM_INFO = 14
+SHM_STAT_ANY = 15
+SHM_RDONLY = 0o10000
+SHM_RND = 0o20000
+SHM_REMAP = 0o40000
+SHM_EXEC = 0o100000
+SHM_HUGETLB = 0o4000
+SHM_NORESERVE = 0o10000
+# Mode bits the kernel reports in shm_perm.mode (not settable by callers).
+SHM_DEST = 0o1000
+SHM_LOCKED = 0o2000
+
+# --- signal codes: asm-generic/siginfo.h
+SEGV_MAPERR = 1
+SEGV_ACCERR = 2
+SEGV_BNDERR = 3
+SEGV_PKUERR = 4
+BUS_ADRALN = 1
+BUS_ADRERR = 2
+BUS_OBJERR = 3
+ILL_ILLOPC = 1
+TRAP_BRKPT = 1
+SI_USER = 0
+SI_KERNEL = 0x80
+SI_TKILL = -6
+
+SIGNAL_CODE_NAMES: dict[int, dict[int, str]] = {
+    signal.SIGSEGV: {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 3: "SEGV_BNDERR", 4: "SEGV_PKUERR"},
+    signal.SIGBUS: {1: "BUS_ADRALN", 2: "BUS_ADRERR", 3: "BUS_OBJERR", 4: "BUS_MCEERR_AR", 5: "BUS_MCEERR_AO"},
+    signal.SIGILL: {1: "ILL_ILLOPC", 2: "ILL_ILLOPN", 3: "ILL_ILLADR", 4: "ILL_ILLTRP", 5: "ILL_PRVOPC"},
+    signal.SIGTRAP: {1: "TRAP_BRKPT", 2: "TRAP_TRACE"},
+}
+GENERIC_CODE_NAMES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -6: "SI_TKILL"}
+
+
+def signal_code_name(signo: int, code: int) -> str:
+    """Name an si_code the way siginfo.h does; codes are only meaningful per signal."""
+    return SIGNAL_CODE_NAMES.get(signo, {}).get(code) or GENERIC_CODE_NAMES.get(code) or str(code)
+
+
+# --- the parts that differ per architecture
+_PER_ARCH: dict[str, dict[str, int]] = {
+    "x86_64": {
+        "SYS_brk": 12,
+        "SYS_mmap": 9,
+        "SYS_munmap": 11,
+        "SYS_mprotect": 10,
+        "SYS_madvise": 28,
+        "SYS_mlock2": 325,
+        "SYS_memfd_create": 319,
+        "SYS_pkey_mprotect": 329,
+        "MAP_32BIT": 0x40,
+        "PROT_BTI": 0,
+        "PROT_MTE": 0,
+    },
+    "aarch64": {
+        "SYS_brk": 214,
+        "SYS_mmap": 222,
+        "SYS_munmap": 215,
+        "SYS_mprotect": 226,
+        "SYS_madvise": 233,
+        "SYS_mlock2": 284,
+        "SYS_memfd_create": 279,
+        "SYS_pkey_mprotect": 288,
+        "MAP_32BIT": 0,
+        "PROT_BTI": 0x10,
+        "PROT_MTE": 0x20,
+    },
+}
+
+SUPPORTED_ARCHES = tuple(_PER_ARCH)
+
+
+def arch_constants(arch: str = ARCH) -> dict[str, int]:
+    """The architecture-specific values; KeyError names the unsupported machine."""
+    try:
+        return dict(_PER_ARCH[arch])
+    except KeyError:
+        raise KeyError(f"pytest-memsyscalls knows no constants for architecture {arch!r}; "
+                       f"supported: {', '.join(SUPPORTED_ARCHES)}") from None
+
+
+_HERE = _PER_ARCH.get(ARCH, _PER_ARCH["x86_64"])
+SYS_brk = _HERE["SYS_brk"]
+SYS_mmap = _HERE["SYS_mmap"]
+SYS_munmap = _HERE["SYS_munmap"]
+SYS_mprotect = _HERE["SYS_mprotect"]
+SYS_madvise = _HERE["SYS_madvise"]
+SYS_mlock2 = _HERE["SYS_mlock2"]
+SYS_memfd_create = _HERE["SYS_memfd_create"]
+SYS_pkey_mprotect = _HERE["SYS_pkey_mprotect"]
+MAP_32BIT = _HERE["MAP_32BIT"]
+PROT_BTI = _HERE["PROT_BTI"]
+PROT_MTE = _HERE["PROT_MTE"]
+
+PROT_NAMES = {PROT_READ: "PROT_READ", PROT_WRITE: "PROT_WRITE", PROT_EXEC: "PROT_EXEC"}
+
+
+def prot_name(prot: int) -> str:
+    """'PROT_READ|PROT_WRITE' for 3, 'PROT_NONE' for 0: for readable failure messages."""
+    if prot == PROT_NONE:
+        return "PROT_NONE"
+    names = [name for bit, name in PROT_NAMES.items() if prot & bit]
+    rest = prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names)

@@ -1,0 +1,522 @@
+"""The one door to the kernel: ctypes bindings of the memory-management calls.
+
+Errno fidelity is the product, so every binding here follows the same rules:
+``use_errno=True``; errno reset to 0 immediately before the call; explicit
+``argtypes``/``restype`` (pointers as ``c_void_p``, so addresses above 2**31 are
+not truncated); and a failure raised as ``OSError(errno, strerror, "call(args)")``,
+which Python maps to the usual subclasses (``PermissionError`` for EPERM/EACCES,
+``FileNotFoundError`` for ENOENT) with the call and its arguments in ``filename``.
+Arguments are checked before they reach C: a wrong type or an out-of-range value
+is a ``TypeError``/``ValueError`` naming the call, never a crash or a silently
+wrapped integer.
+
+The layer also remembers which address ranges it mapped or attached (``owned``):
+the fault probe refuses to write into or execute writable/executable memory that
+the interpreter owns, and needs to know what is ours.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import ctypes.util
+import operator
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from . import constants as C
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_U64_MAX = (1 << 64) - 1
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _load_rt() -> ctypes.CDLL:
+    """shm_open moved into libc in glibc 2.34; older systems keep it in librt."""
+    if hasattr(_libc, "shm_open"):
+        return _libc
+    return ctypes.CDLL(ctypes.util.find_library("rt") or "librt.so.1", use_errno=True)
+
+
+_rt = _load_rt()
+
+
+class OwnedRanges:
+    """Address ranges this process mapped or attached through this module.
+
+    Kept as sorted, disjoint [start, end) intervals so that a lookup is a bisect,
+    cheap enough to sit on the probe's fast path.
+    """
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def add(self, start: int, length: int) -> None:
+        self.remove(start, length)
+        end = start + length
+        index = bisect.bisect_left(self._starts, start)
+        self._starts.insert(index, start)
+        self._ends.insert(index, end)
+
+    def remove(self, start: int, length: int) -> None:
+        end = start + length
+        starts: list[int] = []
+        ends: list[int] = []
+        for s, e in zip(self._starts, self._ends):
+            if e <= start or s >= end:
+                starts.append(s)
+                ends.append(e)
+                continue
+            if s < start:
+                starts.append(s)
+                ends.append(start)
+            if e > end:
+                starts.append(end)
+                ends.append(e)
+        self._starts, self._ends = starts, ends
+
+    def contains(self, addr: int) -> bool:
+        index = bisect.bisect_right(self._starts, addr) - 1
+        return index >= 0 and addr < self._ends[index]
+
+    def ranges(self) -> list[tuple[int, int]]:
+        return list(zip(self._starts, self._ends))
+
+
+owned = OwnedRanges()
+
+
+# --- argument checking -------------------------------------------------------------
+
+def _integer(call: str, what: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{call}: {what} must be an integer, got bool {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{call}: {what} must be an integer, got {type(value).__name__} {value!r}") from None
+
+
+def _address(call: str, what: str, value: object) -> int:
+    number = _integer(call, what, value)
+    if not 0 <= number <= _U64_MAX:
+        raise ValueError(f"{call}: {what} must be an address in [0, 2**64), got {number:#x}")
+    return number
+
+
+def _size(call: str, what: str, value: object) -> int:
+    number = _integer(call, what, value)
+    if number < 0:
+        raise ValueError(f"{call}: {what} must be >= 0, got {number}")
+    if number > _U64_MAX:
+        raise ValueError(f"{call}: {what} must fit in size_t, got {number}")
+    return number
+
+
+def _int(call: str, what: str, value: object) -> int:
+    number = _integer(call, what, value)
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise ValueError(f"{call}: {what} must fit in a C int, got {number}")
+    return number
+
+
+def _offset(call: str, what: str, value: object) -> int:
+    number = _integer(call, what, value)
+    if not -(1 << 63) <= number < (1 << 63):
+        raise ValueError(f"{call}: {what} must fit in off_t, got {number}")
+    return number
+
+
+def _format_args(args: Sequence[object]) -> str:
+    return ", ".join(hex(a) if isinstance(a, int) and a > 4096 else repr(a) for a in args)
+
+
+def _fail(call: str, args: Sequence[object]) -> OSError:
+    err = ctypes.get_errno()
+    error = OSError(err, os.strerror(err), f"{call}({_format_args(args)})")
+    error.syscall = call  # type: ignore[attr-defined]
+    return error
+
+
+def _bind(library: ctypes.CDLL, name: str, restype: Any, argtypes: list[Any]) -> Any:
+    function = getattr(library, name)
+    function.restype = restype
+    function.argtypes = argtypes
+    return function
+
+
+_c = ctypes
+_mmap = _bind(_libc, "mmap", _c.c_void_p, [_c.c_void_p, _c.c_size_t, _c.c_int, _c.c_int, _c.c_int, _c.c_long])
+_munmap = _bind(_libc, "munmap", _c.c_int, [_c.c_void_p, _c.c_size_t])
+_msync = _bind(_libc, "msync", _c.c_int, [_c.c_void_p, _c.c_size_t, _c.c_int])
+_mprotect = _bind(_libc, "mprotect", _c.c_int, [_c.c_void_p, _c.c_size_t, _c.c_int])
+_mremap = _bind(_libc, "mremap", _c.c_void_p, [_c.c_void_p, _c.c_size_t, _c.c_size_t, _c.c_int, _c.c_void_p])
+_mincore = _bind(_libc, "mincore", _c.c_int, [_c.c_void_p, _c.c_size_t, _c.c_void_p])
+_madvise = _bind(_libc, "madvise", _c.c_int, [_c.c_void_p, _c.c_size_t, _c.c_int])
+_mlock = _bind(_libc, "mlock", _c.c_int, [_c.c_void_p, _c.c_size_t])
+_munlock = _bind(_libc, "munlock", _c.c_int, [_c.c_void_p, _c.c_size_t])
+_mlockall = _bind(_libc, "mlockall", _c.c_int, [_c.c_int])
+_munlockall = _bind(_libc, "munlockall", _c.c_int, [])
+_brk = _bind(_libc, "brk", _c.c_int, [_c.c_void_p])
+_sbrk = _bind(_libc, "sbrk", _c.c_void_p, [_c.c_ssize_t])
+_syscall = _bind(_libc, "syscall", _c.c_long, [_c.c_long, _c.c_long, _c.c_long, _c.c_long])
+_shmget = _bind(_libc, "shmget", _c.c_int, [_c.c_int, _c.c_size_t, _c.c_int])
+_shmat = _bind(_libc, "shmat", _c.c_void_p, [_c.c_int, _c.c_void_p, _c.c_int])
+_shmdt = _bind(_libc, "shmdt", _c.c_int, [_c.c_void_p])
+_shmctl = _bind(_libc, "shmctl", _c.c_int, [_c.c_int, _c.c_int, _c.c_void_p])
+_shm_open = _bind(_rt, "shm_open", _c.c_int, [_c.c_char_p, _c.c_int, _c.c_uint])
+_shm_unlink = _bind(_rt, "shm_unlink", _c.c_int, [_c.c_char_p])
+_mlock2 = getattr(_libc, "mlock2", None)
+if _mlock2 is not None:
+    _mlock2.restype = _c.c_int
+    _mlock2.argtypes = [_c.c_void_p, _c.c_size_t, _c.c_uint]
+
+
+def _pointer_result(value: int | None) -> int:
+    """c_void_p gives None for NULL; (void *) -1 comes back as 2**64 - 1."""
+    return 0 if value is None else value
+
+
+# --- mmap family -------------------------------------------------------------------
+
+def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+    """mmap(2); returns the mapping's address."""
+    call = "mmap"
+    args = (_address(call, "addr", addr), _size(call, "length", length), _int(call, "prot", prot),
+            _int(call, "flags", flags), _int(call, "fd", fd), _offset(call, "offset", offset))
+    ctypes.set_errno(0)
+    result = _pointer_result(_mmap(*args))
+    if result == C.MAP_FAILED:
+        raise _fail(call, args)
+    owned.add(result, _round_up(args[1]))
+    return result
+
+
+def munmap(addr: int, length: int) -> None:
+    """munmap(2)."""
+    call = "munmap"
+    args = (_address(call, "addr", addr), _size(call, "length", length))
+    ctypes.set_errno(0)
+    if _munmap(*args) == -1:
+        raise _fail(call, args)
+    owned.remove(args[0], _round_up(args[1]))
+
+
+def msync(addr: int, length: int, flags: int) -> None:
+    """msync(2)."""
+    call = "msync"
+    args = (_address(call, "addr", addr), _size(call, "length", length), _int(call, "flags", flags))
+    ctypes.set_errno(0)
+    if _msync(*args) == -1:
+        raise _fail(call, args)
+
+
+def mprotect(addr: int, length: int, prot: int) -> None:
+    """mprotect(2)."""
+    call = "mprotect"
+    args = (_address(call, "addr", addr), _size(call, "length", length), _int(call, "prot", prot))
+    ctypes.set_errno(0)
+    if _mprotect(*args) == -1:
+        raise _fail(call, args)
+
+
+def mremap(old_address: int, old_size: int, new_size: int, flags: int = 0, new_address: int = 0) -> int:
+    """mremap(2); new_address is only read by the kernel with MREMAP_FIXED."""
+    call = "mremap"
+    args = (_address(call, "old_address", old_address), _size(call, "old_size", old_size),
+            _size(call, "new_size", new_size), _int(call, "flags", flags),
+            _address(call, "new_address", new_address))
+    ctypes.set_errno(0)
+    result = _pointer_result(_mremap(*args))
+    if result == C.MAP_FAILED:
+        raise _fail(call, args)
+    if not args[3] & C.MREMAP_DONTUNMAP:
+        owned.remove(args[0], _round_up(args[1]))
+    owned.add(result, _round_up(args[2]))
+    return result
+
+
+def mincore(addr: int, length: int) -> bytes:
+    """mincore(2): one byte per page, bit 0 set when the page is resident."""
+    call = "mincore"
+    args = (_address(call, "addr", addr), _size(call, "length", length))
+    pages = max(1, _round_up(args[1]) // PAGE_SIZE)
+    if pages > (1 << 30):
+        raise ValueError(f"mincore: length {args[1]} needs a {pages}-byte vector; refusing to allocate it")
+    vector = (ctypes.c_ubyte * pages)()
+    ctypes.set_errno(0)
+    if _mincore(args[0], args[1], ctypes.addressof(vector)) == -1:
+        raise _fail(call, args)
+    return bytes(vector)[: _round_up(args[1]) // PAGE_SIZE]
+
+
+def mincore_into(addr: int, length: int, vector_address: int) -> None:
+    """mincore(2) with a caller-chosen vector address, for provoking EFAULT."""
+    call = "mincore"
+    args = (_address(call, "addr", addr), _size(call, "length", length),
+            _address(call, "vec", vector_address))
+    ctypes.set_errno(0)
+    if _mincore(*args) == -1:
+        raise _fail(call, args)
+
+
+def madvise(addr: int, length: int, advice: int) -> None:
+    """madvise(2)."""
+    call = "madvise"
+    args = (_address(call, "addr", addr), _size(call, "length", length), _int(call, "advice", advice))
+    ctypes.set_errno(0)
+    if _madvise(*args) == -1:
+        raise _fail(call, args)
+
+
+# --- mlock family ------------------------------------------------------------------
+
+def mlock(addr: int, length: int) -> None:
+    """mlock(2)."""
+    call = "mlock"
+    args = (_address(call, "addr", addr), _size(call, "length", length))
+    ctypes.set_errno(0)
+    if _mlock(*args) == -1:
+        raise _fail(call, args)
+
+
+def mlock2(addr: int, length: int, flags: int = 0) -> None:
+    """mlock2(2); through the raw syscall where glibc predates its wrapper (2.27)."""
+    call = "mlock2"
+    args = (_address(call, "addr", addr), _size(call, "length", length), _int(call, "flags", flags))
+    ctypes.set_errno(0)
+    if _mlock2 is not None:
+        result = _mlock2(*args)
+    else:
+        result = _syscall(C.SYS_mlock2, args[0], args[1], args[2] & 0xFFFFFFFF)
+    if result == -1:
+        raise _fail(call, args)
+
+
+def munlock(addr: int, length: int) -> None:
+    """munlock(2)."""
+    call = "munlock"
+    args = (_address(call, "addr", addr), _size(call, "length", length))
+    ctypes.set_errno(0)
+    if _munlock(*args) == -1:
+        raise _fail(call, args)
+
+
+def mlockall(flags: int) -> None:
+    """mlockall(2). Process-wide: call it in a child, never in the pytest process."""
+    call = "mlockall"
+    args = (_int(call, "flags", flags),)
+    ctypes.set_errno(0)
+    if _mlockall(*args) == -1:
+        raise _fail(call, args)
+
+
+def munlockall() -> None:
+    """munlockall(2)."""
+    ctypes.set_errno(0)
+    if _munlockall() == -1:
+        raise _fail("munlockall", ())
+
+
+# --- the program break -------------------------------------------------------------
+
+def brk(addr: int) -> None:
+    """glibc's brk(): 0 or -1/ENOMEM. Moves the interpreter's heap: children only."""
+    call = "brk"
+    args = (_address(call, "addr", addr),)
+    ctypes.set_errno(0)
+    if _brk(*args) == -1:
+        raise _fail(call, args)
+
+
+def sbrk(increment: int) -> int:
+    """glibc's sbrk(): the previous break. Moves the interpreter's heap: children only."""
+    call = "sbrk"
+    number = _integer(call, "increment", increment)
+    if not -(1 << 63) <= number < (1 << 63):
+        raise ValueError(f"sbrk: increment must fit in intptr_t, got {number}")
+    ctypes.set_errno(0)
+    result = _pointer_result(_sbrk(number))
+    if result == C.MAP_FAILED:
+        raise _fail(call, (number,))
+    return result
+
+
+def raw_brk(addr: int) -> int:
+    """The brk system call itself: returns the break after the call and never fails;
+    on failure the kernel returns the unchanged break (the convention glibc hides)."""
+    value = _address("brk (raw syscall)", "addr", addr)
+    ctypes.set_errno(0)
+    return int(_syscall(C.SYS_brk, value, 0, 0)) & _U64_MAX
+
+
+# --- SysV shared memory ------------------------------------------------------------
+
+class IpcPerm(ctypes.Structure):
+    """struct ipc_perm as glibc lays it out on x86_64 and aarch64 (kernel ipc64_perm)."""
+
+    _fields_ = [
+        ("key", ctypes.c_int32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("cuid", ctypes.c_uint32),
+        ("cgid", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("seq", ctypes.c_uint16),
+        ("pad2", ctypes.c_uint16),
+        ("reserved1", ctypes.c_ulong),
+        ("reserved2", ctypes.c_ulong),
+    ]
+
+
+class ShmidDs(ctypes.Structure):
+    """struct shmid_ds for 64-bit Linux (time_t is 64-bit, no *_high words)."""
+
+    _fields_ = [
+        ("shm_perm", IpcPerm),
+        ("shm_segsz", ctypes.c_size_t),
+        ("shm_atime", ctypes.c_int64),
+        ("shm_dtime", ctypes.c_int64),
+        ("shm_ctime", ctypes.c_int64),
+        ("shm_cpid", ctypes.c_int32),
+        ("shm_lpid", ctypes.c_int32),
+        ("shm_nattch", ctypes.c_ulong),
+        ("reserved5", ctypes.c_ulong),
+        ("reserved6", ctypes.c_ulong),
+    ]
+
+
+class ShmInfoLimits(ctypes.Structure):
+    """struct shminfo, filled by IPC_INFO."""
+
+    _fields_ = [
+        ("shmmax", ctypes.c_ulong),
+        ("shmmin", ctypes.c_ulong),
+        ("shmmni", ctypes.c_ulong),
+        ("shmseg", ctypes.c_ulong),
+        ("shmall", ctypes.c_ulong),
+        ("unused", ctypes.c_ulong * 4),
+    ]
+
+
+class ShmInfoUsage(ctypes.Structure):
+    """struct shm_info, filled by SHM_INFO."""
+
+    _fields_ = [
+        ("used_ids", ctypes.c_int),
+        ("shm_tot", ctypes.c_ulong),
+        ("shm_rss", ctypes.c_ulong),
+        ("shm_swp", ctypes.c_ulong),
+        ("swap_attempts", ctypes.c_ulong),
+        ("swap_successes", ctypes.c_ulong),
+    ]
+
+
+_attached: dict[int, int] = {}
+
+assert ctypes.sizeof(IpcPerm) == 48 and ctypes.sizeof(ShmidDs) == 112, "shmid_ds layout"
+
+
+def shmget(key: int, size: int, flags: int) -> int:
+    """shmget(2); returns the segment id."""
+    call = "shmget"
+    args = (_int(call, "key", key), _size(call, "size", size), _int(call, "shmflg", flags))
+    ctypes.set_errno(0)
+    result = int(_shmget(*args))
+    if result == -1:
+        raise _fail(call, args)
+    return result
+
+
+def shmat(shmid: int, addr: int = 0, flags: int = 0) -> int:
+    """shmat(2); returns the attach address."""
+    call = "shmat"
+    args = (_int(call, "shmid", shmid), _address(call, "shmaddr", addr), _int(call, "shmflg", flags))
+    ctypes.set_errno(0)
+    result = _pointer_result(_shmat(*args))
+    if result == C.MAP_FAILED:
+        raise _fail(call, args)
+    try:
+        size = _round_up(shm_stat(args[0]).shm_segsz)
+    except OSError:
+        size = PAGE_SIZE  # IPC_STAT refused: at least the first page is ours
+    owned.add(result, size)
+    _attached[result] = size
+    return result
+
+
+def shmdt(addr: int) -> None:
+    """shmdt(2)."""
+    call = "shmdt"
+    args = (_address(call, "shmaddr", addr),)
+    ctypes.set_errno(0)
+    if _shmdt(*args) == -1:
+        raise _fail(call, args)
+    owned.remove(args[0], _attached.pop(args[0], PAGE_SIZE))
+
+
+def shmctl(shmid: int, cmd: int, buf: ctypes.Structure | int | None = None) -> int:
+    """shmctl(2). ``buf`` is a ctypes structure, a raw address (to provoke EFAULT), or None."""
+    call = "shmctl"
+    if buf is None:
+        pointer = 0
+    elif isinstance(buf, ctypes.Structure):
+        pointer = ctypes.addressof(buf)
+    else:
+        pointer = _address(call, "buf", buf)
+    args = (_int(call, "shmid", shmid), _int(call, "cmd", cmd), pointer)
+    ctypes.set_errno(0)
+    result = int(_shmctl(*args))
+    if result == -1:
+        raise _fail(call, args)
+    return result
+
+
+def shm_stat(shmid: int) -> ShmidDs:
+    """shmctl(IPC_STAT) into a fresh ShmidDs."""
+    buf = ShmidDs()
+    shmctl(shmid, C.IPC_STAT, buf)
+    return buf
+
+
+# --- POSIX shared memory -----------------------------------------------------------
+
+def _shm_name(call: str, name: object) -> bytes:
+    if isinstance(name, str):
+        return os.fsencode(name)
+    if isinstance(name, bytes):
+        return name
+    raise TypeError(f"{call}: name must be str or bytes, got {type(name).__name__}")
+
+
+def shm_open(name: str | bytes, oflag: int, mode: int = 0o600) -> int:
+    """shm_open(3); returns a file descriptor (O_CLOEXEC is implied by glibc)."""
+    call = "shm_open"
+    encoded = _shm_name(call, name)
+    if b"\0" in encoded:
+        raise ValueError(f"shm_open: name must not contain NUL bytes: {name!r}")
+    args = (encoded, _int(call, "oflag", oflag), _int(call, "mode", mode))
+    ctypes.set_errno(0)
+    result = int(_shm_open(*args))
+    if result == -1:
+        raise _fail(call, args)
+    return result
+
+
+def shm_unlink(name: str | bytes) -> None:
+    """shm_unlink(3)."""
+    call = "shm_unlink"
+    encoded = _shm_name(call, name)
+    if b"\0" in encoded:
+        raise ValueError(f"shm_unlink: name must not contain NUL bytes: {name!r}")
+    ctypes.set_errno(0)
+    if _shm_unlink(encoded) == -1:
+        raise _fail(call, (encoded,))
+
+
+def _round_up(length: int) -> int:
+    return (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE

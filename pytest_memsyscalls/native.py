@@ -1,0 +1,77 @@
+"""Where the compiled parts live and how they are loaded.
+
+``pip install`` compiles ``csrc/`` into the ``_probe`` shared object and the
+``memsys-brk-helper`` executable inside this package; nothing is compiled at run
+time. A missing build is reported with the command that makes it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.machinery
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+_REBUILD_HINT = "reinstall the package so its C parts are compiled: pip install --force-reinstall ."
+
+
+class NativeBuildMissing(RuntimeError):
+    """The compiled part of the package is not where the installation put it."""
+
+
+class Fault(ctypes.Structure):
+    """memsys_fault from csrc/probe.h."""
+
+    _fields_ = [("signo", ctypes.c_int32), ("code", ctypes.c_int32), ("addr", ctypes.c_uint64)]
+
+
+class ChildReport(ctypes.Structure):
+    """memsys_child_report from csrc/probe.h: what a dying child writes to its pipe."""
+
+    _fields_ = [
+        ("magic", ctypes.c_uint32),
+        ("signo", ctypes.c_int32),
+        ("code", ctypes.c_int32),
+        ("pid", ctypes.c_int32),
+        ("addr", ctypes.c_uint64),
+    ]
+
+
+CHILD_REPORT_MAGIC = 0x4D454D53
+
+
+def _probe_library_path() -> Path:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = PACKAGE_DIR / f"_probe{suffix}"
+        if candidate.exists():
+            return candidate
+    raise NativeBuildMissing(f"the fault probe library (_probe*.so) is not in {PACKAGE_DIR}: {_REBUILD_HINT}")
+
+
+@functools.lru_cache(maxsize=None)
+def library() -> ctypes.PyDLL:
+    """The probe library, loaded as a PyDLL so the GIL is held during a probe: one
+    probe at a time per process, since the handlers it installs are process-wide."""
+    lib = ctypes.PyDLL(str(_probe_library_path()), use_errno=True)
+    fault_p = ctypes.POINTER(Fault)
+    lib.memsys_probe_read.argtypes = [ctypes.c_void_p, fault_p, ctypes.POINTER(ctypes.c_uint8)]
+    lib.memsys_probe_read.restype = ctypes.c_int
+    lib.memsys_probe_write.argtypes = [ctypes.c_void_p, ctypes.c_uint8, fault_p]
+    lib.memsys_probe_write.restype = ctypes.c_int
+    lib.memsys_probe_execute.argtypes = [ctypes.c_void_p, fault_p]
+    lib.memsys_probe_execute.restype = ctypes.c_int
+    lib.memsys_bench_probe_read_ns.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    lib.memsys_bench_probe_read_ns.restype = ctypes.c_double
+    lib.memsys_child_report_install.argtypes = [ctypes.c_int]
+    lib.memsys_child_report_install.restype = ctypes.c_int
+    return lib
+
+
+def brk_helper_path() -> Path:
+    """The memsys-brk-helper executable."""
+    path = PACKAGE_DIR / "memsys-brk-helper"
+    if not os.access(path, os.X_OK):
+        raise NativeBuildMissing(f"the brk helper is not an executable at {path}: {_REBUILD_HINT}")
+    return path

@@ -1,0 +1,54 @@
+"""Build the C parts: the native probe library (loaded with ctypes) and the brk helper.
+
+The probe is built as an ``Extension`` so that ``pip install .`` compiles it with the
+machine's C compiler; it exports plain C functions and no Python module init, because
+ctypes (not the CPython API) calls it: errno and signal handling stay in C where they
+belong. The brk helper is an executable, linked by the same compiler after the
+extensions, because a process whose heap no allocator touches cannot be CPython.
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-fno-strict-aliasing"]
+
+
+class BuildNativeParts(build_ext):
+    """build_ext that also links ``memsys-brk-helper`` next to the probe library."""
+
+    def run(self) -> None:
+        super().run()
+        self._build_brk_helper()
+
+    def _build_brk_helper(self) -> None:
+        probe_path = self.get_ext_fullpath("pytest_memsyscalls._probe")
+        out_dir = os.path.dirname(probe_path)
+        objects = self.compiler.compile(
+            ["csrc/brk_helper.c", "csrc/probe.c"],
+            output_dir=self.build_temp,
+            extra_postargs=CFLAGS,
+        )
+        self.compiler.link_executable(objects, "memsys-brk-helper", output_dir=out_dir)
+
+    def get_outputs(self) -> list[str]:
+        helper = os.path.join(
+            os.path.dirname(self.get_ext_fullpath("pytest_memsyscalls._probe")), "memsys-brk-helper"
+        )
+        return [*super().get_outputs(), helper]
+
+
+setup(
+    ext_modules=[
+        Extension(
+            "pytest_memsyscalls._probe",
+            sources=["csrc/probe.c", "csrc/child_report.c"],
+            depends=["csrc/probe.h"],
+            extra_compile_args=CFLAGS,
+        )
+    ],
+    cmdclass={"build_ext": BuildNativeParts},
+)
