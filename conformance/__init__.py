@@ -1,0 +1,1 @@
+"""The conformance suite: one module per call family; every test names its semantic."""

@@ -1,0 +1,64 @@
+"""Assertions in gVisor's style: one call, one expected errno, a message that shows
+the call with its arguments, the errno expected by name, and what came back."""
+
+from __future__ import annotations
+
+import errno as errno_names
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .probe import Fault
+
+
+def errno_name(number: int) -> str:
+    return errno_names.errorcode.get(number, str(number))
+
+
+def _call_text(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    name = getattr(fn, "__name__", repr(fn))
+    shown = ", ".join(hex(a) if isinstance(a, int) and not isinstance(a, bool) and a > 4096 else repr(a)
+                      for a in args)
+    return f"{name}({shown})"
+
+
+def fails_with(expected: int, fn: Callable[..., Any], *args: Any) -> OSError:
+    """Call ``fn(*args)`` and assert it fails with errno ``expected``; returns the error."""
+    try:
+        result = fn(*args)
+    except OSError as error:
+        if error.errno != expected:
+            raise AssertionError(
+                f"{_call_text(fn, args)} should fail with {errno_name(expected)}; it failed with "
+                f"{errno_name(error.errno or 0)} ({os.strerror(error.errno or 0)})") from error
+        return error
+    raise AssertionError(f"{_call_text(fn, args)} should fail with {errno_name(expected)}; it succeeded"
+                         + ("" if result is None else f" and returned {_show(result)}"))
+
+
+def succeeds(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn(*args)`` and assert it does not fail; returns its result."""
+    try:
+        return fn(*args)
+    except OSError as error:
+        raise AssertionError(f"{_call_text(fn, args)} should succeed; it failed with "
+                             f"{errno_name(error.errno or 0)} ({os.strerror(error.errno or 0)})") from error
+
+
+def faults_with(observed: Fault | None | int, signo: int, code: int | None = None,
+                addr: int | None = None) -> Fault:
+    """Assert a probe result is the fault expected (signal, and si_code/si_addr when given)."""
+    expected = Fault(signo, code if code is not None else 0, addr if addr is not None else 0)
+    wanted = expected.signal_name + (f" ({expected.code_name})" if code is not None else "") + (
+        f" at {addr:#x}" if addr is not None else "")
+    if not isinstance(observed, Fault):
+        raise AssertionError(f"expected {wanted}; the access completed"
+                             + ("" if observed is None else f" (read {observed!r})"))
+    if (observed.signo != signo or (code is not None and observed.code != code)
+            or (addr is not None and observed.addr != addr)):
+        raise AssertionError(f"expected {wanted}; got {observed}")
+    return observed
+
+
+def _show(value: Any) -> str:
+    return hex(value) if isinstance(value, int) and value > 4096 else repr(value)

@@ -1,0 +1,513 @@
+"""Fault catching in forked children: ``run_in_child`` and ``expect_signal``.
+
+Fork around the risky code, not around whole tests: the child runs one function
+(or one ``with`` block), never touches pytest or Hypothesis machinery, and always
+ends in ``os._exit``. What it returns or raises crosses a pipe as a pickle; the
+signal that kills it is described by a C handler (csrc/child_report.c) that
+writes the siginfo to a second pipe and re-raises, so the parent knows both the
+true termination status and ``si_code``/``si_addr``. The parent waits with a
+deadline and, past it, kills the child's whole process group and reaps it; it
+kills the group after a normal exit too, so grandchildren never outlive the call.
+"""
+
+from __future__ import annotations
+
+import dis
+import math
+import os
+import pickle
+import resource
+import selectors
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import CodeType, FrameType, TracebackType
+from typing import Any
+
+from . import native
+from .probe import Fault
+
+DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 24 * 3600.0
+OUTPUT_LIMIT = 1 << 20  # bytes of stdout/stderr kept per child
+
+
+@dataclass(frozen=True)
+class ChildException:
+    """An exception raised in the child, as text (the object itself may not pickle)."""
+
+    type_name: str
+    message: str
+    traceback: str
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """How a child ended and what it left behind."""
+
+    pid: int
+    exit_status: int | None
+    signal: int | None
+    fault: Fault | None
+    value: Any = None
+    exception: ChildException | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    duration: float = 0.0
+    timed_out: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    exception_object: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def returned(self) -> bool:
+        """The function returned normally (its value is in ``value``)."""
+        return self.exit_status == 0 and self.exception is None and not self.timed_out
+
+    @property
+    def crashed(self) -> bool:
+        return self.signal is not None and not self.timed_out
+
+    def describe(self) -> str:
+        """One line: RETURNED …, RAISED …, EXITED …, CRASHED …, TIMED OUT …"""
+        if self.timed_out:
+            return f"TIMED OUT after {self.timeout:g} s (killed with its process group)"
+        if self.signal is not None:
+            name = _signal_name(self.signal)
+            if self.fault is not None and self.fault.signo == self.signal:
+                return (f"CRASHED with signal {self.signal} ({name}) at {self.fault.addr:#x} "
+                        f"({self.fault.code_name})")
+            return f"CRASHED with signal {self.signal} ({name})"
+        if self.exception is not None:
+            return f"RAISED {self.exception}"
+        if self.exit_status == 0:
+            return f"RETURNED {self.value!r}"
+        return f"EXITED with status {self.exit_status}"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def result(self) -> Any:
+        """The child's return value; re-raises its exception (or ChildFailed) otherwise."""
+        if self.returned:
+            return self.value
+        if self.exception_object is not None:
+            raise self.exception_object
+        raise ChildFailed(self)
+
+
+class ChildFailed(AssertionError):
+    """The child did not return normally; the message says how it ended."""
+
+    def __init__(self, outcome: ChildOutcome) -> None:
+        self.outcome = outcome
+        details = outcome.describe()
+        if outcome.exception is not None:
+            details += "\n" + outcome.exception.traceback
+        if outcome.stderr:
+            details += "\n--- child stderr ---\n" + outcome.stderr.decode(errors="replace")
+        super().__init__(details)
+
+
+def _signal_name(signo: int) -> str:
+    try:
+        return signal.Signals(signo).name
+    except ValueError:
+        return f"signal {signo}"
+
+
+def check_timeout(timeout: object, where: str = "timeout") -> float:
+    """A finite, positive number of seconds (at most a day); the error names ``where``."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{where} must be a number of seconds, got {type(timeout).__name__} {timeout!r}")
+    value = float(timeout)
+    if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT:
+        raise ValueError(f"{where} must be a finite number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout!r}")
+    return value
+
+
+# --- the fork itself -------------------------------------------------------------
+
+@dataclass
+class _Pipes:
+    result_r: int
+    result_w: int
+    report_r: int
+    report_w: int
+    out_r: int
+    out_w: int
+    err_r: int
+    err_w: int
+
+
+def _open_pipes() -> _Pipes:
+    fds: list[int] = []
+    try:
+        for _ in range(4):
+            fds.extend(os.pipe2(os.O_CLOEXEC))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return _Pipes(*fds)
+
+
+def _fork() -> tuple[int, _Pipes]:
+    """Fork with the pipes in place. Returns (0, pipes) in the child."""
+    native.library()  # load before forking: the child must not do file I/O to find it
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    pipes = _open_pipes()
+    try:
+        pid = os.fork()
+    except BaseException:
+        for fd in vars(pipes).values():
+            os.close(fd)
+        raise
+    if pid == 0:
+        _become_child(pipes)
+        return 0, pipes
+    for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
+        os.close(fd)
+    try:
+        os.setpgid(pid, pid)  # also done in the child: whichever runs first wins the race
+    except OSError:
+        pass
+    return pid, pipes
+
+
+def _become_child(pipes: _Pipes) -> None:
+    try:
+        os.setpgid(0, 0)
+        for fd in (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r):
+            os.close(fd)
+        os.dup2(pipes.out_w, 1)
+        os.dup2(pipes.err_w, 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))  # a crash is expected: no core files
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if native.library().memsys_child_report_install(pipes.report_w) != 0:
+            raise OSError("memsys_child_report_install failed")
+    except BaseException:
+        os._exit(112)
+
+
+def _send_result(pipes: _Pipes, payload: tuple[Any, ...]) -> None:
+    try:
+        data = pickle.dumps(payload)
+    except Exception:  # noqa: BLE001 - an unpicklable value is described instead
+        kind = payload[0]
+        data = pickle.dumps((kind, repr(payload[1])) if kind == "value" else payload[:2])
+    view = memoryview(data)
+    while view:
+        written = os.write(pipes.result_w, view)
+        view = view[written:]
+
+
+def _child_main(pipes: _Pipes, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    code = 0
+    try:
+        value = fn(*args, **kwargs)
+        _send_result(pipes, ("value", value))
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except BaseException as error:  # noqa: BLE001 - everything is reported to the parent
+        _send_exception(pipes, error)
+        code = 1
+    _exit_child(code)
+
+
+def _send_exception(pipes: _Pipes, error: BaseException) -> None:
+    described = ChildException(type(error).__name__, str(error), "".join(traceback.format_exception(error)))
+    try:
+        pickle.dumps(error)
+        _send_result(pipes, ("exception", described, error))
+    except Exception:  # noqa: BLE001
+        _send_result(pipes, ("exception", described, None))
+
+
+def _exit_child(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _collect(pid: int, pipes: _Pipes, timeout: float, started: float) -> ChildOutcome:
+    """Read the pipes and reap the child before the deadline; kill the group after it."""
+    deadline = started + timeout
+    buffers = {pipes.result_r: bytearray(), pipes.report_r: bytearray(),
+               pipes.out_r: bytearray(), pipes.err_r: bytearray()}
+    status: int | None = None
+    timed_out = False
+    selector = selectors.DefaultSelector()
+    try:
+        for fd in buffers:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            for key, _ in selector.select(min(remaining, 0.5)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fd)
+                elif key.fd in (pipes.out_r, pipes.err_r) and len(buffers[key.fd]) >= OUTPUT_LIMIT:
+                    continue
+                else:
+                    buffers[key.fd] += chunk
+            if status is None:
+                reaped, raw = os.waitpid(pid, os.WNOHANG)
+                if reaped:
+                    status = raw
+                    _drain(selector, buffers)
+                    break
+        while status is None and not timed_out:
+            reaped, raw = os.waitpid(pid, os.WNOHANG)
+            if reaped:
+                status = raw
+            elif time.monotonic() >= deadline:
+                timed_out = True
+            else:
+                time.sleep(0.001)
+    finally:
+        selector.close()
+        _kill_group(pid)
+        if status is None:
+            _, status = os.waitpid(pid, 0)
+        for fd in buffers:
+            os.close(fd)
+    return _outcome(pid, status, buffers, pipes, time.monotonic() - started, timed_out, timeout)
+
+
+def _drain(selector: selectors.BaseSelector, buffers: dict[int, bytearray]) -> None:
+    """After the child is reaped, take what is already in the pipes without waiting
+    for grandchildren that may still hold the write ends."""
+    for key, _ in selector.select(0):
+        try:
+            os.set_blocking(key.fd, False)
+            while True:
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    break
+                buffers[key.fd] += chunk[: max(0, OUTPUT_LIMIT - len(buffers[key.fd]))] or b""
+        except BlockingIOError:
+            pass
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _outcome(pid: int, status: int, buffers: dict[int, bytearray], pipes: _Pipes,
+             duration: float, timed_out: bool, timeout: float) -> ChildOutcome:
+    fault = _read_report(bytes(buffers[pipes.report_r]))
+    value: Any = None
+    exception: ChildException | None = None
+    exception_object: BaseException | None = None
+    if buffers[pipes.result_r]:
+        try:
+            payload = pickle.loads(bytes(buffers[pipes.result_r]))
+        except Exception as error:  # noqa: BLE001 - a truncated result is itself a finding
+            exception = ChildException("UnreadableResult", f"the child's result did not unpickle: {error}", "")
+        else:
+            if payload[0] == "value":
+                value = payload[1]
+            else:
+                exception = payload[1]
+                exception_object = payload[2] if len(payload) > 2 else None
+    return ChildOutcome(
+        pid=pid,
+        exit_status=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        fault=fault,
+        value=value,
+        exception=exception,
+        stdout=bytes(buffers[pipes.out_r]),
+        stderr=bytes(buffers[pipes.err_r]),
+        duration=duration,
+        timed_out=timed_out,
+        timeout=timeout,
+        exception_object=exception_object,
+    )
+
+
+def _read_report(data: bytes) -> Fault | None:
+    size = native.ctypes.sizeof(native.ChildReport)
+    if len(data) < size:
+        return None
+    report = native.ChildReport.from_buffer_copy(data[:size])
+    if report.magic != native.CHILD_REPORT_MAGIC:
+        return None
+    return Fault(report.signo, report.code, report.addr)
+
+
+# --- public API ------------------------------------------------------------------
+
+def run_in_child(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TIMEOUT,
+                 **kwargs: Any) -> ChildOutcome:
+    """Run ``fn(*args, **kwargs)`` in a forked child and describe how it ended.
+
+    Never raises for what the child did: a crash, an exception, an exit or a
+    timeout are all outcomes. Raises only for bad arguments or a failed fork.
+    """
+    if not callable(fn):
+        raise TypeError(f"run_in_child: fn must be callable, got {type(fn).__name__}")
+    limit = check_timeout(timeout, "run_in_child: timeout")
+    started = time.monotonic()
+    pid, pipes = _fork()
+    if pid == 0:
+        _child_main(pipes, fn, args, kwargs)
+    return _collect(pid, pipes, limit, started)
+
+
+class SignalExpectationFailed(AssertionError):
+    """The block in ``expect_signal`` did not end with the expected signal."""
+
+
+class _SkipBlock(Exception):
+    """Raised by the parent's trace function so the parent never runs the block."""
+
+
+# The one instruction between __enter__ returning and the block's first instruction.
+_BLOCK_PREAMBLE = {"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF", "POP_TOP"}
+
+
+class expect_signal:  # noqa: N801 - named like pytest.raises, which it imitates
+    """``with expect_signal(SIGSEGV, code=SEGV_ACCERR, addr=a): ...`` runs the block in
+    a forked child and asserts that the child died of that signal, with that si_code
+    and si_addr when given. The parent never executes the block: a trace function
+    makes its first instruction raise, and ``__exit__`` swallows that. After the
+    ``with`` statement, ``.outcome`` holds the child's ChildOutcome.
+    """
+
+    def __init__(self, signo: int, *, code: int | None = None, addr: int | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        if isinstance(signo, bool) or not isinstance(signo, int) or not 0 < signo < signal.NSIG:
+            raise ValueError(f"expect_signal: signo must be a signal number in 1..{signal.NSIG - 1}, got {signo!r}")
+        self.signo = signo
+        self.code = code
+        self.addr = addr
+        self.timeout = check_timeout(timeout, "expect_signal: timeout")
+        self.outcome: ChildOutcome | None = None
+        self._pipes: _Pipes | None = None
+        self._in_child = False
+        self._frame: FrameType | None = None
+        self._saved_trace: Any = None
+        self._saved_frame_trace: Any = None
+        self._saved_opcodes = False
+        self._preamble_at: int | None = None
+        self._block_done = False
+
+    def expectation(self) -> str:
+        text = _signal_name(self.signo)
+        if self.code is not None:
+            text += f" ({Fault(self.signo, self.code, 0).code_name})"
+        if self.addr is not None:
+            text += f" at {self.addr:#x}"
+        return text
+
+    def __enter__(self) -> expect_signal:
+        started = time.monotonic()
+        pid, pipes = _fork()
+        if pid == 0:
+            self._in_child = True
+            self._pipes = pipes
+            return self
+        self.outcome = _collect(pid, pipes, self.timeout, started)
+        frame = sys._getframe(1)
+        self._frame = frame
+        self._saved_trace = sys.gettrace()
+        self._saved_frame_trace = frame.f_trace
+        self._saved_opcodes = frame.f_trace_opcodes
+        sys.settrace(self._global_trace)
+        frame.f_trace = self._skip_block
+        frame.f_trace_opcodes = True
+        return self
+
+    def _global_trace(self, frame: FrameType, event: str, arg: Any) -> None:
+        return None
+
+    def _skip_block(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event not in ("opcode", "line") or self._block_done:
+            return self._skip_block
+        offset = frame.f_lasti
+        if self._preamble_at is None and dis.opname[frame.f_code.co_code[offset]] in _BLOCK_PREAMBLE:
+            self._preamble_at = offset
+        if offset == self._preamble_at:
+            return self._skip_block  # binding the `as` target (or popping it): not the block yet
+        self._block_done = True
+        if _inside_block(frame.f_code, offset):
+            raise _SkipBlock
+        return self._skip_block  # an empty block: nothing to skip
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if self._in_child:
+            assert self._pipes is not None
+            if exc is not None:
+                _send_exception(self._pipes, exc)
+                _exit_child(1)
+            _send_result(self._pipes, ("value", None))
+            _exit_child(0)
+        self._restore_tracing()
+        if exc_type is not None and not issubclass(exc_type, _SkipBlock):
+            return False
+        outcome = self.outcome
+        assert outcome is not None
+        if outcome.signal != self.signo:
+            raise SignalExpectationFailed(f"expected the block to die of {self.expectation()}; "
+                                          f"it {outcome.describe()}" + _stderr_tail(outcome))
+        fault = outcome.fault
+        if self.code is not None and (fault is None or fault.code != self.code):
+            raise SignalExpectationFailed(f"expected {self.expectation()}; the child {outcome.describe()}")
+        if self.addr is not None and (fault is None or fault.addr != self.addr):
+            raise SignalExpectationFailed(f"expected {self.expectation()}; the child {outcome.describe()}")
+        return True
+
+    def _restore_tracing(self) -> None:
+        sys.settrace(self._saved_trace)
+        if self._frame is not None:
+            self._frame.f_trace = self._saved_frame_trace
+            self._frame.f_trace_opcodes = self._saved_opcodes
+            self._frame = None
+
+
+def _inside_block(code: CodeType, offset: int) -> bool:
+    """Whether raising at offset reaches a with statement's __exit__: the exception
+    table entry covering it must lead to WITH_EXCEPT_START. An empty block has no
+    such instruction, and raising in the exit sequence would escape the statement."""
+    parse = getattr(dis, "_parse_exception_table", None)
+    if parse is None:  # Python 3.10 and older: a block stack, closed by POP_BLOCK
+        return dis.opname[code.co_code[offset]] != "POP_BLOCK"
+    raw = code.co_code
+    for entry in parse(code):
+        if entry.start <= offset < entry.end:
+            handler = [dis.opname[raw[i]] for i in range(entry.target, min(entry.target + 6, len(raw)), 2)]
+            return "WITH_EXCEPT_START" in handler
+    return False
+
+
+def _stderr_tail(outcome: ChildOutcome) -> str:
+    if outcome.exception is not None:
+        return "\n" + outcome.exception.traceback
+    if outcome.stderr:
+        return "\n--- child stderr ---\n" + outcome.stderr.decode(errors="replace")[-2000:]
+    return ""

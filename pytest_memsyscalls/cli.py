@@ -1,0 +1,134 @@
+"""``python -m pytest_memsyscalls`` (also the ``memsyscalls`` command).
+
+  run [PYTEST ARGS...]      the conformance suite against this machine
+  env [--json]              the environment fingerprint
+  semantics [--json|--markdown]  every semantic the suite checks, from its markers
+  diff OLD NEW              differences between two reports (non-zero when any)
+  matrix [...]              the suite in several environments, merged into one table
+  layout [PID] [--json]     the memory layout of a process, the way the seed draws it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+
+def conformance_dir() -> Path:
+    """The installed conformance suite (the repository's conformance/ directory)."""
+    from . import conformance
+
+    return Path(conformance.__file__).resolve().parent
+
+
+def suite_args(extra: Sequence[str]) -> list[str]:
+    """pytest arguments that run the shipped suite from anywhere, writing nothing into it."""
+    args = [str(conformance_dir()), "-p", "no:cacheprovider", f"--rootdir={conformance_dir()}"]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        args += ["-p", "pytest_memsyscalls.plugin"]
+    return [*args, *extra]
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    return int(pytest.main(suite_args(argv)))
+
+
+def cmd_env(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="memsyscalls env", description="the environment fingerprint")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    options = parser.parse_args(argv)
+    from .environment import detect
+
+    env = detect()
+    if options.json:
+        print(json.dumps(env.as_dict(), indent=2, sort_keys=True))
+    else:
+        print(env.describe())
+    return 0
+
+
+class _SemanticCollector:
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, object]] = {}
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        from .semantics import semantic_of
+
+        for item in items:
+            found = semantic_of(item)
+            if found is None:
+                continue
+            row = self.rows.setdefault(found.id, {**found.as_dict(), "tests": []})
+            tests = row["tests"]
+            assert isinstance(tests, list)
+            tests.append(item.nodeid)
+
+
+def collect_semantics(extra: Sequence[str] = ()) -> list[dict[str, object]]:
+    collector = _SemanticCollector()
+    status = pytest.main([*suite_args(extra), "--collect-only", "-q"], plugins=[collector])
+    if status not in (0, 5):
+        raise SystemExit(f"collecting the conformance suite failed (pytest exit status {int(status)})")
+    return [collector.rows[key] for key in sorted(collector.rows)]
+
+
+def cmd_semantics(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="memsyscalls semantics",
+                                     description="list the semantics the conformance suite checks")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true")
+    group.add_argument("--markdown", action="store_true")
+    options = parser.parse_args(argv)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        rows = collect_semantics()
+    if options.json:
+        print(json.dumps(rows, indent=2))
+    elif options.markdown:
+        print("| id | tier | statement | source |\n|---|---|---|---|")
+        for row in rows:
+            print(f"| `{row['id']}` | {row['tier']} | {row['statement']} | {row['source']} |")
+    else:
+        for row in rows:
+            print(f"{row['id']} [{row['tier']}] {row['statement']} ({row['source']})")
+        print(f"{len(rows)} semantics")
+    return 0
+
+
+def _lazy(module: str, function: str) -> Callable[[Sequence[str]], int]:
+    def run(argv: Sequence[str]) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(f"pytest_memsyscalls.{module}"), function)(argv))
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "run": cmd_run,
+    "env": cmd_env,
+    "semantics": cmd_semantics,
+    "diff": _lazy("report", "cmd_diff"),
+    "matrix": _lazy("matrix", "cmd_matrix"),
+    "layout": _lazy("layout", "cmd_layout"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args else 2
+    command = COMMANDS.get(args[0])
+    if command is None:
+        print(f"memsyscalls: unknown command {args[0]!r}\n{__doc__}", file=sys.stderr)
+        return 2
+    return command(args[1:])

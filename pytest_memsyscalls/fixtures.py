@@ -1,0 +1,214 @@
+"""The fixtures any project gets by installing pytest-memsyscalls.
+
+Each factory fixture records what it made and destroys it at teardown, in reverse
+order, whatever the test's outcome. The objects are also usable without pytest
+(``Mapping.create``, ``Arena``, ``ShmSegment``, ``PosixShm`` are context managers),
+which is the way to use them inside Hypothesis ``@given`` tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from . import constants as C
+from . import libc, probe, procfs, settings
+from .child import ChildOutcome, expect_signal as _expect_signal
+from .child import run_in_child as _run_in_child
+from .environment import Environment, format_bytes
+from .mapping import PAGE_SIZE, Arena, Mapping
+from .shm import PosixShm, ShmSegment
+
+RW = C.PROT_READ | C.PROT_WRITE
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class _Cleanup:
+    """Things to destroy at teardown, newest first; every one is attempted."""
+
+    def __init__(self) -> None:
+        self._actions: list[Callable[[], None]] = []
+
+    def add(self, action: Callable[[], None]) -> None:
+        self._actions.append(action)
+
+    def run(self) -> None:
+        errors: list[BaseException] = []
+        while self._actions:
+            try:
+                self._actions.pop()()
+            except Exception as error:  # noqa: BLE001 - collected and re-raised below
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def _memsys_cleanup() -> Iterator[_Cleanup]:
+    cleanup = _Cleanup()
+    yield cleanup
+    cleanup.run()
+
+
+@pytest.fixture(scope="session")
+def memsys_env(pytestconfig: pytest.Config) -> Environment:
+    """The environment fingerprint of this session (what the header shows)."""
+    from .plugin import get_environment
+
+    return get_environment(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def page_size() -> int:
+    """The system page size in bytes."""
+    return PAGE_SIZE
+
+
+@pytest.fixture
+def fault_probe() -> Any:
+    """The in-process fault probe module: ``fault_probe.read(addr)``, ``.write``, ``.execute``."""
+    return probe
+
+
+@pytest.fixture
+def mapped_pages(_memsys_cleanup: _Cleanup) -> Callable[..., Mapping]:
+    """Factory: ``mapped_pages(pages=1, prot=RW, flags=MAP_PRIVATE|MAP_ANONYMOUS, fd=-1,
+    offset=0, addr=0)`` -> Mapping, unmapped at teardown."""
+
+    def make(pages: int = 1, prot: int = RW, flags: int = C.MAP_PRIVATE | C.MAP_ANONYMOUS,
+             fd: int | None = None, offset: int = 0, addr: int | None = None) -> Mapping:
+        mapping = Mapping.create(pages, prot, flags, -1 if fd is None else fd, offset, addr or 0)
+        _memsys_cleanup.add(mapping.unmap)
+        return mapping
+
+    return make
+
+
+@pytest.fixture
+def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> Callable[..., Mapping]:
+    """Factory: ``mapped_file(content=b"", size=None, shared=True, prot=RW, pages=None)``:
+    a file in tmp_path of ``size`` bytes (default: the content's length, at least one
+    byte) mapped shared or private; the Mapping has ``.path``."""
+    counter = iter(range(1 << 30))
+
+    def make(content: bytes = b"", size: int | None = None, shared: bool = True, prot: int = RW,
+             pages: int | None = None, offset: int = 0) -> Mapping:
+        if not isinstance(content, (bytes, bytearray, memoryview)):
+            raise TypeError(f"mapped_file: content must be bytes, got {type(content).__name__}")
+        length = len(content) if size is None else libc._size("mapped_file", "size", size)
+        if length < len(content):
+            raise ValueError(f"mapped_file: size {length} is smaller than the content ({len(content)} bytes)")
+        path = tmp_path / f"mapped-{next(counter)}.bin"
+        open_flags = os.O_RDWR if prot & C.PROT_WRITE or not shared else os.O_RDONLY
+        with open(path, "wb") as handle:
+            handle.write(bytes(content))
+            handle.truncate(max(length, 1) if size is None else length)
+        fd = os.open(path, open_flags | os.O_CLOEXEC)
+        _memsys_cleanup.add(lambda: os.close(fd))
+        count = pages if pages is not None else max(1, -(-max(length, 1) // PAGE_SIZE))
+        flags = C.MAP_SHARED if shared else C.MAP_PRIVATE
+        mapping = Mapping.create(count, prot, flags, fd, offset)
+        mapping.path = path  # type: ignore[attr-defined]
+        _memsys_cleanup.add(mapping.unmap)
+        return mapping
+
+    return make
+
+
+@pytest.fixture
+def arena(_memsys_cleanup: _Cleanup) -> Arena:
+    """A 64-page PROT_NONE reservation; ``arena.map(page, pages, prot, flags)`` uses
+    MAP_FIXED inside it, ``arena.hole(page)`` unmaps. Released at teardown."""
+    reserved = Arena(64)
+    _memsys_cleanup.add(reserved.close)
+    return reserved
+
+
+def lockable_shortfall(env: Environment, length: int) -> str | None:
+    """Why ``length`` more bytes cannot be locked here, or None when they can."""
+    if "CAP_IPC_LOCK" in env.capabilities.effective:
+        return None
+    soft = env.rlimits.memlock.soft
+    if soft is None:
+        return None
+    locked_kb = procfs.status_kb(procfs.read_status(), "VmLck") or 0
+    if locked_kb * 1024 + length <= soft:
+        return None
+    if soft == 0:
+        return "limit:RLIMIT_MEMLOCK=0 (no CAP_IPC_LOCK: mlock is refused with EPERM)"
+    return (f"limit:RLIMIT_MEMLOCK={soft} ({format_bytes(soft)}; {locked_kb} kB already locked, "
+            f"{length} more bytes wanted, no CAP_IPC_LOCK)")
+
+
+@pytest.fixture
+def locked_region(mapped_pages: Callable[..., Mapping], memsys_env: Environment) -> Callable[..., Mapping]:
+    """Factory: ``locked_region(pages=1, onfault=False)`` -> a Mapping locked with mlock
+    (mlock2(MLOCK_ONFAULT) when onfault). Skips, naming the limit, where this process
+    cannot lock that much; unlocked and unmapped at teardown."""
+
+    def make(pages: int = 1, onfault: bool = False, prot: int = RW) -> Mapping:
+        mapping = mapped_pages(pages, prot)
+        reason = lockable_shortfall(memsys_env, mapping.length)
+        if reason:
+            pytest.skip(reason)
+        mapping.lock(C.MLOCK_ONFAULT if onfault else 0)
+        return mapping  # munmap at teardown removes the lock too
+
+    return make
+
+
+@pytest.fixture
+def shm_segment(_memsys_cleanup: _Cleanup) -> Callable[..., ShmSegment]:
+    """Factory: ``shm_segment(size=PAGE, key=IPC_PRIVATE | 'unique' | int, mode=0o600, flags=0)``
+    -> ShmSegment; every attachment detached and the segment removed at teardown."""
+
+    def make(size: int = PAGE_SIZE, key: int | str = C.IPC_PRIVATE, mode: int = 0o600,
+             flags: int = 0) -> ShmSegment:
+        segment = ShmSegment(size, key=key, mode=mode, flags=flags)
+        _memsys_cleanup.add(segment.close)
+        return segment
+
+    return make
+
+
+@pytest.fixture
+def posix_shm(_memsys_cleanup: _Cleanup) -> Callable[..., PosixShm]:
+    """Factory: ``posix_shm(size=PAGE, mode=0o600)`` -> PosixShm with an unpredictable
+    name, opened O_CREAT|O_EXCL; unlinked and closed at teardown."""
+
+    def make(size: int = PAGE_SIZE, mode: int = 0o600) -> PosixShm:
+        shared = PosixShm(size, mode=mode)
+        _memsys_cleanup.add(shared.close)
+        return shared
+
+    return make
+
+
+@pytest.fixture
+def run_in_child(pytestconfig: pytest.Config) -> Callable[..., ChildOutcome]:
+    """``run_in_child(fn, *args, timeout=--memsys-child-timeout, **kwargs)`` -> ChildOutcome."""
+    default = settings.get(pytestconfig).child_timeout
+
+    def run(fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> ChildOutcome:
+        return _run_in_child(fn, *args, timeout=default if timeout is None else timeout, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def expect_signal(pytestconfig: pytest.Config) -> Callable[..., _expect_signal]:
+    """``with expect_signal(SIGSEGV, code=SEGV_ACCERR, addr=a): ...`` runs the block in a child."""
+    default = settings.get(pytestconfig).child_timeout
+
+    def make(signo: int, *, code: int | None = None, addr: int | None = None,
+             timeout: float | None = None) -> _expect_signal:
+        return _expect_signal(signo, code=code, addr=addr, timeout=default if timeout is None else timeout)
+
+    return make
