@@ -12,7 +12,9 @@ kills the group after a normal exit too, so grandchildren never outlive the call
 
 from __future__ import annotations
 
+import ctypes
 import dis
+import itertools
 import math
 import os
 import pickle
@@ -22,6 +24,7 @@ import signal
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
@@ -33,6 +36,11 @@ from .probe import Fault
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 24 * 3600.0
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout/stderr kept per child
+
+#: (serial, pid) of the children forked here, newest last: the leak guard blames the
+#: SysV segments and /dev/shm names a child created on the test that forked it.
+forked_children: deque[tuple[int, int]] = deque(maxlen=4096)
+_fork_serial = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,7 @@ def _fork() -> tuple[int, _Pipes]:
     if pid == 0:
         _become_child(pipes)
         return 0, pipes
+    forked_children.append((next(_fork_serial), pid))
     for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
         os.close(fd)
     try:
@@ -350,7 +359,7 @@ def _outcome(pid: int, status: int, buffers: dict[int, bytearray], pipes: _Pipes
 
 
 def _read_report(data: bytes) -> Fault | None:
-    size = native.ctypes.sizeof(native.ChildReport)
+    size = ctypes.sizeof(native.ChildReport)
     if len(data) < size:
         return None
     report = native.ChildReport.from_buffer_copy(data[:size])

@@ -133,7 +133,7 @@ def arena(_memsys_cleanup: _Cleanup) -> Arena:
 
 def lockable_shortfall(env: Environment, length: int) -> str | None:
     """Why ``length`` more bytes cannot be locked here, or None when they can."""
-    if "CAP_IPC_LOCK" in env.capabilities.effective:
+    if env.capabilities.has("CAP_IPC_LOCK"):
         return None
     soft = env.rlimits.memlock.soft
     if soft is None:

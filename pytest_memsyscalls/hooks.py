@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pluggy
 import pytest
 
 if TYPE_CHECKING:
     from .environment import Environment, Sandbox
 
-hookspec = pytest.HookspecMarker("pytest")
+hookspec = pluggy.HookspecMarker("pytest")
 
 
 @hookspec(firstresult=True)

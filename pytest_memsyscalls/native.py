@@ -21,12 +21,6 @@ class NativeBuildMissing(RuntimeError):
     """The compiled part of the package is not where the installation put it."""
 
 
-class Fault(ctypes.Structure):
-    """memsys_fault from csrc/probe.h."""
-
-    _fields_ = [("signo", ctypes.c_int32), ("code", ctypes.c_int32), ("addr", ctypes.c_uint64)]
-
-
 class ChildReport(ctypes.Structure):
     """memsys_child_report from csrc/probe.h: what a dying child writes to its pipe."""
 
@@ -52,16 +46,10 @@ def _probe_library_path() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def library() -> ctypes.PyDLL:
-    """The probe library, loaded as a PyDLL so the GIL is held during a probe: one
-    probe at a time per process, since the handlers it installs are process-wide."""
+    """The probe's shared object through ctypes, for its plain C entry points (the
+    child fault reporter, the C-side benchmark); the probe itself is called through
+    the ``_probe`` module. A PyDLL keeps the GIL held, like the module does."""
     lib = ctypes.PyDLL(str(_probe_library_path()), use_errno=True)
-    fault_p = ctypes.POINTER(Fault)
-    lib.memsys_probe_read.argtypes = [ctypes.c_void_p, fault_p, ctypes.POINTER(ctypes.c_uint8)]
-    lib.memsys_probe_read.restype = ctypes.c_int
-    lib.memsys_probe_write.argtypes = [ctypes.c_void_p, ctypes.c_uint8, fault_p]
-    lib.memsys_probe_write.restype = ctypes.c_int
-    lib.memsys_probe_execute.argtypes = [ctypes.c_void_p, fault_p]
-    lib.memsys_probe_execute.restype = ctypes.c_int
     lib.memsys_bench_probe_read_ns.argtypes = [ctypes.c_void_p, ctypes.c_long]
     lib.memsys_bench_probe_read_ns.restype = ctypes.c_double
     lib.memsys_child_report_install.argtypes = [ctypes.c_int]

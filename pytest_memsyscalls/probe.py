@@ -14,17 +14,18 @@ and code. Pass ``foreign=True`` to probe memory another library mapped for you.
 
 from __future__ import annotations
 
-import ctypes
 import signal
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from . import libc, native, procfs
-from .constants import signal_code_name
+from . import _probe, libc, procfs
+from .constants import ARCH, signal_code_name
 
 
-@dataclass(frozen=True)
-class Fault:
-    """A fault as the kernel described it in siginfo."""
+class Fault(NamedTuple):
+    """A fault as the kernel described it in siginfo: signal, si_code, si_addr.
+
+    A NamedTuple rather than a dataclass because the probe builds one per fault and
+    its cost is the probe's cost."""
 
     signo: int
     code: int
@@ -52,10 +53,6 @@ class ProbeRefused(ValueError):
     """The probe would have written into or run memory the interpreter owns."""
 
 
-def _fault_or_none(faulted: int, fault: native.Fault) -> Fault | None:
-    return Fault(fault.signo, fault.code, fault.addr) if faulted else None
-
-
 def _check_foreign(call: str, addr: int, dangerous_perm: str) -> None:
     if libc.owned.contains(addr):
         return
@@ -71,33 +68,34 @@ def _check_foreign(call: str, addr: int, dangerous_perm: str) -> None:
         )
 
 
+def _target(call: str, addr: object) -> int:
+    if type(addr) is int and 0 <= addr <= 0xFFFF_FFFF_FFFF_FFFF:
+        return addr
+    return libc._address(call, "addr", addr)
+
+
 def read(addr: int) -> Fault | None:
     """Read one byte at addr; None if it was readable."""
-    fault, _ = read_value(addr)
-    return fault
+    result = _probe.read(_target("probe.read", addr))
+    return None if type(result) is int else Fault._make(result)
 
 
 def read_value(addr: int) -> tuple[Fault | None, int | None]:
     """Read one byte at addr: (None, byte) when readable, (Fault, None) when not."""
-    target = libc._address("probe.read", "addr", addr)
-    fault = native.Fault()
-    value = ctypes.c_uint8()
-    faulted = native.library().memsys_probe_read(target, ctypes.byref(fault), ctypes.byref(value))
-    result = _fault_or_none(faulted, fault)
-    return result, (None if result else value.value)
+    result = _probe.read(_target("probe.read", addr))
+    return (None, result) if type(result) is int else (Fault._make(result), None)
 
 
 def write(addr: int, value: int = 0, *, foreign: bool = False) -> Fault | None:
     """Write one byte at addr; None if it was writable (the byte is then stored)."""
-    target = libc._address("probe.write", "addr", addr)
+    target = _target("probe.write", addr)
     byte = libc._integer("probe.write", "value", value)
     if not 0 <= byte <= 0xFF:
         raise ValueError(f"probe.write: value must be a byte in [0, 255], got {byte}")
     if not foreign:
         _check_foreign("write", target, "w")
-    fault = native.Fault()
-    faulted = native.library().memsys_probe_write(target, byte, ctypes.byref(fault))
-    return _fault_or_none(faulted, fault)
+    result = _probe.write(target, byte)
+    return None if result is None else Fault._make(result)
 
 
 def execute(addr: int, *, foreign: bool = False) -> Fault | None:
@@ -106,13 +104,12 @@ def execute(addr: int, *, foreign: bool = False) -> Fault | None:
     Only point it at a page that is not executable, or that holds a return
     instruction (``RET_INSTRUCTION``): the probe runs whatever is there.
     """
-    target = libc._address("probe.execute", "addr", addr)
+    target = _target("probe.execute", addr)
     if not foreign:
         _check_foreign("execute", target, "x")
-    fault = native.Fault()
-    faulted = native.library().memsys_probe_execute(target, ctypes.byref(fault))
-    return _fault_or_none(faulted, fault)
+    result = _probe.execute(target)
+    return None if result is None else Fault._make(result)
 
 
 # The machine code of a bare return, for pages that the execute probe should run.
-RET_INSTRUCTION = {"x86_64": b"\xc3", "aarch64": b"\xc0\x03\x5f\xd6"}.get(libc.C.ARCH, b"\xc3")
+RET_INSTRUCTION = {"x86_64": b"\xc3", "aarch64": b"\xc0\x03\x5f\xd6"}.get(ARCH, b"\xc3")

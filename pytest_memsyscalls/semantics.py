@@ -92,7 +92,9 @@ def _check_need_name(need: str) -> None:
 
 
 def _has_cap(env: Environment, cap: str) -> bool:
-    return cap in env.capabilities.effective
+    """Effective against this system's resources: root in a user namespace has
+    CAP_IPC_LOCK in CapEff, yet mlock still enforces RLIMIT_MEMLOCK on it."""
+    return env.capabilities.has(cap)
 
 
 def _need_root(env: Environment, _: str) -> str | None:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set-up on a fresh Debian 12 with Python 3.11 and gcc: system packages, a virtual
+# environment in .venv, and pytest-memsyscalls built from this checkout into it.
+#
+#   ci/setup.sh          what the conformance suite needs
+#   ci/setup.sh --test   also the test tools and the sandboxes the plugin's tests use
+#
+# Needs root (or sudo) only for apt-get; skips apt-get when the packages are there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-}
+python=${PYTHON:-python3}
+packages=(gcc libc6-dev manpages-dev util-linux procps)
+if [ "$mode" = "--test" ]; then
+    packages+=(bubblewrap runsc)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "ci/setup.sh: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    if ! "$python" -m venv .venv 2>/dev/null; then
+        # Debian's own python3 keeps venv in a separate package.
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y -qq python3-venv >/dev/null
+        rm -rf .venv
+        "$python" -m venv .venv
+    fi
+fi
+extras=""
+[ "$mode" = "--test" ] && extras="[test,lint]"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q ".${extras}"

@@ -1,0 +1,170 @@
+"""The plugin as pytest sees it: header, options, markers, settings, requirements."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_header_shows_the_environment(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["memsyscalls: kernel * page *"])
+
+
+def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines([
+        "*memory-management syscall conformance*",
+        "*--memsys-leaks=*",
+        "*--memsys-child-timeout=SECONDS*",
+        "*--memsys-report=PATH*",
+        "*--memsys-baseline=PATH*",
+        "*--memsys-strict*",
+    ])
+
+
+def test_markers_are_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.memsys_semantic(semantic)*", "@pytest.mark.memsys_requires(*needs)*"])
+
+
+def test_marked_tests_run_clean_under_strict_markers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import semantic, requires
+
+        @semantic("demo.thing.works", "A thing works.", source="demo(2)")
+        @requires("arch:x86_64", "arch:aarch64")
+        def test_marked(): pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "-rs")
+    result.assert_outcomes(skipped=1)
+
+
+def test_unmet_need_skips_with_its_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import requires
+
+        @requires("cap:CAP_MADE_UP", "arch:sparc")
+        def test_needs(): pass
+        """
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*needs:CAP_MADE_UP; needs:arch=sparc*"])
+
+
+def test_callable_need_gets_the_environment(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import requires
+
+        @requires(lambda env: f"unsupported:page-size-{env.page_size}")
+        def test_needs(): pass
+        """
+    )
+    result = pytester.runpytest("-rs")
+    result.stdout.fnmatch_lines(["*unsupported:page-size-*"])
+
+
+def test_unknown_need_is_an_error_at_collection(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import requires
+
+        @requires("rooot")
+        def test_needs(): pass
+        """
+    )
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["*unknown need 'rooot'*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_semantic_id_must_be_dotted(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import semantic
+
+        @semantic("NotDotted", "x", source="y")
+        def test_x(): pass
+        """
+    )
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["*semantic id 'NotDotted' must be dotted*"])
+
+
+def test_semantic_is_a_junit_property(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import semantic
+
+        @semantic("demo.junit.property", "Shows in JUnit.", source="demo(2)", tier="posix")
+        def test_x(): pass
+        """
+    )
+    pytester.runpytest("--junitxml=out.xml")
+    xml = (pytester.path / "out.xml").read_text()
+    assert 'name="memsys_semantic" value="demo.junit.property"' in xml
+    assert 'name="memsys_tier" value="posix"' in xml
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "ini", "origin"),
+    [
+        (["--memsys-child-timeout=-3"], {}, "", "command line option --memsys-child-timeout"),
+        ([], {"MEMSYS_CHILD_TIMEOUT": "soon"}, "", "environment variable MEMSYS_CHILD_TIMEOUT"),
+        ([], {}, "memsys_child_timeout = inf", "ini setting memsys_child_timeout"),
+        ([], {}, "memsys_leaks = sometimes", "ini setting memsys_leaks"),
+    ],
+)
+def test_bad_setting_names_where_it_came_from(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                              args: list[str], env: dict[str, str], ini: str,
+                                              origin: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(*args)
+    result.stderr.fnmatch_lines([f"*invalid value * from {origin}*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_option_beats_environment_beats_ini(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeini("[pytest]\nmemsys_child_timeout = 3\n")
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import settings
+
+        def test_value(pytestconfig):
+            print("TIMEOUT", settings.get(pytestconfig).child_timeout)
+        """
+    )
+    assert "TIMEOUT 3.0" in pytester.runpytest("-s").stdout.str()
+    monkeypatch.setenv("MEMSYS_CHILD_TIMEOUT", "4")
+    assert "TIMEOUT 4.0" in pytester.runpytest("-s").stdout.str()
+    assert "TIMEOUT 5.0" in pytester.runpytest("-s", "--memsys-child-timeout=5").stdout.str()
+
+
+def test_sandbox_hook_overrides_detection(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import dataclasses
+        from pytest_memsyscalls.environment import detect_sandbox
+
+        def pytest_memsyscalls_sandbox(config):
+            return dataclasses.replace(detect_sandbox(), kind="acme-vm", details=["conftest says so"])
+        """
+    )
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import requires
+
+        @requires("sandbox:acme-vm")
+        def test_in_acme(memsys_env):
+            assert memsys_env.sandbox.kind == "acme-vm"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
