@@ -3,8 +3,9 @@
 The probe is built as an ``Extension`` so that ``pip install .`` compiles it with the
 machine's C compiler. It is a small Python module (the probe's hot path, where ctypes
 argument conversion would double the cost of a fault) that also exports plain C
-functions loaded with ctypes (the child fault reporter, the C-side benchmark). The brk helper is an executable, linked by the same compiler after the
-extensions, because a process whose heap no allocator touches cannot be CPython.
+functions loaded with ctypes (the child fault reporter, the C-side benchmark). The brk
+helper is an executable, linked by the same compiler after the extensions, because a
+process whose heap no allocator touches cannot be CPython.
 """
 
 from __future__ import annotations

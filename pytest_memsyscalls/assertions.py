@@ -45,7 +45,7 @@ def succeeds(fn: Callable[..., Any], *args: Any) -> Any:
                              f"{errno_name(error.errno or 0)} ({os.strerror(error.errno or 0)})") from error
 
 
-def faults_with(observed: Fault | None | int, signo: int, code: int | None = None,
+def faults_with(observed: Fault | int | None, signo: int, code: int | None = None,
                 addr: int | None = None) -> Fault:
     """Assert a probe result is the fault expected (signal, and si_code/si_addr when given)."""
     expected = Fault(signo, code if code is not None else 0, addr if addr is not None else 0)

@@ -22,9 +22,10 @@ import pytest
 
 def conformance_dir() -> Path:
     """The installed conformance suite (the repository's conformance/ directory)."""
-    from . import conformance
+    import importlib
 
-    return Path(conformance.__file__).resolve().parent
+    suite = importlib.import_module("pytest_memsyscalls.conformance")
+    return Path(str(suite.__file__)).resolve().parent
 
 
 def suite_args(extra: Sequence[str]) -> list[str]:

@@ -17,7 +17,8 @@ import pytest
 
 from . import constants as C
 from . import libc, probe, procfs, settings
-from .child import ChildOutcome, expect_signal as _expect_signal
+from .child import ChildOutcome
+from .child import expect_signal as _expect_signal
 from .child import run_in_child as _run_in_child
 from .environment import Environment, format_bytes
 from .mapping import PAGE_SIZE, Arena, Mapping

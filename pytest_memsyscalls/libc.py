@@ -170,8 +170,17 @@ _shmdt = _bind(_libc, "shmdt", _c.c_int, [_c.c_void_p])
 _shmctl = _bind(_libc, "shmctl", _c.c_int, [_c.c_int, _c.c_int, _c.c_void_p])
 _shm_open = _bind(_rt, "shm_open", _c.c_int, [_c.c_char_p, _c.c_int, _c.c_uint])
 _shm_unlink = _bind(_rt, "shm_unlink", _c.c_int, [_c.c_char_p])
-_mlock2 = getattr(_libc, "mlock2", None)
-if _mlock2 is not None:
+
+
+def _mlock2_syscall(addr: int, length: int, flags: int) -> int:
+    """mlock2 through syscall(2), for glibc older than 2.27 (no wrapper)."""
+    return int(_syscall(C.SYS_mlock2, addr, length, flags & 0xFFFFFFFF))
+
+
+_mlock2: Any = getattr(_libc, "mlock2", None)
+if _mlock2 is None:
+    _mlock2 = _mlock2_syscall
+else:
     _mlock2.restype = _c.c_int
     _mlock2.argtypes = [_c.c_void_p, _c.c_size_t, _c.c_uint]
 
@@ -285,15 +294,11 @@ def mlock(addr: int, length: int) -> None:
 
 
 def mlock2(addr: int, length: int, flags: int = 0) -> None:
-    """mlock2(2); through the raw syscall where glibc predates its wrapper (2.27)."""
+    """mlock2(2)."""
     call = "mlock2"
     args = (_address(call, "addr", addr), _size(call, "length", length), _int(call, "flags", flags))
     ctypes.set_errno(0)
-    if _mlock2 is not None:
-        result = _mlock2(*args)
-    else:
-        result = _syscall(C.SYS_mlock2, args[0], args[1], args[2] & 0xFFFFFFFF)
-    if result == -1:
+    if _mlock2(*args) == -1:
         raise _fail(call, args)
 
 

@@ -44,7 +44,7 @@ def _probe_library_path() -> Path:
     raise NativeBuildMissing(f"the fault probe library (_probe*.so) is not in {PACKAGE_DIR}: {_REBUILD_HINT}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def library() -> ctypes.PyDLL:
     """The probe's shared object through ctypes, for its plain C entry points (the
     child fault reporter, the C-side benchmark); the probe itself is called through

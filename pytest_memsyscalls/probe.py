@@ -77,13 +77,13 @@ def _target(call: str, addr: object) -> int:
 def read(addr: int) -> Fault | None:
     """Read one byte at addr; None if it was readable."""
     result = _probe.read(_target("probe.read", addr))
-    return None if type(result) is int else Fault._make(result)
+    return None if isinstance(result, int) else Fault._make(result)
 
 
 def read_value(addr: int) -> tuple[Fault | None, int | None]:
     """Read one byte at addr: (None, byte) when readable, (Fault, None) when not."""
     result = _probe.read(_target("probe.read", addr))
-    return (None, result) if type(result) is int else (Fault._make(result), None)
+    return (None, result) if isinstance(result, int) else (Fault._make(result), None)
 
 
 def write(addr: int, value: int = 0, *, foreign: bool = False) -> Fault | None:

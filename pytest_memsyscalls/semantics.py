@@ -51,7 +51,8 @@ def semantic(id: str, statement: str, *, source: str, tier: str = "linux") -> py
         raise ValueError(f"semantic {id}: tier must be one of {TIERS}, got {tier!r}")
     if not statement or not source:
         raise ValueError(f"semantic {id}: statement and source must not be empty")
-    return getattr(pytest.mark, SEMANTIC_MARK)(Semantic(id, statement, source, tier))
+    mark: pytest.MarkDecorator = getattr(pytest.mark, SEMANTIC_MARK)(Semantic(id, statement, source, tier))
+    return mark
 
 
 def semantic_of(item: pytest.Item) -> Semantic | None:
@@ -82,7 +83,8 @@ def requires(*needs: str | Need) -> pytest.MarkDecorator:
             _check_need_name(need)
         elif not callable(need):
             raise TypeError(f"requires: a need is a string or a callable, got {need!r}")
-    return getattr(pytest.mark, REQUIRES_MARK)(*needs)
+    mark: pytest.MarkDecorator = getattr(pytest.mark, REQUIRES_MARK)(*needs)
+    return mark
 
 
 def _check_need_name(need: str) -> None:

@@ -33,7 +33,8 @@ LEAKS = Setting("--memsys-leaks", "memsys_leaks", "MEMSYS_LEAKS",
                 "what to do when a test leaves SysV segments, /dev/shm names, locked memory or child "
                 "processes behind: fail (default), warn, off")
 CHILD_TIMEOUT = Setting("--memsys-child-timeout", "memsys_child_timeout", "MEMSYS_CHILD_TIMEOUT",
-                        f"seconds a forked child may run before its process group is killed (default {DEFAULT_TIMEOUT:g})")
+                        "seconds a forked child may run before its process group is killed "
+                        f"(default {DEFAULT_TIMEOUT:g})")
 REPORT = Setting("--memsys-report", "memsys_report", "MEMSYS_REPORT",
                  "write the JSON conformance report (environment + every semantic's outcome) to this path")
 BASELINE = Setting("--memsys-baseline", "memsys_baseline", "MEMSYS_BASELINE",

@@ -132,7 +132,7 @@ def test_execute_of_interpreter_code_is_refused() -> None:
 
 @pytest.mark.parametrize("bad", [-1, 1 << 64, "0x10", 1.0, None])
 def test_bad_addresses_raise_clear_python_errors(bad: object) -> None:
-    with pytest.raises((TypeError, ValueError), match="probe.read: addr"):
+    with pytest.raises((TypeError, ValueError), match=r"probe\.read: addr"):
         probe.read(bad)  # type: ignore[arg-type]
 
 
