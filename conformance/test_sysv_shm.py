@@ -23,7 +23,6 @@ from pytest_memsyscalls import constants as C
 from pytest_memsyscalls import fails_with, libc, procfs, requires, semantic, succeeds
 from pytest_memsyscalls.environment import Environment
 from pytest_memsyscalls.probe import Fault
-from pytest_memsyscalls.semantics import REQUIRES_MARK
 from pytest_memsyscalls.probe import write as probe_write
 from pytest_memsyscalls.shm import ShmSegment, stat_segment, unique_key
 
@@ -69,10 +68,7 @@ def _enter_private_ipc_namespace() -> None:
     """unshare a new IPC namespace; unprivileged, through a new user namespace whose root
     maps to our uid (so the namespace's own /proc/sys/kernel/shm* are writable there)."""
     uid, gid = os.geteuid(), os.getegid()
-    if "CAP_SYS_ADMIN" in _effective_caps() and uid == 0:
-        flags = CLONE_NEWIPC
-    else:
-        flags = CLONE_NEWUSER | CLONE_NEWIPC
+    flags = CLONE_NEWIPC if "CAP_SYS_ADMIN" in _effective_caps() and uid == 0 else CLONE_NEWUSER | CLONE_NEWIPC
     if _libc.unshare(flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), f"unshare({flags:#x})")
@@ -466,7 +462,7 @@ def test_ipc_rmid_deferred(shm_segment: Callable[..., ShmSegment]) -> None:
           "checked against SHM_STAT in sysv.shmctl.shm_stat_index_to_id)",
           source="shmctl(2) IPC_INFO, RETURN VALUE; proc(5)", tier="linux")
 def test_ipc_info(shm_segment: Callable[..., ShmSegment]) -> None:
-    segment = shm_segment()
+    shm_segment()
     info = libc.ShmInfoLimits()
     highest = libc.shmctl(0, C.IPC_INFO, info)
     assert (info.shmmax, info.shmmni, info.shmall, info.shmmin) == (
@@ -541,15 +537,8 @@ def test_shm_stat_any(shm_segment: Callable[..., ShmSegment], run_in_child: Call
     assert outcome.result() == (-errno.EACCES, segment.shmid)
 
 
-def _requires_callable(need: Callable[[Environment], str | None]) -> pytest.MarkDecorator:
-    """requires() with one callable need: pytest would take a lone callable argument as the
-    function to decorate (semantics.requires passes it positionally), so build the mark with
-    with_args until requires() does that itself."""
-    return getattr(pytest.mark, REQUIRES_MARK).with_args(need)
-
-
 def _shm_lock_expectation(env: Environment) -> str | None:
-    if "CAP_IPC_LOCK" in env.capabilities.effective:
+    if env.capabilities.has("CAP_IPC_LOCK"):
         return None
     soft = env.rlimits.memlock.soft
     if soft is not None and soft < PAGE:
@@ -561,7 +550,7 @@ def _shm_lock_expectation(env: Environment) -> str | None:
           "SHM_LOCK by a process with CAP_IPC_LOCK, or by the owner within RLIMIT_MEMLOCK, sets SHM_LOCKED "
           "in shm_perm.mode; SHM_UNLOCK clears it",
           source="shmctl(2) SHM_LOCK, SHM_UNLOCK", tier="linux")
-@_requires_callable(_shm_lock_expectation)
+@requires(_shm_lock_expectation)
 def test_shm_lock_and_unlock(shm_segment: Callable[..., ShmSegment]) -> None:
     segment = shm_segment()
     succeeds(libc.shmctl, segment.shmid, C.SHM_LOCK)

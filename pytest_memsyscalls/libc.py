@@ -83,6 +83,17 @@ class OwnedRanges:
         index = bisect.bisect_right(self._starts, addr) - 1
         return index >= 0 and addr < self._ends[index]
 
+    def covers(self, start: int, length: int) -> bool:
+        """Every byte of [start, start + length) is ours (adjacent ranges count)."""
+        end = start + max(length, 1)
+        index = bisect.bisect_right(self._starts, start) - 1
+        while index >= 0 and index < len(self._starts) and self._starts[index] <= start:
+            if self._ends[index] >= end:
+                return True
+            start = self._ends[index]
+            index += 1
+        return False
+
     def ranges(self) -> list[tuple[int, int]]:
         return list(zip(self._starts, self._ends))
 

@@ -64,7 +64,7 @@ class Mapping:
         length = pages_to_bytes("mapped_pages", pages)
         if addr and not flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
             pass  # a hint: the kernel may place it elsewhere
-        elif flags & C.MAP_FIXED and not libc.owned.contains(addr):
+        elif flags & C.MAP_FIXED and not libc.owned.covers(addr, length):
             raise ValueError(
                 f"mapped_pages: MAP_FIXED at {addr:#x} would replace memory this package does not own; "
                 "use the arena fixture for MAP_FIXED")
@@ -193,8 +193,7 @@ class Arena:
 
     ``map(page, pages, ...)`` places a mapping at a page of the arena with
     MAP_FIXED; ``hole(page, pages)`` unmaps pages, and a later ``map`` over a hole
-    uses MAP_FIXED_NOREPLACE so that it never replaces memory someone else put
-    there in the meantime.
+    first makes sure nobody else put memory there in the meantime.
     """
 
     def __init__(self, pages: int = 64) -> None:
@@ -241,20 +240,65 @@ class Arena:
         """mmap with MAP_FIXED at arena page ``page``."""
         indexes = self._indexes("arena.map", page, pages)
         if flags & C.MAP_FIXED_NOREPLACE:
-            raise ValueError("arena.map: MAP_FIXED_NOREPLACE is chosen by the arena itself over holes")
-        fixed = C.MAP_FIXED_NOREPLACE if self._holes.intersection(indexes) else C.MAP_FIXED
-        addr = libc.mmap(self.page(page), pages * PAGE_SIZE, prot, (flags & ~C.MAP_FIXED) | fixed, fd, offset)
-        if addr != self.page(page):  # kernels before 4.17 treat NOREPLACE as a hint
-            libc.munmap(addr, pages * PAGE_SIZE)
-            raise OSError(17, os.strerror(17), f"arena.map: page {page} is occupied by someone else")
+            raise ValueError("arena.map: the arena places mappings itself; drop MAP_FIXED_NOREPLACE")
+        start, length = self.page(page), pages * PAGE_SIZE
+        if self._holes.intersection(indexes):
+            self._check_holes_free(start, length)
+        addr = libc.mmap(start, length, prot, flags | C.MAP_FIXED, fd, offset)
         self._holes.difference_update(indexes)
-        return Mapping(addr, pages * PAGE_SIZE, prot, flags | C.MAP_FIXED, fd, offset, owner=self)
+        return Mapping(addr, length, prot, flags | C.MAP_FIXED, fd, offset, owner=self)
+
+    @staticmethod
+    def _check_holes_free(start: int, length: int) -> None:
+        """A hole we made may have been taken by someone else since (the interpreter maps
+        memory too): MAP_FIXED must not replace it. Asked of /proc/self/maps rather than
+        with MAP_FIXED_NOREPLACE, which kernels before 4.17 and gVisor treat as a hint."""
+        for entry in procfs.read_maps():
+            if entry.start < start + length and entry.end > start and not libc.owned.covers(entry.start, 1):
+                raise OSError(17, os.strerror(17),
+                              f"arena.map: {entry.start:#x}-{entry.end:#x} ({entry.path or 'anonymous'}) "
+                              "was mapped into an arena hole by someone else")
 
     def hole(self, page: int, pages: int = 1) -> None:
         """munmap arena pages, leaving a hole (tests of unmapped memory use it)."""
         indexes = self._indexes("arena.hole", page, pages)
         libc.munmap(self.page(page), pages * PAGE_SIZE)
         self._holes.update(indexes)
+
+    def refill(self, page: int, pages: int = 1) -> None:
+        """Put the PROT_NONE reservation back over the holes among these pages
+        (MAP_FIXED_NOREPLACE, so a foreign mapping in a hole fails with EEXIST instead
+        of being replaced); afterwards MAP_FIXED over the range is safe again."""
+        indexes = self._indexes("arena.refill", page, pages)
+        run: list[int] = []
+        for index in [*indexes, None]:
+            if index is not None and index in self._holes:
+                run.append(index)
+            elif run:
+                self.map(run[0], len(run), C.PROT_NONE, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
+                run = []
+
+    def remap(self, page: int, pages: int, new_pages: int, new_page: int | None = None) -> int:
+        """mremap arena pages and keep the arena's bookkeeping right.
+
+        Without ``new_page``: in place (flags 0), so it shrinks, or grows only into
+        arena holes (the kernel says ENOMEM when they are occupied). With ``new_page``:
+        MREMAP_MAYMOVE|MREMAP_FIXED to that arena page, after refilling holes in the
+        destination so the move replaces nothing but arena memory. Pages the call
+        gives up become holes. Returns what mremap returned."""
+        old = set(self._indexes("arena.remap", page, pages))
+        if new_page is None:
+            self._indexes("arena.remap", page, max(pages, new_pages))
+            result = libc.mremap(self.page(page), pages * PAGE_SIZE, new_pages * PAGE_SIZE, 0)
+            self._holes.difference_update(range(page, page + new_pages))
+            self._holes.update(range(page + new_pages, page + pages))
+            return result
+        new = set(self._indexes("arena.remap", new_page, new_pages))
+        self.refill(new_page, new_pages)
+        result = libc.mremap(self.page(page), pages * PAGE_SIZE, new_pages * PAGE_SIZE,
+                             C.MREMAP_MAYMOVE | C.MREMAP_FIXED, self.page(new_page))
+        self._holes.update(old - new)
+        return result
 
     def _release(self, addr: int, length: int) -> None:
         """Put PROT_NONE reservation back over pages a Mapping gave up."""

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Generator
 
 import pytest
 
-from . import environment, hooks, settings
+from . import environment, hooks, procfs, settings
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of, unmet_needs
 
 pytest_plugins = ["pytest_memsyscalls.fixtures", "pytest_memsyscalls.leaks", "pytest_memsyscalls.report"]
@@ -70,3 +72,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reasons = unmet_needs(tuple(needs), get_environment(item.config))
         if reasons:
             pytest.skip("; ".join(reasons))
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,16}")
+
+
+def maps_near(text: str, maps: list[procfs.MapsEntry]) -> list[str]:
+    """The /proc/self/maps lines at or next to every address a failure message names:
+    what the kernel's own selftests print when a memory check fails."""
+    addresses = {int(found, 16) for found in _ADDRESS.findall(text)}
+    return [str(entry) for entry in maps
+            if any(entry.start - 0x1000 <= addr < entry.end + 0x1000 for addr in addresses)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or semantic_of(item) is None:
+        return
+    try:
+        lines = maps_near(str(report.longrepr), procfs.read_maps())
+    except OSError:
+        return
+    if lines:
+        report.sections.append(("memsys: /proc/self/maps near the addresses above", "\n".join(lines)))

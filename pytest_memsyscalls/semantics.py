@@ -83,7 +83,8 @@ def requires(*needs: str | Need) -> pytest.MarkDecorator:
             _check_need_name(need)
         elif not callable(need):
             raise TypeError(f"requires: a need is a string or a callable, got {need!r}")
-    mark: pytest.MarkDecorator = getattr(pytest.mark, REQUIRES_MARK)(*needs)
+    # with_args: a lone callable passed to a mark would be taken for the decorated test.
+    mark: pytest.MarkDecorator = getattr(pytest.mark, REQUIRES_MARK).with_args(*needs)
     return mark
 
 

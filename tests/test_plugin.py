@@ -168,3 +168,19 @@ def test_sandbox_hook_overrides_detection(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_failure_shows_the_maps_lines_near_its_addresses(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_memsyscalls import semantic, libc, constants as C
+
+        @semantic("demo.maps.dump", "A failing semantic shows the VMA it was about.", source="demo(2)")
+        def test_fails():
+            addr = libc.mmap(0, 3 * 4096, C.PROT_READ, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
+            assert False, f"the page at {addr:#x} misbehaved"
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*memsys: /proc/self/maps near the addresses above*", "7*-7* r--p 00000000 00:00 0*"])
