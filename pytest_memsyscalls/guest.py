@@ -1,0 +1,160 @@
+"""Boot a kernel under QEMU with this machine's root filesystem, for the ``qemu:KERNEL`` target.
+
+Why: the kernel decides most of what a memory syscall does, and a distribution kernel
+under QEMU is the cheapest way to ask several kernels the same questions on one host.
+The guest shares the host root read-only over virtio-9p (so /usr/bin/python3 and the
+site directory are the host's own), gets tmpfs for /tmp, /run and /dev/shm, and writes
+the report, pytest's output and its exit status into one host directory exported
+read-write. A tiny initramfs (busybox and the 9p modules) mounts all that and
+``switch_root``s into it: with chroot instead, user namespaces fail inside the guest.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import os
+import shlex
+import stat
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# The modules a Debian kernel needs for a 9p root over virtio-pci; their
+# dependencies are read from each module's .modinfo.
+ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
+HOST_TAG = "hostroot"
+OUT_TAG = "memsysout"
+
+
+def _module_index(modules: Path) -> dict[str, Path]:
+    index: dict[str, Path] = {}
+    for path in modules.rglob("*.ko*"):
+        name = path.name.split(".ko")[0]
+        index[name] = path
+        index[name.replace("-", "_")] = path
+    return index
+
+
+def module_load_order(modules: Path, wanted: Sequence[str] = ROOT_MODULES) -> list[Path]:
+    """The module files to insmod, dependencies first; built-in modules are skipped."""
+    from .targets import read_modinfo_depends
+
+    index = _module_index(modules)
+    order: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        key = name.replace("-", "_")
+        if key in seen or key not in index:
+            return  # built in, or not needed by this kernel
+        seen.add(key)
+        for dep in read_modinfo_depends(index[key]):
+            visit(dep)
+        order.append(index[key])
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+def _module_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".zst"):
+        return subprocess.run(["zstd", "-dcq"], input=data, capture_output=True, check=True).stdout
+    return data
+
+
+class Cpio:
+    """A minimal newc cpio writer (what the kernel unpacks as initramfs)."""
+
+    def __init__(self) -> None:
+        self.out = io.BytesIO()
+        self.inode = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"") -> None:
+        encoded = name.encode() + b"\x00"
+        fields = [self.inode, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0]
+        self.inode += 1
+        header = b"070701" + b"".join(f"{value:08x}".encode() for value in fields)
+        self.out.write(header + encoded)
+        self.out.write(b"\x00" * (-(len(header) + len(encoded)) % 4))
+        self.out.write(data)
+        self.out.write(b"\x00" * (-len(data) % 4))
+
+    def directory(self, name: str) -> None:
+        self._entry(name, stat.S_IFDIR | 0o755)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, stat.S_IFREG | mode, data)
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        self.out.write(b"\x00" * (-self.out.tell() % 512))
+        return self.out.getvalue()
+
+
+def init_script(modules: Sequence[str], command: Sequence[str], env: Mapping[str, str], workdir: str,
+                status: str) -> str:
+    """The initramfs's /init: load 9p, mount the host root and the output share, switch_root."""
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    inner = (f"cd {shlex.quote(workdir)} && env -i {exports} {shlex.join(command)} > {shlex.quote(workdir)}/log.txt"
+             f" 2>&1; echo $? > {shlex.quote(status)}; sync; echo o > /proc/sysrq-trigger")
+    loads = "\n".join(f"insmod /modules/{name} || echo 'memsys-guest: insmod {name} failed'" for name in modules)
+    return f"""#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /newroot /bin /sbin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t devtmpfs devtmpfs /dev
+{loads}
+echo "memsys-guest: mounting the host root"
+mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose {HOST_TAG} /newroot || {{ echo "memsys-guest: no 9p root"; echo o > /proc/sysrq-trigger; }}
+for dir in /tmp /run /var/tmp /root; do mount -t tmpfs -o mode=1777 tmpfs /newroot$dir; done
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {OUT_TAG} /newroot{shlex.quote(workdir)}
+mount --move /proc /newroot/proc
+mount --move /dev /newroot/dev
+mount -t sysfs sysfs /newroot/sys
+mkdir -p /newroot/dev/shm /newroot/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
+mount -t devpts devpts /newroot/dev/pts
+echo "memsys-guest: running the suite"
+exec switch_root /newroot /bin/sh -c {shlex.quote(inner)}
+"""
+
+
+def build_initramfs(modules: Path, target: Path, command: Sequence[str], env: Mapping[str, str], workdir: str,
+                    status: str, busybox: str = "/bin/busybox") -> Path:
+    archive = Cpio()
+    for name in ("bin", "modules", "dev", "proc", "sys", "newroot"):
+        archive.directory(name)
+    archive.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
+    names = []
+    for path in module_load_order(modules):
+        name = path.name.split(".ko")[0] + ".ko"
+        archive.file(f"modules/{name}", _module_bytes(path))
+        names.append(name)
+    archive.file("init", init_script(names, command, env, workdir, status).encode(), 0o755)
+    target.write_bytes(archive.finish())
+    return target
+
+
+def qemu_command(kernel: Path, initrd: Path, workdir: str, accel: str = "tcg", memory_mb: int = 2048) -> list[str]:
+    """QEMU on machine q35 (microvm hung 3 boots in 9), serial console on stdout, no reboot."""
+    return [
+        "qemu-system-x86_64", "-machine", "q35", "-accel", accel, "-cpu", "max" if accel == "tcg" else "host",
+        "-m", str(memory_mb), "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none",
+        "-serial", "stdio", "-monitor", "none",
+        "-kernel", str(kernel), "-initrd", str(initrd),
+        "-append", "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
+        "-fsdev", f"local,id=hostroot,path=/,security_model=none,readonly{'=on' if _qemu_wants_on() else ''}",
+        "-device", f"virtio-9p-pci,fsdev=hostroot,mount_tag={HOST_TAG}",
+        "-fsdev", f"local,id=out,path={workdir},security_model=none",
+        "-device", f"virtio-9p-pci,fsdev=out,mount_tag={OUT_TAG}",
+    ]
+
+
+def _qemu_wants_on() -> bool:
+    """QEMU 7 accepts ``readonly=on``; older ones only a bare ``readonly``."""
+    return os.environ.get("MEMSYS_QEMU_READONLY_BARE") is None
