@@ -1,0 +1,383 @@
+"""mprotect(2): its ERRORS, what each protection lets a thread do, and what it does to VMAs.
+
+Every access is made by the fault probe, so an access the protection forbids is seen
+as the exact siginfo the kernel delivered (SIGSEGV, SEGV_ACCERR, the faulting address)
+instead of a crashed test. The expected outcome of each access is computed from the
+protection and from the facts of this machine that change it: the architecture (x86
+page tables cannot express write-only, so PROT_WRITE implies read), protection keys
+(with them Linux makes PROT_EXEC-only pages execute-only) and the READ_IMPLIES_EXEC
+personality. MAP_FIXED only ever happens inside the ``arena``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_memsyscalls import constants as C
+from pytest_memsyscalls import fails_with, libc, probe, procfs, requires, semantic
+from pytest_memsyscalls.mapping import Arena, Mapping
+from pytest_memsyscalls.probe import Fault
+
+PAGE = libc.PAGE_SIZE
+RW = C.PROT_READ | C.PROT_WRITE
+RET = probe.RET_INSTRUCTION
+READ_IMPLIES_EXEC = 0x0400000  # linux/personality.h
+PT_GNU_STACK = 0x6474E551
+UNKNOWN_PROT_BIT = 0x40  # no PROT_* flag on x86_64, aarch64, powerpc or any other architecture
+
+
+# --- facts of this machine that decide the expected outcome ----------------------------
+
+def _cpu_flags() -> frozenset[str]:
+    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo has none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def _has_gnu_stack(path: str) -> bool:
+    """Whether an ELF64 executable has a PT_GNU_STACK header (without one, Linux gives the
+    process the READ_IMPLIES_EXEC personality)."""
+    data = Path(path).read_bytes()
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    return any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == PT_GNU_STACK for i in range(phnum))
+
+
+def _read_implies_exec() -> bool:
+    """READ_IMPLIES_EXEC from personality(0xffffffff), which only queries; where that query is
+    refused (gVisor answers EINVAL) from the rule that sets it: no PT_GNU_STACK in the executable."""
+    libc_handle = ctypes.CDLL(None, use_errno=True)
+    libc_handle.personality.restype = ctypes.c_int
+    libc_handle.personality.argtypes = [ctypes.c_ulong]
+    persona = int(libc_handle.personality(0xFFFFFFFF))
+    if persona != -1:
+        return bool(persona & READ_IMPLIES_EXEC)
+    return not _has_gnu_stack(os.path.realpath(sys.executable))
+
+
+X86_64 = C.ARCH == "x86_64"
+# Linux x86 backs PROT_EXEC-only mappings with the execute-only protection key when the
+# CPU has protection keys and the OS enabled them (arch/x86/mm/pkeys.c).
+PKEY_EXEC_ONLY = X86_64 and {"pku", "ospke"} <= _cpu_flags()
+READ_EXEC = _read_implies_exec()
+
+
+def readable(prot: int) -> bool:
+    """Whether a read of a page with ``prot`` completes on this machine."""
+    if prot & C.PROT_READ:
+        return True
+    if X86_64 and prot & C.PROT_WRITE:
+        return True  # x86 page tables have no write-only encoding
+    if X86_64 and prot & C.PROT_EXEC:
+        return not PKEY_EXEC_ONLY
+    return False
+
+
+def executable(prot: int) -> bool:
+    return bool(prot & C.PROT_EXEC) or (READ_EXEC and bool(prot & C.PROT_READ))
+
+
+def _code_page(mapped_pages: Callable[..., Mapping], prot: int) -> Mapping:
+    """A page holding a return instruction, then given ``prot``."""
+    page = mapped_pages(1, RW)
+    page.buffer[: len(RET)] = RET
+    page.protect(prot)
+    return page
+
+
+def _accerr(addr: int) -> Fault:
+    return Fault(signal.SIGSEGV, C.SEGV_ACCERR, addr)
+
+
+# --- ERRORS ------------------------------------------------------------------------------
+
+@semantic("mprotect.errors.einval_unaligned_addr",
+          "mprotect fails with EINVAL when addr is not a multiple of the page size",
+          source="mprotect(2) ERRORS", tier="posix")
+def test_unaligned_addr_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+    region = mapped_pages(2)
+    fails_with(errno.EINVAL, libc.mprotect, region.addr + 1, PAGE, C.PROT_READ)
+
+
+@semantic("mprotect.errors.einval_unknown_prot_bits",
+          "mprotect fails with EINVAL when prot contains a bit that is not a PROT_* flag of the architecture",
+          source="mprotect(2) ERRORS (Invalid flags specified in prot)", tier="linux")
+def test_unknown_prot_bit_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+    region = mapped_pages(1)
+    fails_with(errno.EINVAL, libc.mprotect, region.addr, PAGE, C.PROT_READ | UNKNOWN_PROT_BIT)
+
+
+@semantic("mprotect.errors.einval_growsdown_and_growsup",
+          "mprotect fails with EINVAL when both PROT_GROWSDOWN and PROT_GROWSUP are given",
+          source="mprotect(2) ERRORS", tier="linux")
+def test_growsdown_with_growsup_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+    region = mapped_pages(1)
+    fails_with(errno.EINVAL, libc.mprotect, region.addr, PAGE,
+               C.PROT_READ | C.PROT_GROWSDOWN | C.PROT_GROWSUP)
+
+
+@semantic("mprotect.errors.enomem_unmapped_range",
+          "mprotect fails with ENOMEM when the range is not mapped at all",
+          source="mprotect(2) ERRORS", tier="posix")
+def test_unmapped_range_is_enomem(arena: Arena) -> None:
+    arena.hole(4, 2)
+    fails_with(errno.ENOMEM, libc.mprotect, arena.page(4), 2 * PAGE, C.PROT_READ)
+
+
+@semantic("mprotect.errors.enomem_range_with_hole",
+          "mprotect fails with ENOMEM when one or more pages of the range are not mapped",
+          source="mprotect(2) ERRORS", tier="posix")
+def test_range_with_a_hole_is_enomem(arena: Arena) -> None:
+    arena.map(8, 1)
+    arena.hole(9, 1)
+    arena.map(10, 1)
+    fails_with(errno.ENOMEM, libc.mprotect, arena.page(8), 3 * PAGE, C.PROT_READ)
+
+
+@semantic("mprotect.errors.eacces_write_on_shared_readonly_file",
+          "mprotect(PROT_WRITE) of a MAP_SHARED mapping of a file opened O_RDONLY fails with EACCES, "
+          "whatever the caller's privileges",
+          source="mprotect(2) ERRORS", tier="posix")
+def test_write_on_shared_mapping_of_readonly_file_is_eacces(mapped_file: Callable[..., Mapping]) -> None:
+    region = mapped_file(b"read-only", shared=True, prot=C.PROT_READ)  # the fixture opens it O_RDONLY
+    assert fcntl.fcntl(region.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY  # precondition
+    fails_with(errno.EACCES, libc.mprotect, region.addr, PAGE, C.PROT_READ | C.PROT_WRITE)
+
+
+def _writable_noexec_dir() -> str | None:
+    """A directory on a mount with the noexec option where this process may create files."""
+    try:
+        mounts = procfs.parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    except OSError:
+        return None
+    for mount in mounts:
+        options = set(mount.mount_options)
+        if "noexec" in options and "ro" not in options and os.access(mount.mount_point, os.W_OK | os.X_OK):
+            return mount.mount_point
+    return None
+
+
+def _noexec_need(env: object) -> str | None:
+    if _writable_noexec_dir() is not None:
+        return None
+    caps = getattr(env, "capabilities", None)
+    if caps is not None and "CAP_SYS_ADMIN" in caps.effective:
+        return None  # a child mounts a noexec tmpfs in a mount namespace of its own
+    return "needs:writable-noexec-mount (none in /proc/self/mountinfo) or CAP_SYS_ADMIN to mount one"
+
+
+def _mprotect_exec_on_noexec_file(directory: str | None) -> int:
+    """In a child: map a file of a noexec mount PROT_READ, ask for PROT_EXEC; the errno."""
+    if directory is None:
+        this = ctypes.CDLL(None, use_errno=True)
+        this.unshare.argtypes = [ctypes.c_int]
+        this.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        clone_newns, ms_rec, ms_private, ms_noexec = 0x00020000, 0x4000, 1 << 18, 8
+        if this.unshare(clone_newns) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        # Never let the mount propagate back to the parent's namespace (only shared mounts would;
+        # where none is shared, as in gVisor, there is nothing to make private).
+        shared = " shared:" in Path("/proc/self/mountinfo").read_text()
+        if shared and this.mount(None, b"/", None, ms_rec | ms_private, None) != 0:
+            raise OSError(ctypes.get_errno(), "mount(MS_REC|MS_PRIVATE)")
+        directory = "/mnt" if os.path.isdir("/mnt") else "/tmp"
+        if this.mount(b"memsys", directory.encode(), b"tmpfs", ms_noexec, b"size=64k,mode=0700") != 0:
+            raise OSError(ctypes.get_errno(), "mount tmpfs noexec")
+    path = os.path.join(directory, f"memsys-noexec-{os.getpid()}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.unlink(path)
+        os.ftruncate(fd, PAGE)
+        addr = libc.mmap(0, PAGE, C.PROT_READ, C.MAP_PRIVATE, fd, 0)
+        try:
+            libc.mprotect(addr, PAGE, C.PROT_READ | C.PROT_EXEC)
+        except OSError as error:
+            return error.errno or 0
+        return 0
+    finally:
+        os.close(fd)
+
+
+@semantic("mprotect.errors.eacces_exec_on_noexec_mount",
+          "mprotect(PROT_EXEC) of a mapping of a file on a noexec mount fails with EACCES (the mapping "
+          "never gets VM_MAYEXEC)",
+          source="mprotect(2) ERRORS (EACCES: the memory cannot be given the specified access)", tier="linux")
+@requires("path:/proc/self/mountinfo", _noexec_need)  # a lone callable would be taken as the test
+def test_exec_on_noexec_mount_file_is_eacces(run_in_child: Callable[..., object]) -> None:
+    outcome = run_in_child(_mprotect_exec_on_noexec_file, _writable_noexec_dir())
+    got = outcome.result()  # type: ignore[attr-defined]
+    assert got == errno.EACCES, f"mprotect(PROT_READ|PROT_EXEC) returned errno {errno.errorcode.get(got, got)}"
+
+
+# --- what each protection allows ----------------------------------------------------------
+
+PROTS = {
+    "none": C.PROT_NONE,
+    "read": C.PROT_READ,
+    "write": C.PROT_WRITE,
+    "read_write": RW,
+    "exec": C.PROT_EXEC,
+    "read_exec": C.PROT_READ | C.PROT_EXEC,
+    "write_exec": C.PROT_WRITE | C.PROT_EXEC,
+    "read_write_exec": RW | C.PROT_EXEC,
+}
+# Reads where the granted bit is not PROT_READ are their own semantics (below).
+_IMPLIED_READ = {"write", "write_exec", "exec"}
+MATRIX = [pytest.param(name, access, id=f"{name}-{access}")
+          for name in PROTS for access in ("read", "write", "execute")
+          if not (access == "read" and name in _IMPLIED_READ)
+          and name != "exec"]  # PROT_EXEC alone may allocate a protection key: child-only, below
+
+
+@semantic("mprotect.prot.access_follows_protection",
+          "After mprotect(prot), a read, write or instruction fetch that prot grants completes and one it "
+          "does not grant raises SIGSEGV with SEGV_ACCERR at the accessed address",
+          source="mprotect(2) DESCRIPTION; seed §3 (Protection Flags)", tier="posix")
+@pytest.mark.parametrize(("name", "access"), MATRIX)
+def test_protection_decides_access(mapped_pages: Callable[..., Mapping], name: str, access: str) -> None:
+    prot = PROTS[name]
+    page = _code_page(mapped_pages, prot)
+    if access == "read":
+        granted = readable(prot)
+        observed = probe.read(page.addr)
+    elif access == "write":
+        granted = bool(prot & C.PROT_WRITE)
+        observed = probe.write(page.addr, RET[0])  # rewrites the ret's first byte: the page stays runnable
+    else:
+        granted = executable(prot)
+        observed = probe.execute(page.addr)
+    assert observed == (None if granted else _accerr(page.addr)), (
+        f"{access} of a {C.prot_name(prot)} page: expected {'success' if granted else _accerr(page.addr)}, "
+        f"got {observed or 'success'}")
+
+
+@semantic("mprotect.prot.write_only_readable_x86_64",
+          "PROT_WRITE without PROT_READ may allow reads on x86_64 (its page tables cannot express "
+          "write-only), so a read of a PROT_WRITE or PROT_WRITE|PROT_EXEC page completes",
+          source="mmap(2) NOTES (on some architectures PROT_WRITE implies PROT_READ)", tier="linux")
+@requires("arch:x86_64")
+@pytest.mark.parametrize("name", ["write", "write_exec"])
+def test_write_only_page_is_readable_on_x86_64(mapped_pages: Callable[..., Mapping], name: str) -> None:
+    page = _code_page(mapped_pages, PROTS[name])
+    assert probe.read(page.addr) is None
+
+
+def _exec_only_accesses(addr: int) -> tuple[Fault | None, Fault | None, Fault | None]:
+    libc.mprotect(addr, PAGE, C.PROT_EXEC)
+    return probe.read(addr), probe.write(addr, RET[0]), probe.execute(addr)
+
+
+@semantic("mprotect.prot.exec_only_read_x86_64",
+          "A PROT_EXEC-only page runs code and refuses writes (SEGV_ACCERR); on x86_64 it is also readable, "
+          "except that where protection keys are enabled (cpu flags pku+ospke) Linux makes it execute-only: "
+          "reads and writes then raise SIGSEGV with SEGV_PKUERR at the address",
+          source="mmap(2) NOTES; pkeys(7) (execute-only memory)", tier="linux")
+@requires("arch:x86_64")
+def test_exec_only_page(mapped_pages: Callable[..., Mapping], run_in_child: Callable[..., object]) -> None:
+    page = _code_page(mapped_pages, RW)
+    # In a child: the execute-only protection key the kernel may allocate is per process.
+    read, write, execute = run_in_child(_exec_only_accesses, page.addr).result()  # type: ignore[attr-defined]
+    pkuerr = Fault(signal.SIGSEGV, C.SEGV_PKUERR, page.addr)
+    expected = (pkuerr, pkuerr, None) if PKEY_EXEC_ONLY else (None, _accerr(page.addr), None)
+    assert (read, write, execute) == expected
+
+
+# --- the seed's stages and example ----------------------------------------------------------
+
+@semantic("mprotect.seed.rw_to_read_keeps_data",
+          "After mprotect(PROT_READ) of a read-write buffer, the data written before can still be read "
+          "and a write raises SIGSEGV (SEGV_ACCERR at the address)",
+          source="seed §3 (Memory Protection Stages 1-2)", tier="posix")
+def test_seed_stage_read_only(mapped_pages: Callable[..., Mapping]) -> None:
+    buf = mapped_pages(1)
+    assert buf.write(0, ord("A")) is None
+    buf.protect(C.PROT_READ)
+    assert buf.read(0) == ord("A")
+    assert buf.write(0, ord("B")) == _accerr(buf.addr)
+    assert buf.read(0) == ord("A")
+
+
+@semantic("mprotect.seed.read_to_none_blocks_all",
+          "After mprotect(PROT_NONE) of a read-only buffer, both a read and a write raise SIGSEGV "
+          "(SEGV_ACCERR at the address)",
+          source="seed §3 (Memory Protection Stages 2-3)", tier="posix")
+def test_seed_stage_none(mapped_pages: Callable[..., Mapping]) -> None:
+    buf = mapped_pages(1)
+    buf.write(0, ord("A"))
+    buf.protect(C.PROT_READ)
+    buf.protect(C.PROT_NONE)
+    assert buf.read(0) == _accerr(buf.addr)
+    assert buf.write(0, ord("a")) == _accerr(buf.addr)
+
+
+@semantic("mprotect.seed.example_write_sigsegv",
+          "The seed's example: after strcpy into a read-write page and mprotect(PROT_READ), the string is "
+          "still readable and a plain store to memory[0] delivers SIGSEGV (SEGV_ACCERR at memory) to the "
+          "process; the seed's handler only turns that signal into _exit(0)",
+          source="seed §3 (Example)", tier="posix")
+def test_seed_example(mapped_pages: Callable[..., Mapping], expect_signal: Callable[..., object]) -> None:
+    memory = mapped_pages(1)
+    memory.buffer[:6] = b"Hello\0"
+    memory.protect(C.PROT_READ)
+    assert bytes(memory.buffer[:5]) == b"Hello"
+    with expect_signal(signal.SIGSEGV, code=C.SEGV_ACCERR, addr=memory.addr):  # type: ignore[attr-defined]
+        memory.buffer[0] = ord("h")
+
+
+# --- VMAs and lengths -----------------------------------------------------------------------
+
+def _vmas(start: int, end: int) -> list[tuple[int, int, str]]:
+    return [(e.start, e.end, e.perms) for e in procfs.read_maps() if e.start < end and e.end > start]
+
+
+@semantic("mprotect.vma.split_middle_page",
+          "mprotect of the middle page of a read-write mapping splits it into three mappings: read-write, "
+          "the new protection, read-write, as /proc/self/maps shows",
+          source="mprotect(2) ERRORS (ENOMEM: the three-mapping example); proc(5) /proc/PID/maps",
+          tier="linux")
+def test_middle_page_splits_vma(arena: Arena) -> None:
+    region = arena.map(1, 3)  # PROT_NONE arena pages on both sides: no merging with neighbours
+    region.protect(C.PROT_READ, PAGE, PAGE)
+    assert _vmas(region.addr, region.end) == [
+        (region.page(0), region.page(1), "rw-p"),
+        (region.page(1), region.page(2), "r--p"),
+        (region.page(2), region.end, "rw-p"),
+    ]
+
+
+@semantic("mprotect.vma.restore_merges",
+          "Giving the middle page its old protection back merges the three mappings into one again",
+          source="Linux mm/mprotect.c (vma_merge in mprotect_fixup)", tier="impl")
+def test_restoring_protection_merges_vmas(arena: Arena) -> None:
+    region = arena.map(1, 3)
+    region.protect(C.PROT_READ, PAGE, PAGE)
+    region.protect(RW, PAGE, PAGE)
+    assert _vmas(region.addr, region.end) == [(region.addr, region.end, "rw-p")]
+
+
+@semantic("mprotect.length.rounds_up_to_page",
+          "mprotect with a length of one byte changes the protection of the whole page containing it, "
+          "and only that page",
+          source="mprotect(2) DESCRIPTION (containing any part of the address range)", tier="posix")
+def test_partial_length_protects_whole_page(mapped_pages: Callable[..., Mapping]) -> None:
+    region = mapped_pages(2)
+    libc.mprotect(region.addr, 1, C.PROT_READ)
+    last_of_first = region.addr + PAGE - 1
+    assert probe.write(last_of_first, 1) == _accerr(last_of_first)
+    assert probe.write(region.page(1), 1) is None
