@@ -99,7 +99,12 @@ static int parse_number(const char *text, long long *value)
 {
     char *end;
     errno = 0;
-    *value = strtoll(text, &end, 0);
+    if (text[0] == '-') {
+        *value = strtoll(text, &end, 0);
+    } else {
+        /* addresses at or above 2^63 (the kernel half) are numbers too */
+        *value = (long long)strtoull(text, &end, 0);
+    }
     return errno == 0 && end != text && *end == '\0';
 }
 
