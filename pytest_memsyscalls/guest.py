@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 HOST_TAG = "hostroot"
 OUT_TAG = "memsysout"
+GUEST_OUT = "/run/memsys-out"  # where the host's output directory appears in the guest
 
 
 def _module_index(modules: Path) -> dict[str, Path]:
@@ -96,12 +97,14 @@ class Cpio:
         return self.out.getvalue()
 
 
-def init_script(modules: Sequence[str], command: Sequence[str], env: Mapping[str, str], workdir: str,
-                status: str) -> str:
-    """The initramfs's /init: load 9p, mount the host root and the output share, switch_root."""
+def init_script(modules: Sequence[str], command: Sequence[str], env: Mapping[str, str]) -> str:
+    """The initramfs's /init: load 9p, mount the host root and the output share, switch_root.
+
+    The suite runs as the new root's PID 1 child of sh; its output, report and exit
+    status land in GUEST_OUT (the host's output directory); then busybox powers off."""
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    inner = (f"cd {shlex.quote(workdir)} && env -i {exports} {shlex.join(command)} > {shlex.quote(workdir)}/log.txt"
-             f" 2>&1; echo $? > {shlex.quote(status)}; sync; echo o > /proc/sysrq-trigger")
+    inner = (f"cd {GUEST_OUT} && env -i {exports} {shlex.join(command)} > {GUEST_OUT}/log.txt"
+             f" 2>&1; echo $? > {GUEST_OUT}/status; sync; /bin/busybox poweroff -f")
     loads = "\n".join(f"insmod /modules/{name} || echo 'memsys-guest: insmod {name} failed'" for name in modules)
     return f"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /newroot /bin /sbin
@@ -112,7 +115,8 @@ mount -t devtmpfs devtmpfs /dev
 echo "memsys-guest: mounting the host root"
 mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose {HOST_TAG} /newroot || {{ echo "memsys-guest: no 9p root"; echo o > /proc/sysrq-trigger; }}
 for dir in /tmp /run /var/tmp /root; do mount -t tmpfs -o mode=1777 tmpfs /newroot$dir; done
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {OUT_TAG} /newroot{shlex.quote(workdir)}
+mkdir -p /newroot{GUEST_OUT}
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {OUT_TAG} /newroot{GUEST_OUT}
 mount --move /proc /newroot/proc
 mount --move /dev /newroot/dev
 mount -t sysfs sysfs /newroot/sys
@@ -124,8 +128,8 @@ exec switch_root /newroot /bin/sh -c {shlex.quote(inner)}
 """
 
 
-def build_initramfs(modules: Path, target: Path, command: Sequence[str], env: Mapping[str, str], workdir: str,
-                    status: str, busybox: str = "/bin/busybox") -> Path:
+def build_initramfs(modules: Path, target: Path, command: Sequence[str], env: Mapping[str, str],
+                    busybox: str = "/bin/busybox") -> Path:
     archive = Cpio()
     for name in ("bin", "modules", "dev", "proc", "sys", "newroot"):
         archive.directory(name)
@@ -135,7 +139,7 @@ def build_initramfs(modules: Path, target: Path, command: Sequence[str], env: Ma
         name = path.name.split(".ko")[0] + ".ko"
         archive.file(f"modules/{name}", _module_bytes(path))
         names.append(name)
-    archive.file("init", init_script(names, command, env, workdir, status).encode(), 0o755)
+    archive.file("init", init_script(names, command, env).encode(), 0o755)
     target.write_bytes(archive.finish())
     return target
 
@@ -148,7 +152,7 @@ def qemu_command(kernel: Path, initrd: Path, workdir: str, accel: str = "tcg", m
         "-serial", "stdio", "-monitor", "none",
         "-kernel", str(kernel), "-initrd", str(initrd),
         "-append", "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
-        "-fsdev", f"local,id=hostroot,path=/,security_model=none,readonly{'=on' if _qemu_wants_on() else ''}",
+        "-fsdev", f"local,id=hostroot,path=/,security_model=none,multidevs=remap,readonly{'=on' if _qemu_wants_on() else ''}",
         "-device", f"virtio-9p-pci,fsdev=hostroot,mount_tag={HOST_TAG}",
         "-fsdev", f"local,id=out,path={workdir},security_model=none",
         "-device", f"virtio-9p-pci,fsdev=out,mount_tag={OUT_TAG}",

@@ -262,7 +262,12 @@ def run_matrix(specs: Sequence[str], out_dir: Path, jobs: int, pytest_args: Sequ
         else:
             runnable.append(target)
     progress = Progress(stream)
-    run_dir = Path(tempfile.mkdtemp(prefix="memsys-matrix-", dir="/tmp"))
+    # Not under /tmp: a qemu guest mounts its own tmpfs there, and sees the host's run
+    # directory (the site) through its read-only 9p root.
+    runs = T.cache_dir() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    os.chmod(runs, 0o755)
+    run_dir = Path(tempfile.mkdtemp(prefix="matrix-", dir=runs))
     try:
         with progress:
             for spec, result in results.items():

@@ -32,9 +32,9 @@ DOCKER_CAPABILITIES = (
 # Refused with EPERM (Docker: not in the allowlist, or allowed only with a capability
 # the default set lacks). Names unknown on this architecture are ignored.
 DENIED_EPERM = (
-    # memory policy and cross-process memory (CAP_SYS_NICE / CAP_SYS_PTRACE in Docker)
+    # memory policy (CAP_SYS_NICE in Docker); ptrace and process_vm_* are allowed (kernel >= 4.8)
     "mbind", "set_mempolicy", "get_mempolicy", "move_pages", "migrate_pages", "userfaultfd",
-    "process_vm_readv", "process_vm_writev", "memfd_secret",
+    "memfd_secret",
     # keys
     "add_key", "keyctl", "request_key",
     # mounts, namespaces, swap
@@ -45,7 +45,7 @@ DENIED_EPERM = (
     "finit_module", "init_module", "get_kernel_syms", "query_module", "ioperm", "iopl", "kcmp",
     "kexec_file_load", "kexec_load", "lookup_dcookie", "name_to_handle_at", "open_by_handle_at",
     "nfsservctl", "perf_event_open", "quotactl", "reboot", "sysfs", "_sysctl", "uselib", "ustat",
-    "vm86", "vm86old", "ptrace", "fanotify_init", "lookup_dcookie", "vhangup",
+    "vm86", "vm86old", "fanotify_init", "vhangup",
 )
 # clone3 gets ENOSYS so that glibc falls back to clone, whose flags a filter can see.
 DENIED_ENOSYS = ("clone3",)

@@ -366,9 +366,10 @@ class Qemu(Target):
 
         report = workdir / "report.json"
         status = workdir / "status"
+        inside = Path(guest.GUEST_OUT)
         initrd = guest.build_initramfs(self.kernel_dir / "modules", workdir / "initramfs.cpio",
-                                       suite_command(SYSTEM_PYTHON, str(report), ctx), suite_env(ctx, workdir),
-                                       str(workdir), str(status))
+                                       suite_command(SYSTEM_PYTHON, str(inside / "report.json"), ctx),
+                                       suite_env(ctx, inside))
         argv = guest.qemu_command(self.kernel_image(), initrd, str(workdir), self.accel)
         env = dict(os.environ)
         return Invocation(argv, env, str(workdir), workdir, report, workdir / "log.txt", status_file=status,
