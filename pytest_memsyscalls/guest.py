@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import lzma
-import os
 import shlex
 import stat
 import subprocess
@@ -113,7 +112,9 @@ mount -t proc proc /proc
 mount -t devtmpfs devtmpfs /dev
 {loads}
 echo "memsys-guest: mounting the host root"
-mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose {HOST_TAG} /newroot || {{ echo "memsys-guest: no 9p root"; echo o > /proc/sysrq-trigger; }}
+if ! mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose {HOST_TAG} /newroot; then
+    echo "memsys-guest: cannot mount the 9p root"; poweroff -f
+fi
 for dir in /tmp /run /var/tmp /root; do mount -t tmpfs -o mode=1777 tmpfs /newroot$dir; done
 mkdir -p /newroot{GUEST_OUT}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {OUT_TAG} /newroot{GUEST_OUT}
@@ -152,13 +153,9 @@ def qemu_command(kernel: Path, initrd: Path, workdir: str, accel: str = "tcg", m
         "-serial", "stdio", "-monitor", "none",
         "-kernel", str(kernel), "-initrd", str(initrd),
         "-append", "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
-        "-fsdev", f"local,id=hostroot,path=/,security_model=none,multidevs=remap,readonly{'=on' if _qemu_wants_on() else ''}",
+        "-fsdev", "local,id=hostroot,path=/,security_model=none,multidevs=remap,readonly=on",
         "-device", f"virtio-9p-pci,fsdev=hostroot,mount_tag={HOST_TAG}",
         "-fsdev", f"local,id=out,path={workdir},security_model=none",
         "-device", f"virtio-9p-pci,fsdev=out,mount_tag={OUT_TAG}",
     ]
 
-
-def _qemu_wants_on() -> bool:
-    """QEMU 7 accepts ``readonly=on``; older ones only a bare ``readonly``."""
-    return os.environ.get("MEMSYS_QEMU_READONLY_BARE") is None

@@ -3,7 +3,7 @@
 Why: a semantic that holds natively may be refused to an unprivileged user, capped by
 RLIMIT_MEMLOCK, filtered by seccomp, or implemented differently by gVisor or another
 kernel. Running the same suite in each environment this machine can reproduce and
-merging the reports into one semantic × environment table shows, per semantic, where
+merging the reports into one semantic x environment table shows, per semantic, where
 the documented behaviour holds, where it differs (and how: documented versus
 observed, from the report's reason) and where it could not be checked (and why).
 
@@ -71,7 +71,7 @@ def build_site(run_dir: Path) -> str:
         tmp = deps.with_name(deps.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(tmp),
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp),
                                f"pytest=={pytest.__version__}", f"hypothesis=={hypothesis.__version__}"],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -80,14 +80,24 @@ def build_site(run_dir: Path) -> str:
         os.replace(tmp, deps)
     site = run_dir / "site"
     package = Path(__file__).resolve().parent
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
     shutil.copytree(package, site / "pytest_memsyscalls", ignore=ignore)
     target = site / "pytest_memsyscalls" / "conformance"
     if not target.exists():
         shutil.copytree(conformance_dir(), target, ignore=ignore)
-    for path in [run_dir, *site.rglob("*")]:
-        os.chmod(path, 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
-    return f"{site}:{deps}"
+    path = f"{site}:{deps}"
+    # Byte-compile, and let pytest write its assertion-rewritten test modules once: every
+    # target then reads them instead of compiling pytest, Hypothesis and the suite again
+    # (under qemu's TCG that is tens of seconds per guest). Python 3.11's .pyc format is
+    # shared by Debian's 3.11 and any other 3.11.
+    python = T.SYSTEM_PYTHON if os.access(T.SYSTEM_PYTHON, os.X_OK) else sys.executable
+    subprocess.run([python, "-m", "compileall", "-q", str(site), str(deps)], capture_output=True, check=False)
+    env = {"PATH": T.BASE_PATH, "PYTHONPATH": path, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "HOME": str(run_dir)}
+    subprocess.run([python, "-m", "pytest_memsyscalls", "run", "--collect-only", "-q"], env=env, cwd=run_dir,
+                   capture_output=True, check=False, timeout=300)
+    for found in [run_dir, *site.rglob("*")]:
+        os.chmod(found, 0o755 if found.is_dir() or os.access(found, os.X_OK) else 0o644)
+    return path
 
 
 def _safe(label: str) -> str:
@@ -194,13 +204,23 @@ def _tail(path: Path, lines: int = 6) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
 
-def run_target(target: T.Target, ctx: T.Context, run_dir: Path, progress: Progress) -> Result:
+def baseline_name(spec: str) -> str:
+    """The file a target's baseline lives in: ``qemu:6.1`` -> ``qemu-6.1.json``."""
+    return _safe(spec.replace(":", "-")) + ".json"
+
+
+def run_target(target: T.Target, ctx: T.Context, run_dir: Path, progress: Progress,
+               baselines: Path | None = None) -> Result:
     from .report import ReportError, load_report
 
     label = target.label
     workdir = run_dir / _safe(label)
     workdir.mkdir(mode=0o777)
     os.chmod(workdir, 0o777)  # uid 65534 writes its report here
+    if baselines is not None and (baselines / baseline_name(target.spec)).exists():
+        # A copy every target can read (the repository may not be readable by uid 65534).
+        shutil.copyfile(baselines / baseline_name(target.spec), workdir / T.BASELINE_NAME)
+        os.chmod(workdir / T.BASELINE_NAME, 0o644)
     start = time.monotonic()
     try:
         inv = target.invocation(ctx, workdir)
@@ -249,7 +269,7 @@ def check_targets(specs: Sequence[str]) -> list[tuple[T.Target, str | None]]:
 
 
 def run_matrix(specs: Sequence[str], out_dir: Path, jobs: int, pytest_args: Sequence[str],
-               stream: TextIO) -> tuple[list[Result], float]:
+               stream: TextIO, baselines: Path | None = None) -> tuple[list[Result], float]:
     """Run every available target (longest first, ``jobs`` at a time); copy reports and
     logs into out_dir. Returns the results in the order asked and the wall time."""
     start = time.monotonic()
@@ -270,7 +290,7 @@ def run_matrix(specs: Sequence[str], out_dir: Path, jobs: int, pytest_args: Sequ
     run_dir = Path(tempfile.mkdtemp(prefix="matrix-", dir=runs))
     try:
         with progress:
-            for spec, result in results.items():
+            for result in results.values():
                 progress.line(f"skip   {result.label}: unavailable: {result.reason}")
             if runnable:
                 progress.line("building the site directory for /usr/bin/python3")
@@ -290,7 +310,7 @@ def run_matrix(specs: Sequence[str], out_dir: Path, jobs: int, pytest_args: Sequ
                             return
                         target = queue.pop(0)
                     try:
-                        result = run_target(target, ctx, run_dir, progress)
+                        result = run_target(target, ctx, run_dir, progress, baselines)
                     except Exception as error:  # noqa: BLE001 - one target's crash must not end the matrix
                         result = Result(target.spec, target.label, "error", f"{type(error).__name__}: {error}")
                     with lock:
@@ -362,7 +382,7 @@ def differing_text(semantic: Mapping[str, Any]) -> str:
 
 
 def merge(results: Sequence[Result]) -> Table:
-    """The semantic × environment table; rows with differences first (most differing
+    """The semantic x environment table; rows with differences first (most differing
     columns first), then by id."""
     columns: list[Column] = []
     rows: dict[str, Row] = {}
@@ -570,6 +590,9 @@ def cmd_matrix(argv: Sequence[str]) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="targets run at once (default: cores)")
     parser.add_argument("--list", action="store_true", help="show the targets and whether each can run here")
     parser.add_argument("--merge", nargs="+", metavar="REPORT", help="only merge these reports into the tables")
+    parser.add_argument("--baselines", metavar="DIR",
+                        help="gate each target on DIR/<target>.json (qemu:6.1 -> qemu-6.1.json) with "
+                             "--memsys-baseline; exit 1 when any target's gate fails")
     options = parser.parse_args(args)
     specs = [s.strip() for s in options.targets.split(",") if s.strip()]
     out_dir = Path(options.out)
@@ -588,9 +611,20 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         wall = None
         status = 0
     else:
-        results, wall = run_matrix(specs, out_dir, options.jobs, pytest_args, sys.stdout)
+        baselines = Path(options.baselines) if options.baselines else None
+        results, wall = run_matrix(specs, out_dir, options.jobs, pytest_args, sys.stdout, baselines)
         table = merge(results)
         status = 1 if any(r.status == "error" for r in results) else 0
+        if baselines is not None:
+            for result in results:
+                if not (baselines / baseline_name(result.spec)).exists():
+                    continue
+                if result.status != "ok" or result.exit_code != 0:
+                    why = result.reason or f"pytest exit {result.exit_code}; see {out_dir}/{_safe(result.label)}.log"
+                    print(f"baseline gate FAILED for {result.spec}: {why}")
+                    status = 1
+                else:
+                    print(f"baseline gate passed for {result.spec}")
     written = write_outputs(table, out_dir, wall)
     print()
     for column in table.columns:

@@ -56,7 +56,7 @@ SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_CMP_MASKED_EQ = 7
 
 
-def SCMP_ACT_ERRNO(value: int) -> int:  # noqa: N802 - libseccomp's macro name
+def SCMP_ACT_ERRNO(value: int) -> int:
     return 0x00050000 | (value & 0xFFFF)
 
 

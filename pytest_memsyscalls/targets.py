@@ -93,9 +93,17 @@ def _need_system_python() -> None:
         raise Unavailable(f"{SYSTEM_PYTHON} is not Python 3.11 (the compiled probe is cp311): Debian 12's python3")
 
 
-def suite_command(python: str, report: str, ctx: Context) -> list[str]:
-    return [python, "-m", "pytest_memsyscalls", "run", "-q", "-p", "no:randomly",
-            f"--memsys-report={report}", *ctx.pytest_args]
+BASELINE_NAME = "baseline.json"  # copied into the target's workdir when the matrix gates on baselines
+
+
+def suite_command(python: str, report: str, ctx: Context, workdir: Path | None = None,
+                  seen_as: str | None = None) -> list[str]:
+    """The suite's command line; gated on workdir/baseline.json when it exists (``seen_as``:
+    the workdir's path inside the target, when it differs)."""
+    command = [python, "-m", "pytest_memsyscalls", "run", "-q", "-p", "no:randomly", f"--memsys-report={report}"]
+    if workdir is not None and (workdir / BASELINE_NAME).exists():
+        command.append(f"--memsys-baseline={seen_as or workdir}/{BASELINE_NAME}")
+    return [*command, *ctx.pytest_args]
 
 
 def suite_env(ctx: Context, workdir: Path) -> dict[str, str]:
@@ -140,7 +148,7 @@ class Target:
     def _plain(self, ctx: Context, workdir: Path, prefix: Sequence[str], python: str = SYSTEM_PYTHON,
                env: dict[str, str] | None = None) -> Invocation:
         report = workdir / "report.json"
-        return Invocation([*prefix, *suite_command(python, str(report), ctx)], env or suite_env(ctx, workdir),
+        return Invocation([*prefix, *suite_command(python, str(report), ctx, workdir)], env or suite_env(ctx, workdir),
                           str(workdir), workdir, report, workdir / "log.txt")
 
 
@@ -272,7 +280,7 @@ class Gvisor(Target):
         # runsc breaks inherited pipes and its root is a throw-away overlay: the suite
         # writes its report inside the sandbox and cats it to stdout, a host file.
         inner_report = "/tmp/memsys-report.json"
-        command = shlex.join(suite_command(SYSTEM_PYTHON, inner_report, ctx))
+        command = shlex.join(suite_command(SYSTEM_PYTHON, inner_report, ctx, workdir))
         script = f"cd /tmp && {command} >&2; status=$?; cat {inner_report}; exit $status"
         argv = [self.runsc, "--rootless", "--network=none", "do", "/bin/sh", "-c", script]
         report = workdir / "report.json"
@@ -313,7 +321,7 @@ class Podman(Target):
         for name, value in env.items():
             if name != "PATH":
                 podman += ["-e", f"{name}={value}"]
-        podman += ["--rootfs", str(self.rootfs), *suite_command(SYSTEM_PYTHON, str(report), ctx)]
+        podman += ["--rootfs", str(self.rootfs), *suite_command(SYSTEM_PYTHON, str(report), ctx, workdir)]
         # crun 1.8 rejects a mixed cgroup v1/v2 host: hide the v2 mount in a private namespace.
         script = ("umount /sys/fs/cgroup/unified 2>/dev/null || true; exec " + shlex.join(podman))
         argv = [_need_tool("unshare", "util-linux"), "--mount", "--propagation", "private", "/bin/sh", "-c", script]
@@ -356,7 +364,8 @@ class Qemu(Target):
             raise Unavailable("/bin/busybox for the initramfs (apt-get install busybox-static)")
         self.kernel_image()
         if not (self.kernel_dir / "modules").is_dir():
-            raise Unavailable(f"the kernel's modules in {self.kernel_dir}/modules (ci/prepare.sh qemu:{self.kernel_name})")
+            raise Unavailable(f"the kernel's modules in {self.kernel_dir}/modules "
+                              f"(ci/prepare.sh qemu:{self.kernel_name})")
 
     def weight(self) -> float:
         return 240.0
@@ -367,8 +376,8 @@ class Qemu(Target):
         report = workdir / "report.json"
         status = workdir / "status"
         inside = Path(guest.GUEST_OUT)
-        initrd = guest.build_initramfs(self.kernel_dir / "modules", workdir / "initramfs.cpio",
-                                       suite_command(SYSTEM_PYTHON, str(inside / "report.json"), ctx),
+        command = suite_command(SYSTEM_PYTHON, str(inside / "report.json"), ctx, workdir, str(inside))
+        initrd = guest.build_initramfs(self.kernel_dir / "modules", workdir / "initramfs.cpio", command,
                                        suite_env(ctx, inside))
         argv = guest.qemu_command(self.kernel_image(), initrd, str(workdir), self.accel)
         env = dict(os.environ)

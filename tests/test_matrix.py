@@ -1,0 +1,201 @@
+"""The matrix's merge and table logic on small hand-made reports, and ``matrix --list``."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_memsyscalls import guest, matrix, seccomp_profile, targets
+from pytest_memsyscalls.matrix import Result
+
+
+def semantic(sid: str, outcome: str, reason: str | None = None, expected: str | None = None,
+             observed: str | None = None) -> dict[str, Any]:
+    return {"id": sid, "statement": f"statement of {sid}", "source": "mmap(2)", "tier": "linux",
+            "outcome": outcome, "reason": reason, "expected": expected, "observed": observed,
+            "nodeids": [f"t.py::{sid}"], "tests": []}
+
+
+def report(*rows: dict[str, Any], **env: Any) -> dict[str, Any]:
+    return {"schema": "pytest-memsyscalls/report/v1", "environment": env,
+            "summary": {"semantics": len(rows)}, "semantics": list(rows)}
+
+
+NATIVE = report(semantic("a.one", "passed"), semantic("b.two", "passed"),
+                semantic("c.three", "skipped", "needs:CAP_IPC_LOCK"),
+                kernel={"release": "6.1.0"}, identity={"euid": 0}, rlimits={"memlock": {"soft": 8 << 20}},
+                capabilities={"effective": ["CAP_IPC_LOCK"]}, sandbox={"kind": "none"})
+GVISOR = report(semantic("a.one", "passed"),
+                semantic("b.two", "failed", "madvise(...) should fail with EINVAL; it succeeded",
+                         expected="madvise(...) should fail with EINVAL", observed="succeeded"),
+                semantic("d.four", "failed", "assert 'dd' in {'rd'}"),
+                kernel={"release": "4.4.0"}, rlimits={"memlock": {"soft": 65536}}, sandbox={"kind": "gvisor"})
+
+
+def table() -> matrix.Table:
+    return matrix.merge([Result("native", "native", "ok", report=NATIVE, exit_code=0, elapsed=1.0),
+                         Result("gvisor", "gvisor", "ok", report=GVISOR, exit_code=1, elapsed=2.0),
+                         Result("qemu:9.9", "qemu-9.9", "unavailable", "kernel 9.9 (ci/prepare.sh qemu:9.9)")])
+
+
+def test_differing_rows_come_first_most_differing_first() -> None:
+    rows = table().rows
+    assert [r.id for r in rows] == ["b.two", "d.four", "a.one", "c.three"]
+    assert rows[0].differs_in == ["gvisor"]
+
+
+def test_differing_cell_says_documented_versus_observed() -> None:
+    cell = table().rows[0].cells["gvisor"]
+    assert cell.state == "differs"
+    assert cell.text == "documented: madvise(...) should fail with EINVAL; observed: succeeded"
+
+
+def test_differing_cell_without_expected_falls_back_to_the_reason() -> None:
+    assert table().rows[1].cells["gvisor"].text == "assert 'dd' in {'rd'}"
+
+
+def test_skip_keeps_its_reason_and_missing_semantic_is_absent() -> None:
+    rows = {r.id: r for r in table().rows}
+    assert rows["c.three"].cells["native"].state == "skipped"
+    assert rows["c.three"].cells["native"].text == "needs:CAP_IPC_LOCK"
+    assert rows["c.three"].cells["gvisor"].state == "absent"
+    assert rows["d.four"].cells["native"].state == "absent"
+
+
+def test_unavailable_column_marks_every_cell_with_what_to_install() -> None:
+    merged = table()
+    column = merged.columns[2]
+    assert column.status == "unavailable"
+    assert all(r.cells["qemu-9.9"].state == "unavailable" for r in merged.rows)
+    assert "ci/prepare.sh qemu:9.9" in merged.rows[0].cells["qemu-9.9"].text
+    assert matrix.column_summary(column) == "unavailable: kernel 9.9 (ci/prepare.sh qemu:9.9)"
+
+
+def test_counts_per_column() -> None:
+    native, gvisor, _ = table().columns
+    assert (native.counts["passed"], native.counts["skipped"], native.counts["absent"]) == (2, 1, 1)
+    assert (gvisor.counts["passed"], gvisor.counts["differs"], gvisor.counts["absent"]) == (1, 2, 1)
+
+
+def test_environment_facts() -> None:
+    assert matrix.environment_facts(NATIVE["environment"]) == (
+        "kernel 6.1.0, uid 0, 1 caps, memlock 8 MiB, sandbox none")
+    assert "memlock 64 KiB" in matrix.environment_facts(GVISOR["environment"])
+    assert matrix.environment_facts({}) == ""
+
+
+def test_markdown_lists_differences_with_their_cells() -> None:
+    text = matrix.render_markdown(table(), wall=12.0)
+    assert "Wall time: 12 s for 3 targets." in text
+    assert "### `b.two`" in text
+    assert "| gvisor | **differs** | documented: madvise(...) should fail with EINVAL; observed: succeeded |" in text
+    assert "| `b.two` | pass | **DIFFERS** | n/a |" in text
+    assert "- `c.three`: needs:CAP_IPC_LOCK — native" in text
+    assert text.index("`b.two`") < text.index("`a.one`")
+
+
+def test_markdown_escapes_pipes() -> None:
+    merged = matrix.merge([Result("x", "x", "ok", report=report(semantic("a.b", "failed", "x | y")))])
+    assert "x \\| y" in matrix.render_markdown(merged)
+
+
+def test_html_is_self_contained_and_escaped() -> None:
+    page = matrix.render_html(table())
+    assert "<script src" not in page and "<link" not in page
+    assert "assert &#x27;dd&#x27; in {&#x27;rd&#x27;}" in page
+    assert page.index("b.two") < page.index("a.one")
+    assert "class='differs'" in page
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    written = matrix.write_outputs(table(), tmp_path, 3.0)
+    assert [p.name for p in written] == ["matrix.md", "matrix.html", "matrix.json"]
+    data = json.loads((tmp_path / "matrix.json").read_text())
+    assert data["rows"][0]["cells"]["gvisor"]["state"] == "differs"
+    assert data["columns"][2]["status"] == "unavailable"
+
+
+def test_merge_command_on_report_files(tmp_path: Path) -> None:
+    (tmp_path / "native.json").write_text(json.dumps(NATIVE))
+    (tmp_path / "gvisor.json").write_text(json.dumps(GVISOR))
+    (tmp_path / "broken.json").write_text("{}")
+    out = tmp_path / "out"
+    status = matrix.cmd_matrix(["--merge", str(tmp_path / "native.json"), str(tmp_path / "gvisor.json"),
+                                str(tmp_path / "broken.json"), "--out", str(out)])
+    assert status == 0
+    data = json.loads((out / "matrix.json").read_text())
+    assert [c["label"] for c in data["columns"]] == ["native", "gvisor", "broken"]
+    assert data["columns"][2]["status"] == "error"
+
+
+def test_progress_lines_name_target_and_elapsed(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    with matrix.Progress(stream, tty=False) as progress:
+        progress.started("native", tmp_path / "log")
+        progress.finished(Result("native", "native", "ok", report=NATIVE, exit_code=0, elapsed=4.2))
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("start  native")
+    assert "finish native in 4.2s: " in lines[1]
+
+
+def test_log_progress_reads_pytest_percent(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_bytes(b"....  [ 23%]\n...... [ 47%]\n..")
+    assert matrix._log_progress(log) == "47%"
+    assert matrix._log_progress(tmp_path / "none") == "starting"
+
+
+def test_unknown_target_is_a_usage_error() -> None:
+    with pytest.raises(ValueError, match="unknown target"):
+        targets.make_target("vmware")
+
+
+def test_qemu_target_without_kernel_says_how_to_fetch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MEMSYS_CACHE", str(tmp_path))
+    target = targets.make_target("qemu:6.1")
+    with pytest.raises(targets.Unavailable, match=r"ci/prepare.sh qemu:6.1"):
+        target.kernel_image()
+
+
+def test_cpio_archive_is_newc_and_padded() -> None:
+    archive = guest.Cpio()
+    archive.directory("bin")
+    archive.file("init", b"#!/bin/sh\n", 0o755)
+    data = archive.finish()
+    assert data.startswith(b"070701")
+    assert b"TRAILER!!!" in data
+    assert len(data) % 512 == 0
+    assert b"init\x00" in data
+
+
+def test_modinfo_depends_is_read_from_the_module(tmp_path: Path) -> None:
+    module = tmp_path / "9p.ko"
+    module.write_bytes(b"\x7fELF....license=GPL\x00depends=9pnet,netfs\x00vermagic=6.1\x00")
+    assert targets.read_modinfo_depends(module) == ["9pnet", "netfs"]
+    (tmp_path / "9pnet.ko").write_bytes(b"depends=\x00")
+    (tmp_path / "netfs.ko").write_bytes(b"x")
+    order = [p.name for p in guest.module_load_order(tmp_path, ("9p",))]
+    assert order == ["9pnet.ko", "netfs.ko", "9p.ko"]
+
+
+def test_seccomp_rules_keep_the_memory_calls_allowed() -> None:
+    denied = {name for name, _, _ in seccomp_profile.rules()}
+    assert {"keyctl", "add_key", "mount", "swapon", "unshare", "mbind", "userfaultfd"} <= denied
+    assert not denied & {"mmap", "munmap", "mprotect", "mremap", "madvise", "mlock", "mlock2", "mlockall",
+                         "msync", "mincore", "shmget", "shmat", "shmctl", "brk", "ptrace"}
+
+
+def test_list_smoke() -> None:
+    done = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "matrix", "--list",
+                           "--targets", "native,qemu:/nonexistent/vmlinuz"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("native")
+    assert "unavailable:" in lines[2] and "qemu:/nonexistent/vmlinuz" in lines[2]
