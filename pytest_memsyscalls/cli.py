@@ -30,7 +30,8 @@ def conformance_dir() -> Path:
 
 def suite_args(extra: Sequence[str]) -> list[str]:
     """pytest arguments that run the shipped suite from anywhere, writing nothing into it."""
-    args = [str(conformance_dir()), "-p", "no:cacheprovider", f"--rootdir={conformance_dir()}"]
+    args = [str(conformance_dir()), "-p", "no:cacheprovider", f"--rootdir={conformance_dir()}",
+            "-rfEs"]  # every failure and skip with its reason in the summary: the point of the run
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         args += ["-p", "pytest_memsyscalls.plugin"]
     return [*args, *extra]

@@ -1,0 +1,69 @@
+"""The command line: `python -m pytest_memsyscalls ...`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def memsyscalls(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_memsyscalls", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_env_json_has_every_field() -> None:
+    result = memsyscalls("env", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    for key in ("kernel", "identity", "capabilities", "rlimits", "security", "sandbox", "namespaces", "ipc",
+                "dev_shm", "thp", "overcommit", "vm", "hugepages", "libc"):
+        assert key in data, key
+    assert {"memlock", "address_space", "data"} <= set(data["rlimits"])
+    assert {"ipc_lock", "ipc_owner", "sys_admin", "sys_resource"} <= set(data["capabilities"])
+
+
+def test_env_text_is_one_fact_per_line() -> None:
+    result = memsyscalls("env")
+    assert result.returncode == 0
+    assert any(line.startswith("RLIMIT_MEMLOCK:") for line in result.stdout.splitlines())
+
+
+def test_semantics_are_listed_from_the_markers() -> None:
+    result = memsyscalls("semantics", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    ids = [row["id"] for row in rows]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+    families = {semantic_id.split(".")[0] for semantic_id in ids}
+    assert {"mmap", "munmap", "msync", "mprotect", "mremap", "mincore", "brk", "sysv", "posix_shm", "mlock",
+            "madvise"} <= families
+    assert all(row["statement"] and row["source"] and row["tests"] for row in rows)
+
+
+def test_run_executes_the_shipped_suite_from_any_directory(tmp_path: Path) -> None:
+    result = memsyscalls("run", "-q", "-k", "mprotect and unaligned", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert " passed" in result.stdout
+    assert not (tmp_path / ".pytest_cache").exists()
+
+
+def test_run_passes_pytest_exit_status_through(tmp_path: Path) -> None:
+    result = memsyscalls("run", "-q", "-k", "no_test_has_this_name", cwd=tmp_path)
+    assert result.returncode == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.parametrize("args", [[], ["--help"]])
+def test_usage(args: list[str]) -> None:
+    result = memsyscalls(*args)
+    assert "run [PYTEST ARGS...]" in result.stdout
+    assert result.returncode == (0 if args else 2)
+
+
+def test_unknown_command_is_an_error() -> None:
+    result = memsyscalls("frobnicate")
+    assert result.returncode == 2
+    assert "unknown command 'frobnicate'" in result.stderr
