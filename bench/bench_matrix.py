@@ -56,12 +56,15 @@ def section(out: Path, jobs: int) -> str:
         "",
         *rows,
         "",
-        "Where the time goes: the four qemu guests run under TCG (KVM hangs on this machine), where the "
-        "suite is CPU-bound and ~8x slower than natively; they take most of the wall time and are started "
-        "first (longest first), two at a time, while the short targets fill the other core as the guests "
-        "finish. Booting the uncompressed kernel to the first Python output takes ~4-8 s of each guest's "
-        "time; the rest is pytest under emulation (collection of the suite alone is ~15 s there). Building "
-        "the site directory for /usr/bin/python3 costs <1 s once pytest and Hypothesis are cached.",
+        "Where the time goes: the four qemu guests run under TCG (KVM hangs on this machine; one vCPU each), "
+        "where the suite is CPU-bound and 10-20x slower than natively. They are ~85% of the summed target "
+        "time, so the matrix starts them first (longest first), two at a time, and the eight short "
+        "targets (each ~10-25 s) fill the cores once the guests are done. A guest's start-up column is "
+        "the kernel boot (~4 s to /init with the uncompressed kernel) plus Debian's python3 importing "
+        "pytest, Hypothesis and the plugin over the 9p root under emulation; the rest is the suite itself. "
+        "Before the first target starts the matrix spends ~4 s building the site directory for "
+        "/usr/bin/python3 (copying the package, byte-compiling it, letting pytest write its rewritten "
+        "test modules once); pytest and Hypothesis themselves are cached by version.",
     ]
     return "\n".join(lines)
 

@@ -373,12 +373,16 @@ class Table:
 
 
 def differing_text(semantic: Mapping[str, Any]) -> str:
-    """A failed semantic's cell: what the documentation predicts versus what was observed."""
+    """A failed semantic's cell: what the documentation predicts versus what was observed.
+
+    The report's expected/observed when its failure message named them; otherwise the
+    semantic's statement (what the documentation says) against the failure message."""
     expected, observed = semantic.get("expected"), semantic.get("observed")
-    reason = str(semantic.get("reason") or "").strip()
+    reason = str(semantic.get("reason") or "").strip() or "no reason recorded"
     if expected and observed:
         return f"documented: {expected}; observed: {observed}"
-    return reason or "differs (no reason recorded)"
+    statement = str(semantic.get("statement") or "").strip()
+    return f"documented: {statement}; observed: {reason}" if statement else f"observed: {reason}"
 
 
 def merge(results: Sequence[Result]) -> Table:
