@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _lean_inner_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytester restores sys.modules after each in-process run, so Hypothesis's plugin would
+    re-import (and assert-rewrite) Hypothesis every time: seconds per inner run."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest -p no:benchmark -p no:randomly")
+
+
 def test_header_shows_the_environment(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest()
