@@ -255,6 +255,20 @@ def run_target(target: T.Target, ctx: T.Context, run_dir: Path, progress: Progre
     return Result(target.spec, label, "ok", None, report, code, elapsed)
 
 
+def _stable_run_dir(runs: Path) -> Path:
+    """``runs/matrix-N`` with the lowest free N (mkdir is atomic): paths that end up in
+    failure messages (the site, the brk helper) are then the same from run to run, so a
+    baseline's reasons still match."""
+    for n in range(1000):
+        candidate = runs / f"matrix-{n}"
+        try:
+            candidate.mkdir(mode=0o755)
+        except FileExistsError:
+            continue
+        return candidate
+    return Path(tempfile.mkdtemp(prefix="matrix-", dir=runs))
+
+
 def check_targets(specs: Sequence[str]) -> list[tuple[T.Target, str | None]]:
     """Each target with None when it can run here, else what is missing."""
     out: list[tuple[T.Target, str | None]] = []
@@ -287,7 +301,7 @@ def run_matrix(specs: Sequence[str], out_dir: Path, jobs: int, pytest_args: Sequ
     runs = T.cache_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     os.chmod(runs, 0o755)
-    run_dir = Path(tempfile.mkdtemp(prefix="matrix-", dir=runs))
+    run_dir = _stable_run_dir(runs)
     try:
         with progress:
             for result in results.values():
