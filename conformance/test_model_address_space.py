@@ -22,17 +22,23 @@ import errno
 import os
 import signal
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
-                                 run_state_machine_as_test)
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from pytest_memsyscalls import constants as C
 from pytest_memsyscalls import libc, probe, procfs, semantic
 from pytest_memsyscalls.child import run_in_child
-from pytest_memsyscalls.hypothesis_profiles import machine_settings, register_profiles
+from pytest_memsyscalls.hypothesis_profiles import machine_settings
 from pytest_memsyscalls.mapping import Arena
 from pytest_memsyscalls.probe import Fault
 from pytest_memsyscalls.strategies import InvalidCall, invalid_calls, msync_flags, protections
@@ -80,7 +86,6 @@ def _probe_memfd_exec() -> bool:
         os.close(fd)
 
 
-register_profiles()  # until the plugin registers them itself (see hypothesis_profiles)
 EXEC_ONLY_READ_CODE, EXEC_ONLY_WRITE_CODE = _probe_exec_only()
 MEMFD_EXEC = _probe_memfd_exec()
 

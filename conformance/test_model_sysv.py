@@ -16,17 +16,22 @@ import signal
 from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule,
-                                 run_state_machine_as_test)
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from pytest_memsyscalls import constants as C
 from pytest_memsyscalls import libc, probe, semantic
 from pytest_memsyscalls.child import run_in_child
-from pytest_memsyscalls.hypothesis_profiles import machine_settings, register_profiles
+from pytest_memsyscalls.hypothesis_profiles import machine_settings
 from pytest_memsyscalls.probe import Fault
 from pytest_memsyscalls.shm import ShmSegment
-
-register_profiles()  # until the plugin registers them itself (see hypothesis_profiles)
 
 P = libc.PAGE_SIZE
 MAX_SEGMENTS = 3

@@ -11,7 +11,7 @@ random programs, still without a deadline.
 The state machines of this suite use ``ci`` when no profile was chosen on the
 command line, and the chosen profile otherwise (see :func:`machine_settings`).
 ``--hypothesis-profile=NAME`` is resolved in Hypothesis' own ``pytest_configure``, so
-the plugin must call :func:`register_profiles` before that (at import, or tryfirst).
+the plugin calls :func:`register_profiles` before that (a tryfirst pytest_configure).
 """
 
 from __future__ import annotations

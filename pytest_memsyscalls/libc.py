@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import ctypes.util
+import errno
 import operator
 import os
 from collections.abc import Sequence
@@ -233,6 +234,16 @@ def msync(addr: int, length: int, flags: int) -> None:
     ctypes.set_errno(0)
     if _msync(*args) == -1:
         raise _fail(call, args)
+
+
+def is_mapped(addr: int) -> bool:
+    """Whether the page holding addr is mapped, asked of the kernel: msync(MS_ASYNC)
+    fails with ENOMEM exactly on unmapped pages. A fast path for the probe, so it
+    skips the argument checks and the OSError of msync() above."""
+    ctypes.set_errno(0)
+    if _msync(addr & ~(PAGE_SIZE - 1), PAGE_SIZE, C.MS_ASYNC) == 0:
+        return True
+    return ctypes.get_errno() != errno.ENOMEM
 
 
 def mprotect(addr: int, length: int, prot: int) -> None:

@@ -25,6 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     settings.add_options(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -37,6 +38,18 @@ def pytest_configure(config: pytest.Config) -> None:
         "unmet need as reason; use pytest_memsyscalls.requires('root', 'cap:CAP_IPC_LOCK', ...)",
     )
     config.stash[settings.SETTINGS_KEY] = settings.resolve(config)
+    _register_hypothesis_profiles()
+
+
+def _register_hypothesis_profiles() -> None:
+    """``--hypothesis-profile=ci|deep`` is resolved in Hypothesis' own pytest_configure,
+    so the profiles must exist before it runs (hence tryfirst). Hypothesis is a test
+    extra, not a dependency of the plugin."""
+    try:
+        from .hypothesis_profiles import register_profiles
+    except ImportError:
+        return
+    register_profiles()
 
 
 def get_environment(config: pytest.Config) -> environment.Environment:

@@ -54,8 +54,8 @@ class ProbeRefused(ValueError):
 
 
 def _check_foreign(call: str, addr: int, dangerous_perm: str) -> None:
-    if libc.owned.contains(addr):
-        return
+    if libc.owned.contains(addr) or not libc.is_mapped(addr):
+        return  # ours, or nothing there: the access can only fault
     entry = procfs.vma_at(addr)
     if entry is None:
         return
