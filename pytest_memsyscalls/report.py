@@ -302,6 +302,8 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
 # --- comparison ---------------------------------------------------------------------
 
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
+# pytest shortens long reprs in crash lines ("Faul...7f7a74106000)"): bare hex runs too.
+_BARE_HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{8,}(?![0-9A-Za-z])|(?<=\.\.\.)[0-9a-fA-F]+")
 _LONG_NUMBER = re.compile(r"\b\d{6,}\b")
 
 
@@ -309,7 +311,7 @@ def normalize_reason(reason: str | None) -> str:
     """A reason with run-specific numbers (addresses, pids, long counts) blanked."""
     if not reason:
         return ""
-    return _LONG_NUMBER.sub("N", _HEX.sub("0x?", reason)).strip()
+    return _LONG_NUMBER.sub("N", _BARE_HEX.sub("?", _HEX.sub("0x?", reason))).strip()
 
 
 @dataclass(frozen=True)
