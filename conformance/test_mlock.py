@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import Mapping, fails_with, requires, semantic, succeeds
+from pytest_memsyscalls import Mapping, environment, fails_with, libc, procfs, requires, semantic, succeeds
 from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, procfs
 from pytest_memsyscalls.child import run_in_child as _fork_child
 from pytest_memsyscalls.fixtures import lockable_shortfall
 
@@ -48,7 +47,9 @@ def effective_caps() -> frozenset[str]:
 
 
 def has_ipc_lock() -> bool:
-    return "CAP_IPC_LOCK" in effective_caps()
+    """CAP_IPC_LOCK that mlock honours: in CapEff now (a child may have dropped it) and
+    not merely inside a user namespace, where mlock still enforces RLIMIT_MEMLOCK."""
+    return "CAP_IPC_LOCK" in effective_caps() and environment.detect().capabilities.has("CAP_IPC_LOCK")
 
 
 def memlock_soft() -> int | None:

@@ -40,6 +40,8 @@ from pytest_memsyscalls import constants as C
 from pytest_memsyscalls.environment import Environment
 from pytest_memsyscalls.mapping import Arena, Mapping
 
+from ._noexec import mount_private_noexec_tmpfs, noexec_directory
+
 P = libc.PAGE_SIZE
 RW = C.PROT_READ | C.PROT_WRITE
 ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
@@ -303,48 +305,10 @@ def test_write_only_fd_is_eacces(tmp_path: Path) -> None:
         fails_with(errno.EACCES, libc.mmap, 0, P, C.PROT_READ, C.MAP_PRIVATE, fd)
 
 
-_FILE_FSTYPES = {"tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "ramfs", "f2fs", "overlay", "9p"}
-
-
-def writable_noexec_mount() -> str | None:
-    """A mount point from /proc/self/mountinfo mounted noexec where we may create files."""
-    for entry in procfs.parse_mountinfo(procfs._read("/proc/self/mountinfo")):
-        options = set(entry.mount_options)
-        if ("noexec" in options and "ro" not in options and entry.fstype in _FILE_FSTYPES
-                and os.access(entry.mount_point, os.W_OK | os.X_OK)):
-            return entry.mount_point
-    return None
-
-
-def _mount_private_noexec_tmpfs(directory: str) -> None:
-    """In a child: a private mount namespace with a noexec tmpfs over ``directory``."""
-    raw = ctypes.CDLL(None, use_errno=True)
-    clone_newns, ms_rec, ms_private, ms_noexec, ms_nosuid, ms_nodev = 0x20000, 0x4000, 1 << 18, 8, 2, 4
-    if raw.unshare(clone_newns) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-    if raw.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0:
-        raise OSError(ctypes.get_errno(), "mount(none, /, MS_REC|MS_PRIVATE)")
-    if raw.mount(b"memsys-noexec", directory.encode(), b"tmpfs", ms_noexec | ms_nosuid | ms_nodev,
-                 b"size=64k,mode=0700") != 0:
-        raise OSError(ctypes.get_errno(), "mount(tmpfs, MS_NOEXEC)")
-
-
-def _probe_private_noexec_mount(directory: str) -> str | None:
-    """Child probe: can we mount a noexec tmpfs privately? None, or the step that failed."""
-    try:
-        _mount_private_noexec_tmpfs(directory)
-    except OSError as error:
-        return f"{error.strerror} {errno.errorcode.get(error.errno or 0, error.errno)}"
-    for entry in procfs.parse_mountinfo(procfs._read("/proc/self/mountinfo")):
-        if entry.mount_point == directory and "noexec" in entry.mount_options:
-            return None
-    return "the tmpfs does not show as noexec in /proc/self/mountinfo"
-
-
 def _noexec_exec_mapping_errno(directory: str, make_mount: bool) -> int | None:
     """Child: (optionally mount a private noexec tmpfs on directory), map a file there PROT_EXEC."""
     if make_mount:
-        _mount_private_noexec_tmpfs(directory)
+        mount_private_noexec_tmpfs(directory)
     path = os.path.join(directory, f"memsys-noexec-{os.getpid()}.bin")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
@@ -365,17 +329,8 @@ def _noexec_exec_mapping_errno(directory: str, make_mount: bool) -> int | None:
           source="mmap(2) ERRORS", tier="linux")
 def test_exec_on_noexec_mount_is_eperm(tmp_path: Path, memsys_env: Environment,
                                        run_in_child: Callable[..., ChildOutcome]) -> None:
-    existing = writable_noexec_mount()
-    if existing is None and not memsys_env.capabilities.has("CAP_SYS_ADMIN"):
-        pytest.skip("needs:CAP_SYS_ADMIN (no writable noexec mount in /proc/self/mountinfo, and a private "
-                    "noexec tmpfs cannot be mounted)")
-    directory = existing or str(tmp_path)
-    if existing is None:
-        failed = run_in_child(_probe_private_noexec_mount, directory).result()
-        if failed is not None:
-            pytest.skip(f"unsupported:private noexec tmpfs mount ({failed} in a probe child; no writable "
-                        "noexec mount in /proc/self/mountinfo)")
-    outcome = run_in_child(_noexec_exec_mapping_errno, directory, existing is None)
+    directory, must_mount = noexec_directory(memsys_env, str(tmp_path), run_in_child)
+    outcome = run_in_child(_noexec_exec_mapping_errno, directory, must_mount)
     observed = outcome.result()
     assert observed == errno.EPERM, (
         f"PROT_EXEC mapping of a file on a noexec mount ({directory}): expected EPERM, got "

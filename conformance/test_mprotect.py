@@ -25,8 +25,12 @@ import pytest
 
 from pytest_memsyscalls import constants as C
 from pytest_memsyscalls import fails_with, libc, probe, procfs, requires, semantic
+from pytest_memsyscalls.child import ChildOutcome
+from pytest_memsyscalls.environment import Environment
 from pytest_memsyscalls.mapping import Arena, Mapping
 from pytest_memsyscalls.probe import Fault
+
+from ._noexec import mount_private_noexec_tmpfs, noexec_directory
 
 PAGE = libc.PAGE_SIZE
 RW = C.PROT_READ | C.PROT_WRITE
@@ -160,45 +164,10 @@ def test_write_on_shared_mapping_of_readonly_file_is_eacces(mapped_file: Callabl
     fails_with(errno.EACCES, libc.mprotect, region.addr, PAGE, C.PROT_READ | C.PROT_WRITE)
 
 
-def _writable_noexec_dir() -> str | None:
-    """A directory on a mount with the noexec option where this process may create files."""
-    try:
-        mounts = procfs.parse_mountinfo(Path("/proc/self/mountinfo").read_text())
-    except OSError:
-        return None
-    for mount in mounts:
-        options = set(mount.mount_options)
-        if "noexec" in options and "ro" not in options and os.access(mount.mount_point, os.W_OK | os.X_OK):
-            return mount.mount_point
-    return None
-
-
-def _noexec_need(env: object) -> str | None:
-    if _writable_noexec_dir() is not None:
-        return None
-    caps = getattr(env, "capabilities", None)
-    if caps is not None and "CAP_SYS_ADMIN" in caps.effective:
-        return None  # a child mounts a noexec tmpfs in a mount namespace of its own
-    return "needs:writable-noexec-mount (none in /proc/self/mountinfo) or CAP_SYS_ADMIN to mount one"
-
-
-def _mprotect_exec_on_noexec_file(directory: str | None) -> int:
+def _mprotect_exec_on_noexec_file(directory: str, must_mount: bool) -> int:
     """In a child: map a file of a noexec mount PROT_READ, ask for PROT_EXEC; the errno."""
-    if directory is None:
-        this = ctypes.CDLL(None, use_errno=True)
-        this.unshare.argtypes = [ctypes.c_int]
-        this.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-        clone_newns, ms_rec, ms_private, ms_noexec = 0x00020000, 0x4000, 1 << 18, 8
-        if this.unshare(clone_newns) != 0:
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-        # Never let the mount propagate back to the parent's namespace (only shared mounts would;
-        # where none is shared, as in gVisor, there is nothing to make private).
-        shared = " shared:" in Path("/proc/self/mountinfo").read_text()
-        if shared and this.mount(None, b"/", None, ms_rec | ms_private, None) != 0:
-            raise OSError(ctypes.get_errno(), "mount(MS_REC|MS_PRIVATE)")
-        directory = "/mnt" if os.path.isdir("/mnt") else "/tmp"
-        if this.mount(b"memsys", directory.encode(), b"tmpfs", ms_noexec, b"size=64k,mode=0700") != 0:
-            raise OSError(ctypes.get_errno(), "mount tmpfs noexec")
+    if must_mount:
+        mount_private_noexec_tmpfs(directory)
     path = os.path.join(directory, f"memsys-noexec-{os.getpid()}")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -218,9 +187,10 @@ def _mprotect_exec_on_noexec_file(directory: str | None) -> int:
           "mprotect(PROT_EXEC) of a mapping of a file on a noexec mount fails with EACCES (the mapping "
           "never gets VM_MAYEXEC)",
           source="mprotect(2) ERRORS (EACCES: the memory cannot be given the specified access)", tier="linux")
-@requires("path:/proc/self/mountinfo", _noexec_need)  # a lone callable would be taken as the test
-def test_exec_on_noexec_mount_file_is_eacces(run_in_child: Callable[..., object]) -> None:
-    outcome = run_in_child(_mprotect_exec_on_noexec_file, _writable_noexec_dir())
+def test_exec_on_noexec_mount_file_is_eacces(tmp_path: Path, memsys_env: Environment,
+                                             run_in_child: Callable[..., ChildOutcome]) -> None:
+    directory, must_mount = noexec_directory(memsys_env, str(tmp_path), run_in_child)
+    outcome = run_in_child(_mprotect_exec_on_noexec_file, directory, must_mount)
     got = outcome.result()  # type: ignore[attr-defined]
     assert got == errno.EACCES, f"mprotect(PROT_READ|PROT_EXEC) returned errno {errno.errorcode.get(got, got)}"
 
