@@ -41,4 +41,6 @@ fi
 extras=""
 [ "$mode" = "--test" ] && extras="[test,lint]"
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q ".${extras}"
+# Editable: `python -m pytest` puts the checkout first on sys.path, so the compiled parts
+# must be built into it (build_ext --inplace) rather than only into site-packages.
+.venv/bin/python -m pip install -q -e ".${extras}"
