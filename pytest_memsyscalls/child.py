@@ -12,6 +12,7 @@ kills the group after a normal exit too, so grandchildren never outlive the call
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.signal minus the enum wrapping
 import ctypes
 import dis
 import itertools
@@ -19,7 +20,7 @@ import math
 import os
 import pickle
 import resource
-import selectors
+import select
 import signal
 import sys
 import time
@@ -165,14 +166,47 @@ def _open_pipes() -> _Pipes:
     return _Pipes(*fds)
 
 
+class _ChildPlan:
+    """What the child must do, worked out in the parent before the fork.
+
+    Every page a child writes after fork() is copied (copy-on-write), and every
+    code path it runs for the first time faults its pages in: in a pytest-sized
+    process that, not the fork itself, was most of a call's cost. So the parent
+    prepares the child's stdio objects once and decides which signal dispositions
+    and limits actually need changing; the child does only the syscalls.
+    """
+
+    streams: tuple[Any, Any] | None = None  # text files on fds 1 and 2, made once
+
+    @classmethod
+    def stdio(cls) -> tuple[Any, Any] | None:
+        if cls.streams is None:
+            try:
+                cls.streams = (open(1, "w", buffering=1, closefd=False),  # noqa: SIM115
+                               open(2, "w", buffering=1, closefd=False))  # noqa: SIM115
+            except OSError:  # fd 1 or 2 closed in the parent: the child opens its own
+                return None
+        return cls.streams
+
+
+def _signals_to_reset() -> tuple[int, ...]:
+    """SIGINT and SIGTERM must kill the child, not raise in it: the ones whose
+    disposition here is not already SIG_DFL."""
+    return tuple(signo for signo in (signal.SIGINT, signal.SIGTERM)
+                 if signal.getsignal(signo) is not signal.SIG_DFL)
+
+
 def _fork() -> tuple[int, _Pipes]:
     """Fork with the pipes in place. Returns (0, pipes) in the child."""
-    native.library()  # load before forking: the child must not do file I/O to find it
+    library = native.library()  # load before forking: the child must not do file I/O to find it
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
+    streams = _ChildPlan.stdio()
+    reset = _signals_to_reset()
+    core_soft, core_hard = resource.getrlimit(resource.RLIMIT_CORE)
     pipes = _open_pipes()
     try:
         pid = os.fork()
@@ -181,7 +215,7 @@ def _fork() -> tuple[int, _Pipes]:
             os.close(fd)
         raise
     if pid == 0:
-        _become_child(pipes)
+        _become_child(pipes, library, streams, reset, core_hard if core_soft else None)
         return 0, pipes
     forked_children.append((next(_fork_serial), pid))
     for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
@@ -193,28 +227,34 @@ def _fork() -> tuple[int, _Pipes]:
     return pid, pipes
 
 
-def _become_child(pipes: _Pipes) -> None:
+def _become_child(pipes: _Pipes, library: Any, streams: tuple[Any, Any] | None, reset: tuple[int, ...],
+                  core_hard: int | None) -> None:
     try:
         os.setpgid(0, 0)
         for fd in (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r):
             os.close(fd)
         os.dup2(pipes.out_w, 1)
         os.dup2(pipes.err_w, 2)
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, hard))  # a crash is expected: no core files
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if native.library().memsys_child_report_install(pipes.report_w) != 0:
+        if streams is None:
+            streams = (open(1, "w", buffering=1, closefd=False),  # noqa: SIM115
+                       open(2, "w", buffering=1, closefd=False))  # noqa: SIM115
+        sys.stdout, sys.stderr = streams
+        if core_hard is not None:
+            resource.setrlimit(resource.RLIMIT_CORE, (0, core_hard))  # a crash is expected: no core files
+        for signo in reset:
+            _signal.signal(signo, 0)  # SIG_DFL; the C function: signal.signal's enum wrapping costs 0.2 ms here
+        if library.memsys_child_report_install(pipes.report_w) != 0:
             raise OSError("memsys_child_report_install failed")
     except BaseException:
         os._exit(112)
 
 
+_PICKLED_NONE = pickle.dumps(("value", None))  # the commonest result, pickled before any fork
+
+
 def _send_result(pipes: _Pipes, payload: tuple[Any, ...]) -> None:
     try:
-        data = pickle.dumps(payload)
+        data = _PICKLED_NONE if payload[0] == "value" and payload[1] is None else pickle.dumps(payload)
     except Exception:  # noqa: BLE001 - an unpicklable value is described instead
         kind = payload[0]
         data = pickle.dumps((kind, repr(payload[1])) if kind == "value" else payload[:2])
@@ -255,46 +295,61 @@ def _exit_child(code: int) -> None:
     os._exit(code)
 
 
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for the child (readable once it has exited), where the kernel has them."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # Linux < 5.3, or a sandbox without pidfd_open
+        return None
+
+
 def _collect(pid: int, pipes: _Pipes, timeout: float, started: float) -> ChildOutcome:
-    """Read the pipes and reap the child before the deadline; kill the group after it."""
+    """Read the pipes and reap the child before the deadline; kill the group after it.
+
+    With a pidfd, the wait ends the moment the child exits; without one, the child's
+    exit is polled between reads (every 1 ms once its pipes are closed)."""
     deadline = started + timeout
     buffers = {pipes.result_r: bytearray(), pipes.report_r: bytearray(),
                pipes.out_r: bytearray(), pipes.err_r: bytearray()}
     status: int | None = None
     timed_out = False
-    selector = selectors.DefaultSelector()
+    exited = _pidfd(pid)
+    poller = select.poll()
     try:
         for fd in buffers:
-            selector.register(fd, selectors.EVENT_READ)
-        while selector.get_map():
+            poller.register(fd, select.POLLIN)
+        open_fds = len(buffers)
+        if exited is not None:
+            poller.register(exited, select.POLLIN)
+        while status is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
-            for key, _ in selector.select(min(remaining, 0.5)):
-                chunk = os.read(key.fd, 65536)
+            if open_fds == 0 and exited is None:
+                remaining = min(remaining, 0.001)  # pipes closed: poll for the exit
+            elif exited is None:
+                remaining = min(remaining, 0.5)
+            gone = False
+            for fd, _ in poller.poll(math.ceil(remaining * 1000)):
+                if fd == exited:
+                    gone = True
+                    continue
+                chunk = os.read(fd, 65536)
                 if not chunk:
-                    selector.unregister(key.fd)
-                elif key.fd in (pipes.out_r, pipes.err_r) and len(buffers[key.fd]) >= OUTPUT_LIMIT:
+                    poller.unregister(fd)
+                    open_fds -= 1
+                elif fd in (pipes.out_r, pipes.err_r) and len(buffers[fd]) >= OUTPUT_LIMIT:
                     continue
                 else:
-                    buffers[key.fd] += chunk
-            if status is None:
-                reaped, raw = os.waitpid(pid, os.WNOHANG)
-                if reaped:
-                    status = raw
-                    _drain(selector, buffers)
-                    break
-        while status is None and not timed_out:
-            reaped, raw = os.waitpid(pid, os.WNOHANG)
+                    buffers[fd] += chunk
+            reaped, raw = os.waitpid(pid, 0 if gone else os.WNOHANG)  # gone: returns at once
             if reaped:
                 status = raw
-            elif time.monotonic() >= deadline:
-                timed_out = True
-            else:
-                time.sleep(0.001)
+                _drain(buffers, (pipes.out_r, pipes.err_r))
     finally:
-        selector.close()
+        if exited is not None:
+            os.close(exited)
         _kill_group(pid)
         if status is None:
             _, status = os.waitpid(pid, 0)
@@ -303,17 +358,17 @@ def _collect(pid: int, pipes: _Pipes, timeout: float, started: float) -> ChildOu
     return _outcome(pid, status, buffers, pipes, time.monotonic() - started, timed_out, timeout)
 
 
-def _drain(selector: selectors.BaseSelector, buffers: dict[int, bytearray]) -> None:
+def _drain(buffers: dict[int, bytearray], limited: tuple[int, ...]) -> None:
     """After the child is reaped, take what is already in the pipes without waiting
     for grandchildren that may still hold the write ends."""
-    for key, _ in selector.select(0):
+    for fd, buffer in buffers.items():
         try:
-            os.set_blocking(key.fd, False)
+            os.set_blocking(fd, False)
             while True:
-                chunk = os.read(key.fd, 65536)
+                chunk = os.read(fd, 65536)
                 if not chunk:
                     break
-                buffers[key.fd] += chunk[: max(0, OUTPUT_LIMIT - len(buffers[key.fd]))] or b""
+                buffer += chunk[: max(0, OUTPUT_LIMIT - len(buffer))] if fd in limited else chunk
         except BlockingIOError:
             pass
 
@@ -399,7 +454,7 @@ class _SkipBlock(Exception):
 _BLOCK_PREAMBLE = {"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF", "POP_TOP"}
 
 
-class expect_signal:  # noqa: N801 - named like pytest.raises, which it imitates
+class expect_signal:  # named like pytest.raises, which it imitates
     """``with expect_signal(SIGSEGV, code=SEGV_ACCERR, addr=a): ...`` runs the block in
     a forked child and asserts that the child died of that signal, with that si_code
     and si_addr when given. The parent never executes the block: a trace function

@@ -149,11 +149,14 @@ class PosixShm:
 
     def __init__(self, size: int = PAGE_SIZE, *, mode: int = 0o600, name: str | None = None) -> None:
         size = libc._size("posix_shm", "size", size)
+        if size >= 1 << 63:
+            raise ValueError(f"posix_shm: size {size} does not fit in off_t (ftruncate's length)")
         if mode & ~0o777:
             raise ValueError(f"posix_shm: mode {mode:#o} has bits outside 0777")
         self.name = name or unique_name()
         self.fd = libc.shm_open(self.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
         self.unlinked = False
+        self.mappings: list[Mapping] = []
         try:
             if size:
                 os.ftruncate(self.fd, size)
@@ -178,7 +181,9 @@ class PosixShm:
     def map(self, pages: int | None = None, prot: int = C.PROT_READ | C.PROT_WRITE,
             flags: int = C.MAP_SHARED, offset: int = 0) -> Mapping:
         count = pages if pages is not None else max(1, -(-self.size // PAGE_SIZE))
-        return Mapping.create(count, prot, flags, self.fd, offset)
+        mapping = Mapping.create(count, prot, flags, self.fd, offset)
+        self.mappings.append(mapping)  # unmapped by close(), like ShmSegment's attachments
+        return mapping
 
     def unlink(self) -> None:
         if self.unlinked:
@@ -190,6 +195,10 @@ class PosixShm:
             pass
 
     def close(self) -> None:
+        """Unmap what ``map()`` made, unlink the name and close the fd."""
+        for mapping in self.mappings:
+            mapping.unmap()
+        self.mappings.clear()
         self.unlink()
         if self.fd >= 0:
             os.close(self.fd)

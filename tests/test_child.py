@@ -1,0 +1,215 @@
+"""run_in_child and expect_signal: what crosses back from the child (value, exception,
+output, siginfo, exit status), the deadline, the process-group kill, and that the
+pytest process keeps its own state. These fork from the test process on purpose:
+that is what the fixtures do in every user's suite.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import pickle
+import resource
+import select
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_memsyscalls import Fault
+from pytest_memsyscalls import child as child_module
+from pytest_memsyscalls import constants as C
+from pytest_memsyscalls.child import ChildFailed, ChildOutcome, SignalExpectationFailed
+from pytest_memsyscalls.mapping import Mapping
+
+Runner = Callable[..., ChildOutcome]
+
+
+def _dead(pid: int, timeout: float = 10.0) -> bool:
+    """Whether pid has terminated, waiting up to timeout on a pidfd (no sleeps)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+def _big() -> bytes:
+    return bytes(range(256)) * (3 << 12)  # 3 MiB: larger than a pipe and than OUTPUT_LIMIT
+
+
+def test_value_is_pickled_back_whole(run_in_child: Runner) -> None:
+    outcome = run_in_child(lambda: {"pid": os.getpid(), "data": _big(), "nested": [(1, 2.5, None)]})
+    assert outcome.returned and outcome.exit_status == 0 and outcome.signal is None
+    assert outcome.value["pid"] == outcome.pid != os.getpid()
+    assert outcome.value["data"] == _big() and outcome.value["nested"] == [(1, 2.5, None)]
+    assert outcome.result() is outcome.value
+
+
+def test_unpicklable_value_is_described(run_in_child: Runner) -> None:
+    outcome = run_in_child(lambda: (lambda: None))
+    assert outcome.returned and isinstance(outcome.value, str) and "lambda" in outcome.value
+
+
+def test_stdout_and_stderr_are_captured(run_in_child: Runner) -> None:
+    def talk() -> None:
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+        os.write(1, b"raw fd 1\n")
+
+    outcome = run_in_child(talk)
+    assert outcome.stdout.splitlines() == [b"to stdout", b"raw fd 1"]
+    assert outcome.stderr == b"to stderr\n"
+
+
+def test_output_is_kept_up_to_the_limit(run_in_child: Runner) -> None:
+    outcome = run_in_child(lambda: os.write(1, _big()) and None)
+    assert outcome.stdout == _big()[: child_module.OUTPUT_LIMIT]
+
+
+def test_crash_reports_signal_code_and_address(run_in_child: Runner, mapped_pages: Callable[..., Mapping]) -> None:
+    page = mapped_pages(1, prot=C.PROT_READ)
+    outcome = run_in_child(lambda: ctypes.memset(page.addr, 1, 1))
+    assert outcome.signal == signal.SIGSEGV and outcome.exit_status is None and not outcome.returned
+    assert outcome.fault == Fault(signal.SIGSEGV, C.SEGV_ACCERR, page.addr)
+    assert outcome.describe() == f"CRASHED with signal 11 (SIGSEGV) at {page.addr:#x} (SEGV_ACCERR)"
+    with pytest.raises(ChildFailed, match="CRASHED with signal 11"):
+        outcome.result()
+
+
+def test_exception_crosses_back_and_is_reraised(run_in_child: Runner) -> None:
+    def fail() -> None:
+        raise FileNotFoundError(errno.ENOENT, "no such thing", "/x")
+
+    outcome = run_in_child(fail)
+    assert outcome.exit_status == 1 and not outcome.returned
+    assert outcome.exception is not None and outcome.exception.type_name == "FileNotFoundError"
+    assert "in fail" in outcome.exception.traceback
+    with pytest.raises(FileNotFoundError) as caught:
+        outcome.result()
+    assert caught.value.errno == errno.ENOENT
+
+
+def test_unpicklable_exception_becomes_child_failed(run_in_child: Runner) -> None:
+    class Local(Exception):
+        pass
+
+    def fail() -> None:
+        raise Local("made locally")
+
+    outcome = run_in_child(fail)
+    assert outcome.describe() == "RAISED Local: made locally"
+    with pytest.raises(ChildFailed, match="RAISED Local: made locally"):
+        outcome.result()
+
+
+@pytest.mark.parametrize(("fn", "status"), [(lambda: os._exit(3), 3), (lambda: sys.exit(4), 4),
+                                            (lambda: sys.exit(), 0)])
+def test_exit_status(run_in_child: Runner, fn: Callable[[], None], status: int) -> None:
+    outcome = run_in_child(fn)
+    assert outcome.exit_status == status and outcome.signal is None and outcome.exception is None
+
+
+def _grandchild_then(block: bool) -> Callable[[int], int]:
+    def run(report_fd: int) -> int:
+        r, _w = os.pipe()  # _w stays open: the grandchild's read never returns
+        pid = os.fork()
+        if pid == 0:
+            os.read(r, 1)  # never written: lives until killed
+            os._exit(0)
+        os.write(report_fd, pid.to_bytes(4, "little"))
+        if block:
+            os.read(r, 1)
+        return pid
+    return run
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["after-return", "after-timeout"])
+def test_process_group_is_killed(run_in_child: Runner, block: bool) -> None:
+    r, w = os.pipe()
+    try:
+        outcome = run_in_child(_grandchild_then(block), w, timeout=0.5 if block else 30)
+        grandchild = int.from_bytes(os.read(r, 4), "little")
+    finally:
+        os.close(r)
+        os.close(w)
+    assert outcome.timed_out is block
+    if block:
+        assert outcome.describe() == "TIMED OUT after 0.5 s (killed with its process group)"
+        assert outcome.signal == signal.SIGKILL and not outcome.returned
+    else:
+        assert outcome.value == grandchild
+    assert _dead(grandchild)
+
+
+def test_timeout_without_pidfd(run_in_child: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pidfd_open is missing (old kernels, some sandboxes) the exit is polled."""
+    monkeypatch.setattr(child_module, "_pidfd", lambda pid: None)
+    assert run_in_child(lambda: 7).value == 7
+    assert run_in_child(lambda: os.read(os.pipe()[0], 1), timeout=0.3).timed_out
+
+
+def test_sigint_and_sigterm_kill_the_child(run_in_child: Runner) -> None:
+    """The pytest process turns SIGINT into KeyboardInterrupt; a child must die of it."""
+    for signo in (signal.SIGINT, signal.SIGTERM):
+        outcome = run_in_child(os.kill, 0, signo)
+        assert outcome.signal == signo and outcome.exception is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_child_makes_no_core_files_and_changes_stay_there(run_in_child: Runner) -> None:
+    before = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    streams = (sys.stdout, sys.stderr)
+
+    def change() -> tuple[int, int]:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
+        return resource.getrlimit(resource.RLIMIT_CORE)
+
+    outcome = run_in_child(change)
+    assert outcome.value[0] == 0
+    assert resource.getrlimit(resource.RLIMIT_MEMLOCK) == before
+    assert (sys.stdout, sys.stderr) == streams  # the child's stdio swap stayed in the child
+
+
+def test_forked_children_are_recorded_for_the_leak_guard(run_in_child: Runner) -> None:
+    outcome = run_in_child(int)
+    assert child_module.forked_children[-1][1] == outcome.pid
+
+
+def test_outcome_pickles(run_in_child: Runner) -> None:
+    outcome = run_in_child(lambda: 5)
+    assert pickle.loads(pickle.dumps(outcome)).value == 5
+
+
+def test_expect_signal_never_runs_the_block_in_the_parent(expect_signal: Callable[..., Any],
+                                                           mapped_pages: Callable[..., Mapping]) -> None:
+    page = mapped_pages(1, prot=C.PROT_NONE)
+    ran_here: list[int] = []
+    with expect_signal(signal.SIGSEGV, code=C.SEGV_ACCERR, addr=page.addr) as caught:
+        ran_here.append(os.getpid())
+        ctypes.string_at(page.addr, 1)
+    assert ran_here == []
+    assert caught.outcome.fault == Fault(signal.SIGSEGV, C.SEGV_ACCERR, page.addr)
+
+
+@pytest.mark.parametrize("wrong", ["signal", "code", "addr", "no-crash"])
+def test_expect_signal_fails_on_a_different_ending(expect_signal: Callable[..., Any],
+                                                   mapped_pages: Callable[..., Mapping], wrong: str) -> None:
+    page = mapped_pages(1, prot=C.PROT_NONE)
+    expected = {"signo": signal.SIGSEGV, "code": C.SEGV_ACCERR, "addr": page.addr}
+    if wrong == "signal":
+        expected["signo"] = signal.SIGBUS
+    elif wrong == "code":
+        expected["code"] = C.SEGV_MAPERR
+    elif wrong == "addr":
+        expected["addr"] = page.addr + 8
+    signo = expected.pop("signo")
+    with pytest.raises(SignalExpectationFailed, match=r"SIGSEGV|RETURNED"), expect_signal(signo, **expected):
+        if wrong != "no-crash":
+            ctypes.string_at(page.addr, 1)

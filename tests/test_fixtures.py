@@ -1,0 +1,533 @@
+"""Every fixture works, and everything it made is gone after the test: after a pass,
+a failure, an error in setup and a KeyboardInterrupt, alone, under ``-n 2``
+(pytest-xdist) and under ``--forked`` (pytest-forked). Bad arguments to every
+factory raise a clear exception and leave nothing behind.
+
+The inner project records each object its tests make; its conftest checks, once
+the test's teardown is over (or at session end, after a KeyboardInterrupt), with
+the kernel's own oracles that the object is gone: msync(MS_ASYNC) fails with
+ENOMEM over an unmapped range, IPC_STAT fails on a removed segment, the /dev/shm
+file is absent, the child pid is no longer ours. The outer test re-checks the
+objects that outlive a process (segments, names, processes) after the run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_memsyscalls import constants as C
+from pytest_memsyscalls import leaks, libc
+from pytest_memsyscalls.child import ChildOutcome
+from pytest_memsyscalls.mapping import Arena, Mapping
+from pytest_memsyscalls.shm import PosixShm, ShmSegment
+
+pytest.importorskip("xdist")
+pytest.importorskip("pytest_forked")
+
+INNER_CONFTEST = r'''
+import json, os, pytest
+from pytest_memsyscalls import libc, constants as C
+
+RECORD = os.environ["MEMSYS_RECORD"]
+MODES = os.environ.get("MEMSYS_MODES", "pass,fail").split(",")
+made = []
+
+
+def _gone(kind, value):
+    if kind == "mapping":
+        addr, length = value
+        try:
+            libc.msync(addr, length, C.MS_ASYNC)
+        except OSError as error:
+            return error.errno == 12  # ENOMEM: nothing mapped there
+        return False
+    if kind == "segment":
+        try:
+            libc.shm_stat(value)
+        except OSError:
+            return True
+        return False
+    if kind == "name":
+        return not os.path.exists("/dev/shm" + value)
+    if kind == "fd":
+        fd, target = value
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}") != target
+        except OSError:
+            return True
+    if kind == "child":
+        try:
+            os.waitpid(value, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        return False
+    raise AssertionError(kind)
+
+
+def _check(where):
+    with open(RECORD, "a") as out:
+        for kind, value, test in made:
+            out.write(json.dumps({"kind": kind, "value": value, "test": test, "where": where,
+                                  "gone": _gone(kind, value), "pid": os.getpid()}) + "\n")
+    made.clear()
+
+
+@pytest.fixture
+def rec(request):
+    def record(kind, value):
+        made.append((kind, value, request.node.name))
+    return record
+
+
+@pytest.fixture(params=MODES)
+def finish(request):
+    """How the test ends: passing, failing, or with a KeyboardInterrupt."""
+    def end():
+        if request.param == "fail":
+            assert False, "deliberate failure after making objects"
+        if request.param == "interrupt":
+            raise KeyboardInterrupt
+    return end
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_teardown(item):
+    yield
+    _check("teardown")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session):
+    yield
+    _check("sessionfinish")
+'''
+
+INNER_TESTS = r'''
+import os, re, signal, stat
+from pytest_memsyscalls import Fault, libc, constants as C, procfs
+
+RW = C.PROT_READ | C.PROT_WRITE
+
+
+def test_mapped_pages(mapped_pages, rec, finish):
+    m = mapped_pages(3, prot=C.PROT_READ)
+    rec("mapping", [m.addr, m.length])
+    assert (m.pages, m.length) == (3, 3 * os.sysconf("SC_PAGE_SIZE"))
+    assert m.read(0) == 0
+    assert m.write(0, 1) == Fault(11, C.SEGV_ACCERR, m.addr)
+    finish()
+
+
+def test_mapped_file(mapped_file, rec, finish):
+    m = mapped_file(b"hello")
+    rec("mapping", [m.addr, m.length])
+    rec("fd", [m.fd, str(m.path)])
+    assert bytes(m.buffer[:5]) == b"hello"
+    m.buffer[0] = ord("j")
+    m.sync()
+    assert m.path.read_bytes() == b"jello"
+    finish()
+
+
+def test_arena(arena, fault_probe, rec, finish):
+    rec("mapping", [arena.addr, arena.length])
+    inside = arena.map(4, 2)
+    assert inside.addr == arena.page(4) and inside.write(0, 7) is None and inside.read(0) == 7
+    arena.hole(10)
+    assert fault_probe.read(arena.page(10)) == Fault(11, C.SEGV_MAPERR, arena.page(10))
+    assert fault_probe.read(arena.page(11)) == Fault(11, C.SEGV_ACCERR, arena.page(11))
+    finish()
+
+
+def test_locked_region(locked_region, rec, finish):
+    before = procfs.status_kb(procfs.read_status(), "VmLck")
+    m = locked_region(2)
+    rec("mapping", [m.addr, m.length])
+    assert all("lo" in view.vmflags for view in m.vma())
+    assert procfs.status_kb(procfs.read_status(), "VmLck") >= before + 2 * m.length // 2 // 1024
+    finish()
+
+
+def test_shm_segment(shm_segment, rec, finish):
+    seg = shm_segment(2 * 4096, key="unique")
+    rec("segment", seg.shmid)
+    st = seg.stat()
+    assert st.permissions == 0o600 and st.mode & 0o077 == 0
+    assert (st.cpid, st.segsz, st.key) == (os.getpid(), 8192, seg.key)
+    addr = seg.attach()
+    rec("mapping", [addr, 8192])
+    assert seg.stat().nattch == 1
+    finish()
+
+
+def test_posix_shm(posix_shm, rec, finish):
+    shared = posix_shm(4096)
+    rec("name", shared.name)
+    rec("fd", [shared.fd, shared.path])
+    assert re.fullmatch(rf"/memsys-{os.getpid()}-[0-9a-f]{{32}}", shared.name)
+    info = os.stat(shared.path)
+    assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_size == 4096
+    m = shared.map()
+    rec("mapping", [m.addr, m.length])
+    m.buffer[0] = 42
+    assert os.pread(shared.fd, 1, 0) == bytes([42])
+    finish()
+
+
+def test_fault_probe(fault_probe, mapped_pages, finish):
+    m = mapped_pages(1, prot=C.PROT_NONE)
+    assert fault_probe.read(m.addr) == Fault(11, C.SEGV_ACCERR, m.addr)
+    finish()
+
+
+def _spawn_grandchild_and_return_pid():
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.read(r, 1)  # blocks until killed with its process group
+        os._exit(0)
+    return os.getpid()
+
+
+def test_run_in_child(run_in_child, rec, finish):
+    outcome = run_in_child(_spawn_grandchild_and_return_pid)
+    rec("child", outcome.pid)
+    assert outcome.returned and outcome.value == outcome.pid != os.getpid()
+    changed = run_in_child(lambda: os.setpgid(0, 0) or os.getpgrp())
+    assert changed.value != os.getpgrp()
+    finish()
+
+
+def test_expect_signal(expect_signal, mapped_pages, rec, finish):
+    m = mapped_pages(1, prot=C.PROT_READ)
+    with expect_signal(signal.SIGSEGV, code=C.SEGV_ACCERR, addr=m.addr) as caught:
+        m.buffer[0] = 1
+    rec("child", caught.outcome.pid)
+    assert caught.outcome.fault == Fault(11, C.SEGV_ACCERR, m.addr)
+    finish()
+
+
+def test_memsys_env_and_page_size(memsys_env, page_size, finish):
+    assert page_size == os.sysconf("SC_PAGE_SIZE") == memsys_env.page_size
+    assert memsys_env.identity.euid == os.geteuid()
+    finish()
+'''
+
+SETUP_ERROR_TESTS = r'''
+import pytest
+from pytest_memsyscalls import constants as C
+
+
+@pytest.fixture
+def broken(mapped_pages, mapped_file, arena, shm_segment, posix_shm, run_in_child, rec):
+    m = mapped_pages(2)
+    rec("mapping", [m.addr, m.length])
+    f = mapped_file(b"x")
+    rec("mapping", [f.addr, f.length])
+    rec("mapping", [arena.addr, arena.length])
+    rec("segment", shm_segment().shmid)
+    rec("name", posix_shm().name)
+    rec("child", run_in_child(int).pid)
+    raise RuntimeError("setup broke after making objects")
+
+
+def test_never_runs(broken):
+    raise AssertionError("unreachable")
+'''
+
+EXPECTED_KINDS = {"mapping", "segment", "name", "fd", "child"}
+TESTS = 10
+
+
+def _project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, modes: str) -> Path:
+    record = pytester.path / "record.jsonl"
+    monkeypatch.setenv("MEMSYS_RECORD", str(record))
+    monkeypatch.setenv("MEMSYS_MODES", modes)
+    pytester.makeconftest(INNER_CONFTEST)
+    pytester.makepyfile(test_inner=INNER_TESTS)
+    return record
+
+
+def _records(record: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def _assert_all_gone(record: Path, where: str = "teardown",
+                     kinds: frozenset[str] = frozenset(EXPECTED_KINDS)) -> list[dict[str, Any]]:
+    """Every recorded object was gone when checked inside the run, and the ones that
+    can outlive a process are still gone now."""
+    rows = _records(record)
+    assert {row["kind"] for row in rows} == kinds
+    still_there = [row for row in rows if not row["gone"]]
+    assert not still_there, still_there
+    assert {row["where"] for row in rows} == {where}
+    for row in rows:
+        if row["kind"] == "segment":
+            with pytest.raises(OSError):
+                libc.shm_stat(row["value"])
+        elif row["kind"] == "name":
+            assert not os.path.exists("/dev/shm" + row["value"])
+        elif row["kind"] == "child":
+            assert not Path(f"/proc/{row['value']}").exists() or _not_running(row["value"])
+    return rows
+
+
+def _not_running(pid: int) -> bool:
+    try:
+        state = (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.parametrize("extra", [[], ["-n", "2"], ["--forked"]], ids=["plain", "xdist", "forked"])
+def test_every_fixture_works_and_cleans_up_after_pass_failure_and_setup_error(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, extra: list[str]) -> None:
+    """Each fixture test runs once passing and once failing after it made its objects;
+    a fixture that makes one object of each kind and then raises gives a setup error."""
+    record = _project(pytester, monkeypatch, "pass,fail")
+    pytester.makepyfile(test_setup_error=SETUP_ERROR_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", *extra)
+    # no teardown errors: the leak guard found nothing left behind
+    result.assert_outcomes(passed=TESTS, failed=TESTS, errors=1)
+    result.stdout.fnmatch_lines(["*RuntimeError: setup broke after making objects*"])
+    rows = _assert_all_gone(record)
+    tests = {row["test"] for row in rows}
+    assert {"test_never_runs", "test_shm_segment[pass]", "test_shm_segment[fail]"} <= tests
+    assert len([row for row in rows if row["test"] == "test_never_runs"]) == 6
+
+
+def test_teardown_after_keyboard_interrupt(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KeyboardInterrupt skips the test's own teardown; the session's teardown at
+    exit must still destroy what the fixtures made."""
+    record = _project(pytester, monkeypatch, "interrupt")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "test_inner.py::test_shm_segment",
+                                           "test_inner.py::test_posix_shm")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    rows = _assert_all_gone(record, where="sessionfinish", kinds=frozenset({"segment", "mapping"}))
+    assert {row["test"] for row in rows} == {"test_shm_segment[interrupt]"}  # the session stopped there
+
+
+# --- two xdist workers at once ---------------------------------------------------------
+
+BARRIER = r'''
+import os, select
+
+
+def barrier(me, other, timeout=30.0):
+    """Both tests reach this point before either goes on (FIFOs: no sleeps)."""
+    directory = os.environ["MEMSYS_BARRIER_DIR"]
+    mine = os.open(os.path.join(directory, me), os.O_RDWR)
+    theirs = os.open(os.path.join(directory, other), os.O_RDWR)
+    try:
+        os.write(theirs, b"x")
+        poller = select.poll()
+        poller.register(mine, select.POLLIN)
+        assert poller.poll(int(timeout * 1000)), f"{other} never reached the barrier"
+        os.read(mine, 1)
+    finally:
+        os.close(theirs)
+        os.close(mine)
+'''
+
+CONCURRENT_TESTS = r'''
+import json, os
+from barrier import barrier
+
+MANY = 50
+
+
+def _make(shm_segment, posix_shm, me, other):
+    barrier(me + "-start", other + "-start")
+    made = []
+    for i in range(MANY):
+        seg = shm_segment(4096, key="unique" if i % 2 else 0)
+        st = seg.stat()
+        made.append({"worker": me, "shmid": seg.shmid, "key": seg.key, "mode": st.mode & 0o777,
+                     "cpid": st.cpid})
+    names = [posix_shm(4096) for _ in range(5)]
+    made += [{"worker": me, "name": s.name, "mode": os.stat(s.path).st_mode & 0o777} for s in names]
+    with open(os.environ["MEMSYS_RECORD"], "a") as out:
+        out.write(json.dumps(made) + "\n")
+    barrier(me + "-made", other + "-made")  # both sets exist at once
+
+
+def test_a(shm_segment, posix_shm):
+    _make(shm_segment, posix_shm, "a", "b")
+
+
+def test_b(shm_segment, posix_shm):
+    _make(shm_segment, posix_shm, "b", "a")
+'''
+
+
+def test_two_xdist_workers_never_collide_and_nothing_is_world_readable(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    barriers = pytester.mkdir("barriers")
+    for name in ("a-start", "b-start", "a-made", "b-made"):
+        os.mkfifo(barriers / name, 0o600)
+    record = pytester.path / "record.jsonl"
+    monkeypatch.setenv("MEMSYS_BARRIER_DIR", str(barriers))
+    monkeypatch.setenv("MEMSYS_RECORD", str(record))
+    pytester.makepyfile(barrier=BARRIER, test_concurrent=CONCURRENT_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "test_concurrent.py")
+    result.assert_outcomes(passed=2)  # each test also passed the leak guard: the other's objects were not blamed
+    rows = [row for line in record.read_text().splitlines() for row in json.loads(line)]
+    segments = [row for row in rows if "shmid" in row]
+    names = [row for row in rows if "name" in row]
+    assert len(segments) == 100 and len(names) == 10
+    assert len({row["shmid"] for row in segments}) == 100
+    keyed = [row["key"] for row in segments if row["key"] != C.IPC_PRIVATE]
+    assert len(keyed) == 50 and len(set(keyed)) == 50
+    assert len({row["cpid"] for row in segments}) == 2  # two worker processes made them
+    assert len({row["name"] for row in names}) == 10
+    assert all(row["mode"] == 0o600 for row in rows)
+    for row in segments:
+        with pytest.raises(OSError):
+            libc.shm_stat(row["shmid"])
+    assert not any(os.path.exists("/dev/shm" + row["name"]) for row in names)
+
+
+# --- bad input ------------------------------------------------------------------------
+
+@pytest.fixture
+def nothing_leaks() -> Any:
+    """Snapshot of segments, memsys names and children before; the same after."""
+    before = leaks.snapshot()
+    yield
+    after = leaks.snapshot()
+    assert after.idents() - before.idents() == set()
+    assert after.locked_kb == before.locked_kb
+
+
+def _closed_fd() -> int:
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    return r
+
+
+@pytest.mark.parametrize(("args", "kwargs", "error"), [
+    ((0,), {}, ValueError),
+    ((-1,), {}, ValueError),
+    ((1 << 40,), {}, ValueError),
+    (("1",), {}, TypeError),
+    ((True,), {}, TypeError),
+    ((1,), {"flags": C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED, "addr": 0x10000}, ValueError),
+], ids=["zero", "negative", "absurd", "str", "bool", "fixed-outside"])
+def test_mapped_pages_rejects_bad_arguments(mapped_pages: Callable[..., Mapping], nothing_leaks: None,
+                                            args: tuple[Any, ...], kwargs: dict[str, Any], error: type) -> None:
+    with pytest.raises(error, match="mapped_pages"):
+        mapped_pages(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"flags": C.MAP_ANONYMOUS}, {errno.EINVAL}),  # neither MAP_SHARED nor MAP_PRIVATE
+    # an unknown flag under MAP_SHARED_VALIDATE: mmap(2) names EOPNOTSUPP; anonymous mappings get EINVAL
+    ({"flags": C.MAP_SHARED_VALIDATE | C.MAP_ANONYMOUS | 0x200000}, {errno.EINVAL, errno.EOPNOTSUPP}),
+    ({"flags": C.MAP_SHARED, "fd": "closed"}, {errno.EBADF}),
+], ids=["no-type", "validate-unknown-flag", "closed-fd"])
+def test_mapped_pages_passes_the_kernels_errno(mapped_pages: Callable[..., Mapping], nothing_leaks: None,
+                                               kwargs: dict[str, Any], expected: set[int]) -> None:
+    """The fixture does not second-guess the kernel (it is a conformance tool): the
+    kernel's refusal arrives as an OSError that names the call and its arguments."""
+    if kwargs.get("fd") == "closed":
+        kwargs = {**kwargs, "fd": _closed_fd()}
+    with pytest.raises(OSError, match=r"mmap\(") as caught:
+        mapped_pages(1, **kwargs)
+    assert caught.value.errno in expected
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"content": "text"}, TypeError),
+    ({"size": -1}, ValueError),
+    ({"content": b"abc", "size": 2}, ValueError),
+    ({"pages": 0}, ValueError),
+    ({"pages": -3}, ValueError),
+])
+def test_mapped_file_rejects_bad_input(mapped_file: Callable[..., Mapping], nothing_leaks: None,
+                                       kwargs: dict[str, Any], error: type) -> None:
+    with pytest.raises(error, match=r"mapped_file|mapped_pages|mmap\("):
+        mapped_file(**kwargs)
+
+
+@pytest.mark.parametrize(("page", "pages"), [(-1, 1), (63, 2), (0, 0), (0, -1), (64, 1)])
+def test_arena_rejects_pages_outside(arena: Arena, nothing_leaks: None, page: int, pages: int) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        arena.map(page, pages)
+    with pytest.raises(ValueError, match="outside"):
+        arena.hole(page, pages)
+
+
+def test_arena_map_of_a_closed_fd_is_ebadf(arena: Arena, nothing_leaks: None) -> None:
+    with pytest.raises(OSError) as caught:
+        arena.map(0, 1, flags=C.MAP_SHARED, fd=_closed_fd())
+    assert caught.value.errno == errno.EBADF
+    assert arena.map(0, 1).write(0, 1) is None  # the arena page is still usable afterwards
+
+
+@pytest.mark.parametrize(("pages", "error"),
+                         [(0, ValueError), (-2, ValueError), (1.5, TypeError), (1 << 40, ValueError)])
+def test_locked_region_rejects_bad_sizes(locked_region: Callable[..., Mapping], nothing_leaks: None,
+                                         pages: Any, error: type) -> None:
+    with pytest.raises(error):
+        locked_region(pages)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"size": 0}, ValueError),
+    ({"size": -4096}, ValueError),
+    ({"size": "4096"}, TypeError),
+    ({"mode": 0o1600}, ValueError),
+    ({"mode": -1}, ValueError),
+    ({"key": "fixed"}, ValueError),
+    ({"key": 1.5}, ValueError),
+    ({"size": 1 << 62}, OSError),  # beyond SHMMAX: EINVAL (or ENOMEM)
+])
+def test_shm_segment_rejects_bad_input(shm_segment: Callable[..., ShmSegment], nothing_leaks: None,
+                                       kwargs: dict[str, Any], error: type) -> None:
+    with pytest.raises(error, match=r"shm_segment|shmget\("):
+        shm_segment(**kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"size": -1}, ValueError),
+    ({"size": "1"}, TypeError),
+    ({"mode": 0o4600}, ValueError),
+    ({"size": 1 << 63}, ValueError),  # larger than off_t
+])
+def test_posix_shm_rejects_bad_input(posix_shm: Callable[..., PosixShm], nothing_leaks: None,
+                                     kwargs: dict[str, Any], error: type) -> None:
+    with pytest.raises(error):
+        posix_shm(**kwargs)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan, math.inf, 10**9, "5", True])
+def test_run_in_child_rejects_absurd_timeouts(run_in_child: Callable[..., ChildOutcome], nothing_leaks: None,
+                                              timeout: Any) -> None:
+    with pytest.raises((ValueError, TypeError), match="run_in_child: timeout"):
+        run_in_child(int, timeout=timeout)
+
+
+def test_run_in_child_rejects_what_is_not_callable(run_in_child: Callable[..., ChildOutcome],
+                                                   nothing_leaks: None) -> None:
+    with pytest.raises(TypeError, match="must be callable"):
+        run_in_child(42)
+
+
+@pytest.mark.parametrize(("signo", "kwargs"), [
+    (0, {}), (-11, {}), (signal.NSIG, {}), (True, {}), (11, {"timeout": 0}), (11, {"timeout": math.inf}),
+])
+def test_expect_signal_rejects_bad_input(expect_signal: Callable[..., Any], nothing_leaks: None,
+                                         signo: Any, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="expect_signal"):
+        expect_signal(signo, **kwargs)
