@@ -17,9 +17,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_section import machine_line, replace_section  # noqa: E402
-
-from pytest_memsyscalls.conformance import test_model_address_space as M  # noqa: E402
+from pytest_memsyscalls.conformance import test_model_address_space as M
+from readme_section import machine_line, replace_section
 
 
 class Counting(M.AddressSpaceMachine):

@@ -330,7 +330,8 @@ class AddressSpaceMachine(RuleBasedStateMachine):
         lines = [f"  {v.start:#x}-{v.end:#x} {v.perms} off={v.offset:#x} ino={v.inode}"
                  for v in self.maps.vmas(self.arena.addr, self.arena.end)]
         model = " ".join("." if pg is None else self.perms(pg)[:3] for pg in self.pages)
-        return f"\nlast step: {self.step}\narena {self.arena.addr:#x}, model pages: {model}\nkernel VMAs in the arena:\n" + "\n".join(lines)
+        return (f"\nlast step: {self.step}\narena {self.arena.addr:#x}, model pages: {model}\n"
+                "kernel VMAs in the arena:\n" + "\n".join(lines))
 
     # ---- rules ----
 

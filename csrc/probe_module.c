@@ -9,6 +9,10 @@
 
 #include "probe.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 static int address_of(PyObject *arg, uintptr_t *addr)
 {
     unsigned long long value = PyLong_AsUnsignedLongLong(arg);
@@ -74,10 +78,49 @@ static PyObject *probe_execute(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard) -> None
+ *
+ * Everything a freshly forked child of run_in_child does before running its function,
+ * in one call: every Python-level step here would copy-on-write pages of the (large)
+ * parent, which is what a fork round trip costs. Own process group; the parent's pipe
+ * ends closed; stdout/stderr onto the capture pipes; no core file for the crash that
+ * is probably coming (core_hard >= 0 sets RLIMIT_CORE to 0/core_hard); the given
+ * signals back to SIG_DFL; the fault reporter on report_fd. */
+static PyObject *enter_child(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int report_fd, out_fd, err_fd;
+    long long core_hard;
+    PyObject *close_fds, *reset_signals;
+    if (!PyArg_ParseTuple(args, "iiiO!O!L", &report_fd, &out_fd, &err_fd, &PyTuple_Type, &close_fds,
+                          &PyTuple_Type, &reset_signals, &core_hard))
+        return NULL;
+    if (setpgid(0, 0) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(close_fds); i++)
+        close((int)PyLong_AsLong(PyTuple_GET_ITEM(close_fds, i)));
+    if (dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    if (core_hard >= 0) {
+        struct rlimit core = {0, core_hard == (long long)RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)core_hard};
+        if (setrlimit(RLIMIT_CORE, &core) != 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(reset_signals); i++)
+        signal((int)PyLong_AsLong(PyTuple_GET_ITEM(reset_signals, i)), SIG_DFL);
+    if (PyErr_Occurred())
+        return NULL;
+    if (memsys_child_report_install(report_fd) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef probe_methods[] = {
     {"read", probe_read, METH_O, "read(addr) -> byte | (signo, code, addr)"},
     {"write", (PyCFunction)(void (*)(void))probe_write, METH_FASTCALL, "write(addr, byte) -> None | (signo, code, addr)"},
     {"execute", probe_execute, METH_O, "execute(addr) -> None | (signo, code, addr)"},
+    {"enter_child", enter_child, METH_VARARGS,
+     "enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard) -> None"},
     {NULL, NULL, 0, NULL},
 };
 

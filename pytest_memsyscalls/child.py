@@ -12,7 +12,6 @@ kills the group after a normal exit too, so grandchildren never outlive the call
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # signal.signal minus the enum wrapping
 import ctypes
 import dis
 import itertools
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
-from . import native
+from . import _probe, native
 from .probe import Fault
 
 DEFAULT_TIMEOUT = 30.0
@@ -198,7 +197,6 @@ def _signals_to_reset() -> tuple[int, ...]:
 
 def _fork() -> tuple[int, _Pipes]:
     """Fork with the pipes in place. Returns (0, pipes) in the child."""
-    library = native.library()  # load before forking: the child must not do file I/O to find it
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -215,7 +213,7 @@ def _fork() -> tuple[int, _Pipes]:
             os.close(fd)
         raise
     if pid == 0:
-        _become_child(pipes, library, streams, reset, core_hard if core_soft else None)
+        _become_child(pipes, streams, reset, core_hard if core_soft else None)
         return 0, pipes
     forked_children.append((next(_fork_serial), pid))
     for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
@@ -227,25 +225,17 @@ def _fork() -> tuple[int, _Pipes]:
     return pid, pipes
 
 
-def _become_child(pipes: _Pipes, library: Any, streams: tuple[Any, Any] | None, reset: tuple[int, ...],
+def _become_child(pipes: _Pipes, streams: tuple[Any, Any] | None, reset: tuple[int, ...],
                   core_hard: int | None) -> None:
     try:
-        os.setpgid(0, 0)
-        for fd in (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r):
-            os.close(fd)
-        os.dup2(pipes.out_w, 1)
-        os.dup2(pipes.err_w, 2)
+        _probe.enter_child(pipes.report_w, pipes.out_w, pipes.err_w,
+                           (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r), reset,
+                           -1 if core_hard is None else core_hard)
         if streams is None:
             streams = (open(1, "w", buffering=1, closefd=False),  # noqa: SIM115
                        open(2, "w", buffering=1, closefd=False))  # noqa: SIM115
         sys.stdout, sys.stderr = streams
-        if core_hard is not None:
-            resource.setrlimit(resource.RLIMIT_CORE, (0, core_hard))  # a crash is expected: no core files
-        for signo in reset:
-            _signal.signal(signo, 0)  # SIG_DFL; the C function: signal.signal's enum wrapping costs 0.2 ms here
-        if library.memsys_child_report_install(pipes.report_w) != 0:
-            raise OSError("memsys_child_report_install failed")
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - a child that cannot set up must never return into pytest
         os._exit(112)
 
 

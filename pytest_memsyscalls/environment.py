@@ -825,7 +825,7 @@ def detect_uncached() -> Environment:
 
     try:
         sandbox = detect_sandbox()
-    except Exception as e:  # the fingerprint must never raise
+    except Exception as e:  # noqa: BLE001 - the fingerprint must never raise
         sandbox = Sandbox("unknown", [f"detection failed: {type(e).__name__}: {e}"])
 
     return Environment(

@@ -39,4 +39,6 @@ def machine_settings() -> settings:
     register_profiles()
     if settings.get_current_profile_name() == "default":
         return settings.get_profile(CI)
-    return settings.default
+    current = settings.default
+    assert current is not None, "Hypothesis always has a loaded profile"
+    return current

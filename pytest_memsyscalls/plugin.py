@@ -7,6 +7,7 @@ import dataclasses
 import re
 from collections.abc import Generator
 
+import pluggy
 import pytest
 
 from . import environment, hooks, procfs, settings
@@ -99,7 +100,8 @@ def maps_near(text: str, maps: list[procfs.MapsEntry]) -> list[str]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if report.when != "call" or not report.failed or semantic_of(item) is None:
