@@ -43,7 +43,22 @@ class VmaView:
         return self.smaps.vmflags if self.smaps else frozenset()
 
 
-class Mapping:
+class _PageRange:
+    """What a Mapping and an Arena both are: ``length`` bytes of pages from ``addr``."""
+
+    addr: int
+    length: int
+
+    @property
+    def pages(self) -> int:
+        return self.length // PAGE_SIZE
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.length
+
+
+class Mapping(_PageRange):
     """One mapped range. ``unmap()`` is idempotent and runs at fixture teardown."""
 
     def __init__(self, addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0,
@@ -80,14 +95,6 @@ class Mapping:
 
     def __exit__(self, *exc: object) -> None:
         self.unmap()
-
-    @property
-    def pages(self) -> int:
-        return self.length // PAGE_SIZE
-
-    @property
-    def end(self) -> int:
-        return self.addr + self.length
 
     def page(self, index: int) -> int:
         """The address of page ``index`` (negative counts from the end)."""
@@ -188,7 +195,7 @@ class Mapping:
             libc.munmap(self.addr, self.length)
 
 
-class Arena:
+class Arena(_PageRange):
     """A PROT_NONE reservation inside which MAP_FIXED is safe.
 
     ``map(page, pages, ...)`` places a mapping at a page of the arena with
@@ -211,14 +218,6 @@ class Arena:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def pages(self) -> int:
-        return self.length // PAGE_SIZE
-
-    @property
-    def end(self) -> int:
-        return self.addr + self.length
 
     def page(self, index: int) -> int:
         if not 0 <= index <= self.pages:
