@@ -413,6 +413,8 @@ def cmd_layout(argv: Sequence[str]) -> int:
                         help="process to inspect (default: a fresh brk-helper child held at its exit)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     options = parser.parse_args(list(argv))
+    if options.pid is not None and options.pid <= 0:
+        parser.error(f"pid must be a positive process id, got {options.pid}")  # exit 2: a bad argument
     try:
         if options.pid is None:
             with fresh_child() as pid:
@@ -420,8 +422,6 @@ def cmd_layout(argv: Sequence[str]) -> int:
             layout.subject = (f"a fresh child, pid {pid} (memsys-brk-helper after sbrk(65536), "
                               "held at its exit stop; killed since)")
         else:
-            if options.pid <= 0:
-                raise LayoutError(f"no such process: {options.pid}")
             layout = read_layout(options.pid)
     except LayoutError as error:
         print(f"memsyscalls layout: {error}", file=sys.stderr)

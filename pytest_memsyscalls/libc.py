@@ -239,7 +239,11 @@ def msync(addr: int, length: int, flags: int) -> None:
 def is_mapped(addr: int) -> bool:
     """Whether the page holding addr is mapped, asked of the kernel: msync(MS_ASYNC)
     fails with ENOMEM exactly on unmapped pages. A fast path for the probe, so it
-    skips the argument checks and the OSError of msync() above."""
+    skips the OSError of msync() above; the argument check costs one comparison
+    (an int outside [0, 2**64) would otherwise be truncated by ctypes into some
+    other, possibly mapped, address)."""
+    if type(addr) is not int or not 0 <= addr <= _U64_MAX:
+        addr = _address("is_mapped", "addr", addr)
     ctypes.set_errno(0)
     if _msync(addr & ~(PAGE_SIZE - 1), PAGE_SIZE, C.MS_ASYNC) == 0:
         return True
