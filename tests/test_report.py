@@ -266,12 +266,15 @@ def test_gate_fails_a_green_run_whose_outcome_changed(pytester: pytest.Pytester)
     result.stdout.fnmatch_lines(["  demo.only.pass: failed -> passed", "baseline gate FAILED*demo.only.pass"])
 
 
-def test_failing_differently_is_not_a_known_deviation(pytester: pytest.Pytester) -> None:
+def test_failing_with_another_message_is_still_a_known_deviation(pytester: pytest.Pytester) -> None:
+    """The gate is on outcomes: messages carry addresses, pids and timings, so a recorded
+    failure that reads differently now is shown, not failed."""
     baseline = make_baseline(pytester, edit={"demo.fail.errno": {"reason": "expected EFAULT; got EINVAL"}})
     result, _ = run_suite(pytester, baseline)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["  demo.fail.errno: still failed, but differently",
-                                 "    baseline: expected EFAULT; got EINVAL", "baseline gate FAILED*demo.fail.errno"])
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["known deviations, failing with another message:",
+                                 "  demo.fail.errno: known deviation, failing with another message",
+                                 "    baseline: expected EFAULT; got EINVAL", "baseline gate passed*"])
 
 
 def test_new_skip_is_reported_and_fails_only_when_strict(pytester: pytest.Pytester) -> None:
