@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
-from . import _probe, native
+from . import _probe, native, records
 from .probe import Fault
 
 DEFAULT_TIMEOUT = 30.0
@@ -206,6 +206,7 @@ def _fork() -> tuple[int, _Pipes]:
     reset = _signals_to_reset()
     core_soft, core_hard = resource.getrlimit(resource.RLIMIT_CORE)
     pipes = _open_pipes()
+    parent = os.getpid()
     try:
         pid = os.fork()
     except BaseException:
@@ -214,6 +215,7 @@ def _fork() -> tuple[int, _Pipes]:
         raise
     if pid == 0:
         _become_child(pipes, streams, reset, core_hard if core_soft else None)
+        records.child_started(parent)  # dies with pytest, even after kill -9
         return 0, pipes
     forked_children.append((next(_fork_serial), pid))
     for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
@@ -222,6 +224,7 @@ def _fork() -> tuple[int, _Pipes]:
         os.setpgid(pid, pid)  # also done in the child: whichever runs first wins the race
     except OSError:
         pass
+    records.note_child(pid)  # its group, for the sweep after kill -9
     return pid, pipes
 
 

@@ -6,6 +6,7 @@
   diff OLD NEW              differences between two reports (non-zero when any)
   matrix [...]              the suite in several environments, merged into one table
   layout [PID] [--json]     the memory layout of a process, the way the seed draws it
+  sweep [--dry-run]         remove what killed runs recorded and left (see SECURITY.md)
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "diff": _lazy("report", "cmd_diff"),
     "matrix": _lazy("matrix", "cmd_matrix"),
     "layout": _lazy("layout", "cmd_layout"),
+    "sweep": _lazy("records", "cmd_sweep"),
 }
 
 

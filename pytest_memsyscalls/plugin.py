@@ -13,7 +13,8 @@ import pytest
 from . import environment, hooks, procfs, settings
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of, unmet_needs
 
-pytest_plugins = ["pytest_memsyscalls.fixtures", "pytest_memsyscalls.leaks", "pytest_memsyscalls.report"]
+pytest_plugins = ["pytest_memsyscalls.records_plugin", "pytest_memsyscalls.fixtures", "pytest_memsyscalls.leaks",
+                  "pytest_memsyscalls.report"]
 
 ENVIRONMENT_KEY = pytest.StashKey[environment.Environment]()
 

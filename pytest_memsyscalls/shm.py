@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from . import constants as C
-from . import libc
+from . import libc, records
 from .mapping import PAGE_SIZE, Mapping
 
 NAME_PREFIX = "memsys-"  # /dev/shm names and leak records start with it
@@ -75,6 +75,7 @@ class ShmSegment:
             raise ValueError("shm_segment: size must be positive")
         if mode & ~0o777:
             raise ValueError(f"shm_segment: mode {mode:#o} has bits outside 0777")
+        records.note_segment_intent()  # before shmget: a kill -9 in between leaves no unrecorded segment
         if key == "unique":
             self.shmid, self.key = self._create_unique(size, mode | flags)
         elif isinstance(key, int) and not isinstance(key, bool):
@@ -82,6 +83,7 @@ class ShmSegment:
             self.shmid = libc.shmget(key, size, C.IPC_CREAT | C.IPC_EXCL | mode | flags)
         else:
             raise ValueError(f"shm_segment: key must be an int or 'unique', got {key!r}")
+        records.note_segment(self.shmid, self.key)  # so a later session can sweep it after kill -9
         self.size = size
         self.attachments: list[int] = []
         self.removed = False
@@ -154,6 +156,7 @@ class PosixShm:
         if mode & ~0o777:
             raise ValueError(f"posix_shm: mode {mode:#o} has bits outside 0777")
         self.name = name or unique_name()
+        records.note_name(self.name)  # recorded before it exists: never an unrecorded name
         self.fd = libc.shm_open(self.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
         self.unlinked = False
         self.mappings: list[Mapping] = []

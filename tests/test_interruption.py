@@ -1,0 +1,118 @@
+"""SIGINT, SIGTERM and kill -9 of a pytest run leave nothing behind (issue 8).
+
+A handful of the trials of ``tests/interruption_trials.py`` (run it as a script for
+20+ trials), plus the sweep's refusals: it never touches what no record names, what
+a live run recorded, or a records directory that is not safely ours.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_memsyscalls import libc, records
+from pytest_memsyscalls.shm import PosixShm, ShmSegment
+
+_TRIALS = Path(__file__).with_name("interruption_trials.py")
+_spec = importlib.util.spec_from_file_location("interruption_trials", _TRIALS)
+assert _spec is not None and _spec.loader is not None
+trials = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(trials)
+
+
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_interrupted_run_leaves_nothing(tmp_path: Path, signo: signal.Signals) -> None:
+    """One trial in a helper process that adopts the run's orphans (a child subreaper)."""
+    code = (f"import sys, json, ctypes, pathlib; sys.path.insert(0, {str(_TRIALS.parent)!r}); "
+            "import interruption_trials as t; ctypes.CDLL(None).prctl(36, 1, 0, 0, 0); "
+            f"print(json.dumps(t.one_trial({int(signo)}, 0.3, pathlib.Path({str(tmp_path)!r}), False, "
+            "after_first_child=True)))")
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not result["finished_before_signal"], result
+    assert not result["hung"], result
+    expected_rc = -9 if signo == signal.SIGKILL else 2  # 2: pytest's "interrupted"
+    assert result["returncode"] == expected_rc, result
+    assert trials.leftovers(result) == 0, result
+
+
+def _dead_record(directory: Path, lines: list[str]) -> Path:
+    """A record file of a run whose process no longer exists (pid 1 with a start time it never had)."""
+    path = directory / "1-999999999999.rec"
+    path.write_text("".join(line + "\n" for line in lines))
+    path.chmod(0o600)
+    return path
+
+
+def test_sweep_removes_only_recorded_objects_of_dead_runs(tmp_path: Path) -> None:
+    directory = tmp_path / "records"
+    directory.mkdir(mode=0o700)
+    with ShmSegment(4096) as recorded, ShmSegment(4096) as unrecorded, PosixShm(4096) as name, \
+            PosixShm(4096) as other_name:
+        ds = libc.shm_stat(recorded.shmid)
+        path = _dead_record(directory, [f"sysv {recorded.shmid} 0 {ds.shm_cpid} {ds.shm_ctime}",
+                                        f"sysv {unrecorded.shmid} 0 {ds.shm_cpid} {ds.shm_ctime + 1000}",  # wrong ctime
+                                        f"posix {name.name} {os.getpid()}", "sysv 12 torn"])
+        dry = records.sweep(str(directory), dry_run=True)
+        assert path.exists() and os.path.exists(name.path)
+        result = records.sweep(str(directory))
+        assert result.removed == dry.removed and len(result.removed) == 2, result
+        assert not path.exists()
+        with pytest.raises(OSError):
+            libc.shm_stat(recorded.shmid)
+        libc.shm_stat(unrecorded.shmid)  # not the recorded segment: untouched
+        assert not os.path.exists(name.path)
+        assert os.path.exists(other_name.path)
+
+
+def test_sweep_leaves_live_runs_alone(tmp_path: Path) -> None:
+    directory = tmp_path / "records"
+    directory.mkdir(mode=0o700)
+    with ShmSegment(4096) as segment:
+        ds = libc.shm_stat(segment.shmid)
+        live = directory / f"{os.getpid()}-{records.starttime(os.getpid())}.rec"
+        live.write_text(f"sysv {segment.shmid} 0 {ds.shm_cpid} {ds.shm_ctime}\n")
+        result = records.sweep(str(directory))
+        assert result.live == 1 and not result.removed
+        libc.shm_stat(segment.shmid)
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o770])
+def test_sweep_refuses_a_directory_others_can_write_or_read(tmp_path: Path, mode: int) -> None:
+    directory = tmp_path / "records"
+    directory.mkdir()
+    directory.chmod(mode)
+    _dead_record(directory, [])
+    with pytest.raises(records.UnsafeDirectory):
+        records.sweep(str(directory))
+
+
+def test_sweep_refuses_a_symlinked_directory(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(records.UnsafeDirectory):
+        records.sweep(str(tmp_path / "link"))
+
+
+def test_sweep_command_dry_run(tmp_path: Path) -> None:
+    import subprocess
+
+    directory = tmp_path / "records"
+    directory.mkdir(mode=0o700)
+    with PosixShm(4096) as name:
+        _dead_record(directory, [f"posix {name.name} {os.getpid()}"])
+        done = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "sweep", "--dry-run", "--dir",
+                               str(directory)], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert f"would remove: POSIX name {name.name}" in done.stdout
+        assert os.path.exists(name.path)
