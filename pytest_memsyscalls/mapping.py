@@ -180,9 +180,7 @@ class Mapping(_PageRange):
     def vma(self) -> list[VmaView]:
         """The /proc/self/maps and smaps entries that overlap this mapping."""
         self._check_live("vma")
-        smaps = procfs.read_smaps()
-        return [VmaView(entry.maps, entry) for entry in smaps
-                if entry.maps.start < self.end and entry.maps.end > self.addr]
+        return [VmaView(entry.maps, entry) for entry in procfs.smaps_overlapping(self.addr, self.end)]
 
     def unmap(self) -> None:
         """munmap (inside an arena: give the pages back to the PROT_NONE reservation)."""

@@ -156,11 +156,14 @@ def test_timeout_without_pidfd(run_in_child: Runner, monkeypatch: pytest.MonkeyP
 
 
 def test_sigint_and_sigterm_kill_the_child(run_in_child: Runner) -> None:
-    """The pytest process turns SIGINT into KeyboardInterrupt; a child must die of it."""
+    """The pytest process turns SIGINT into KeyboardInterrupt; a child must die of it,
+    and the parent's handler stays what it was (default_int_handler, or SIG_IGN when
+    the session was started in the background by a non-interactive shell)."""
+    handler = signal.getsignal(signal.SIGINT)
     for signo in (signal.SIGINT, signal.SIGTERM):
         outcome = run_in_child(os.kill, 0, signo)
         assert outcome.signal == signo and outcome.exception is None
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler
 
 
 def test_child_makes_no_core_files_and_changes_stay_there(run_in_child: Runner) -> None:

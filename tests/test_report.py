@@ -414,8 +414,13 @@ def test_diff_through_the_module_entry_point(pytester: pytest.Pytester) -> None:
 # --- xdist ---------------------------------------------------------------------------
 
 
-def test_xdist_report_is_complete_and_written_once(pytester: pytest.Pytester) -> None:
+def test_xdist_report_is_complete_and_written_once(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("xdist")
+    # When this suite itself runs under xdist, the inner controller must not inherit
+    # the outer worker's identity (the conftest below labels writes by it).
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     pytester.makeconftest(
         """
         import os
