@@ -365,6 +365,7 @@ def cmd_sweep(argv: Sequence[str]) -> int:
         print(f"{verb}: {line}")
     for line in result.kept:
         print(f"not touched: {line}")
-    print(f"{result.files} record file(s) of dead runs, {len(result.removed)} object(s) {verb}, "
+    print(f"{result.files} record file(s) of dead runs, {len(result.removed)} object(s) "
+          f"{'would be removed' if options.dry_run else 'removed'}, "
           f"{result.live} live run(s) left alone")
     return 0
