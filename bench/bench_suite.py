@@ -65,6 +65,9 @@ as its session. Last run: `{summary.strip("= ")}`.
 | the tests (wall minus collect-only) | {wall - collect:.2f} |
 | whole run | {wall:.2f} |
 
+Before issue 8's changes (commit e32ff68, single runs on this machine): 9.6 s wall, 4.1 s for
+start-up + collection, ~118 modules assertion-rewritten per run (41 after).
+
 Slowest tests of the last run:
 
 ```
