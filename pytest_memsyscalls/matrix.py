@@ -613,7 +613,8 @@ def cmd_matrix(argv: Sequence[str]) -> int:
                              "gvisor:RUNSC|trixie, podman, qemu:KERNEL (5.10, 6.1, 6.12, 7.2 or a path) "
                              "(default: all twelve)")
     parser.add_argument("--out", default="memsys-matrix", help="directory for reports, logs and the tables")
-    parser.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 2, help="targets run at once (default: cores)")
+    parser.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 2,
+                        help="targets run at once (default: cores)")
     parser.add_argument("--list", action="store_true", help="show the targets and whether each can run here")
     parser.add_argument("--merge", nargs="+", metavar="REPORT", help="only merge these reports into the tables")
     parser.add_argument("--baselines", metavar="DIR",

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import constants as C
 from pytest_memsyscalls import child as child_module
+from pytest_memsyscalls import constants as C
 from pytest_memsyscalls import leaks, libc
 from pytest_memsyscalls.child import ChildOutcome
 from pytest_memsyscalls.mapping import Arena, Mapping
