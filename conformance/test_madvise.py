@@ -36,6 +36,8 @@ from pytest_memsyscalls import (
 from pytest_memsyscalls import constants as C
 from pytest_memsyscalls.fixtures import lockable_shortfall
 
+from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
+
 PAGE = libc.PAGE_SIZE
 RW = C.PROT_READ | C.PROT_WRITE
 ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
@@ -48,15 +50,6 @@ MEMORY_FAILURE_SYSCTL = "/proc/sys/vm/memory_failure_early_kill"
 
 # --- helpers -----------------------------------------------------------------------
 
-def vmflags(addr: int) -> frozenset[str]:
-    entry = procfs.smaps_at(addr)
-    return entry.vmflags if entry is not None else frozenset()
-
-
-def resident(addr: int, length: int) -> list[bool]:
-    return [bool(b & 1) for b in libc.mincore(addr, length)]
-
-
 def fill(m: Mapping, value: int, offset: int = 0, length: int | None = None) -> None:
     ctypes.memset(m.addr + offset, value, m.length - offset if length is None else length)
 
@@ -64,10 +57,6 @@ def fill(m: Mapping, value: int, offset: int = 0, length: int | None = None) -> 
 def byte_at(addr: int) -> int | Fault:
     fault, value = probe.read_value(addr)
     return fault if fault is not None else int(value or 0)
-
-
-def effective_caps() -> frozenset[str]:
-    return procfs.decode_capabilities(procfs.read_status()["CapEff"])
 
 
 def probe_advice(advice: int, name: str, flags: int = ANON) -> None:
@@ -84,21 +73,6 @@ def probe_advice(advice: int, name: str, flags: int = ANON) -> None:
         raise
     finally:
         libc.munmap(scratch, PAGE)
-
-
-_MINCORE_BLIND: list[bool] = []
-
-
-def mincore_sees_residency() -> bool:
-    """Probe (once): does mincore report a fresh, untouched anonymous page as non-resident?
-    gVisor reports every mapped page resident, which blinds the residency oracle."""
-    if not _MINCORE_BLIND:
-        scratch = libc.mmap(0, PAGE, RW, ANON)
-        try:
-            _MINCORE_BLIND.append(bool(libc.mincore(scratch, PAGE)[0] & 1))
-        finally:
-            libc.munmap(scratch, PAGE)
-    return not _MINCORE_BLIND[0]
 
 
 def need_lockable(memsys_env: Any, length: int) -> None:

@@ -28,6 +28,8 @@ from pytest_memsyscalls import constants as C
 from pytest_memsyscalls.child import run_in_child as _fork_child
 from pytest_memsyscalls.fixtures import lockable_shortfall
 
+from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
+
 PAGE = libc.PAGE_SIZE
 RW = C.PROT_READ | C.PROT_WRITE
 ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
@@ -40,10 +42,6 @@ SECRET = b"SecretPassword123\0"
 def vmlck_kb() -> int | None:
     """VmLck of this process in kB; None where the line is missing (gVisor)."""
     return procfs.status_kb(procfs.read_status(), "VmLck")
-
-
-def effective_caps() -> frozenset[str]:
-    return procfs.decode_capabilities(procfs.read_status()["CapEff"])
 
 
 def has_ipc_lock() -> bool:
@@ -63,34 +61,9 @@ def memlock_hard() -> int | None:
     return None if hard == resource.RLIM_INFINITY else hard
 
 
-def vmflags(addr: int) -> frozenset[str]:
-    """The VmFlags of the VMA containing addr (empty if unmapped)."""
-    entry = procfs.smaps_at(addr)
-    return entry.vmflags if entry is not None else frozenset()
-
-
 def smaps_field(addr: int, name: str) -> int | None:
     entry = procfs.smaps_at(addr)
     return entry.get(name) if entry is not None else None
-
-
-def resident(addr: int, length: int) -> list[bool]:
-    return [bool(b & 1) for b in libc.mincore(addr, length)]
-
-
-_MINCORE_BLIND: list[bool] = []
-
-
-def mincore_sees_residency() -> bool:
-    """Probe (once): does mincore report a fresh, untouched anonymous page as non-resident?
-    gVisor reports every mapped page resident, which blinds the residency oracle."""
-    if not _MINCORE_BLIND:
-        scratch = libc.mmap(0, PAGE, RW, ANON)
-        try:
-            _MINCORE_BLIND.append(bool(libc.mincore(scratch, PAGE)[0] & 1))
-        finally:
-            libc.munmap(scratch, PAGE)
-    return not _MINCORE_BLIND[0]
 
 
 def need_residency_oracle() -> None:

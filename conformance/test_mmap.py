@@ -79,17 +79,6 @@ def mapped(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: 
         libc.munmap(result, length)
 
 
-def is_mapped(addr: int, length: int = P) -> bool:
-    """The kernel's own is-mapped oracle: msync(MS_ASYNC) fails with ENOMEM on a hole."""
-    try:
-        libc.msync(addr, length, C.MS_ASYNC)
-    except OSError as error:
-        if error.errno == errno.ENOMEM:
-            return False
-        raise
-    return True
-
-
 def vmflags_of(addr: int) -> frozenset[str]:
     """VmFlags of the VMA at addr; skips (naming the missing oracle) where smaps has none."""
     entry = procfs.smaps_at(addr)

@@ -16,18 +16,9 @@ from pytest_memsyscalls import Fault, fails_with, faults_with, libc, probe, sema
 from pytest_memsyscalls import constants as C
 from pytest_memsyscalls.mapping import Arena, Mapping
 
+from ._oracles import is_mapped
+
 P = libc.PAGE_SIZE
-
-
-def is_mapped(addr: int, length: int = P) -> bool:
-    """The kernel's is-mapped oracle: msync(MS_ASYNC) fails with ENOMEM on a hole."""
-    try:
-        libc.msync(addr, length, C.MS_ASYNC)
-    except OSError as error:
-        if error.errno == errno.ENOMEM:
-            return False
-        raise
-    return True
 
 
 @semantic("munmap.einval.unaligned_addr", "munmap with an address that is not page-aligned fails with EINVAL "
