@@ -10,6 +10,7 @@
 #include "probe.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -78,23 +79,31 @@ static PyObject *probe_execute(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard) -> None
+/* enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent) -> None
  *
  * Everything a freshly forked child of run_in_child does before running its function,
  * in one call: every Python-level step here would copy-on-write pages of the (large)
  * parent, which is what a fork round trip costs. Own process group; the parent's pipe
  * ends closed; stdout/stderr onto the capture pipes; no core file for the crash that
  * is probably coming (core_hard >= 0 sets RLIMIT_CORE to 0/core_hard); the given
- * signals back to SIG_DFL; the fault reporter on report_fd. */
+ * signals back to SIG_DFL; the fault reporter on report_fd; and, when parent > 0, death
+ * by SIGKILL with the parent (even a kill -9 of pytest), exiting at once if the parent
+ * is already gone. */
 static PyObject *enter_child(PyObject *self, PyObject *args)
 {
     (void)self;
-    int report_fd, out_fd, err_fd;
+    int report_fd, out_fd, err_fd, parent;
     long long core_hard;
     PyObject *close_fds, *reset_signals;
-    if (!PyArg_ParseTuple(args, "iiiO!O!L", &report_fd, &out_fd, &err_fd, &PyTuple_Type, &close_fds,
-                          &PyTuple_Type, &reset_signals, &core_hard))
+    if (!PyArg_ParseTuple(args, "iiiO!O!Li", &report_fd, &out_fd, &err_fd, &PyTuple_Type, &close_fds,
+                          &PyTuple_Type, &reset_signals, &core_hard, &parent))
         return NULL;
+    if (parent > 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        if (getppid() != parent)
+            _exit(1); /* the parent died before the request took effect */
+    }
     if (setpgid(0, 0) != 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(close_fds); i++)
@@ -120,7 +129,7 @@ static PyMethodDef probe_methods[] = {
     {"write", (PyCFunction)(void (*)(void))probe_write, METH_FASTCALL, "write(addr, byte) -> None | (signo, code, addr)"},
     {"execute", probe_execute, METH_O, "execute(addr) -> None | (signo, code, addr)"},
     {"enter_child", enter_child, METH_VARARGS,
-     "enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard) -> None"},
+     "enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent) -> None"},
     {NULL, NULL, 0, NULL},
 };
 

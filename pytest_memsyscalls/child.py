@@ -214,8 +214,9 @@ def _fork() -> tuple[int, _Pipes]:
             os.close(fd)
         raise
     if pid == 0:
-        _become_child(pipes, streams, reset, core_hard if core_soft else None)
-        records.child_started(parent)  # dies with pytest, even after kill -9
+        # dies with pytest, even after kill -9, where records are kept (the sweep's premise)
+        _become_child(pipes, streams, reset, core_hard if core_soft else None,
+                      parent if records.recording() else 0)
         return 0, pipes
     forked_children.append((next(_fork_serial), pid))
     for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
@@ -229,11 +230,11 @@ def _fork() -> tuple[int, _Pipes]:
 
 
 def _become_child(pipes: _Pipes, streams: tuple[Any, Any] | None, reset: tuple[int, ...],
-                  core_hard: int | None) -> None:
+                  core_hard: int | None, parent: int) -> None:
     try:
         _probe.enter_child(pipes.report_w, pipes.out_w, pipes.err_w,
                            (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r), reset,
-                           -1 if core_hard is None else core_hard)
+                           -1 if core_hard is None else core_hard, parent)
         if streams is None:
             streams = (open(1, "w", buffering=1, closefd=False),  # noqa: SIM115
                        open(2, "w", buffering=1, closefd=False))  # noqa: SIM115

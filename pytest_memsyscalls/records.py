@@ -25,7 +25,6 @@ disables records and sweep altogether: fail safe.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import re
@@ -35,12 +34,10 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 ENV_DIR = "MEMSYS_RECORDS_DIR"  # override of the directory (tests use a private one)
 _FILE_RE = re.compile(r"^(\d+)-(\d+)\.rec$")
 _NAME_RE = re.compile(r"^/memsys-(\d+)-[0-9a-f]+$")
-PR_SET_PDEATHSIG = 1
 
 
 class UnsafeDirectory(Exception):
@@ -173,28 +170,9 @@ def note_child(pid: int) -> None:
         _recorder.write("group", pid, started)
 
 
-_libc_prctl: Any = None
-
-
-def prepare_children() -> None:
-    """Resolve prctl in the parent, so the child only makes the call."""
-    global _libc_prctl
-    if _libc_prctl is None:
-        try:
-            _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
-        except (OSError, AttributeError):
-            _libc_prctl = False
-
-
-def child_started(parent: int) -> None:
-    """In a fresh child: die with SIGKILL when the pytest process dies (even by kill -9),
-    so a child blocked in a test does not outlive the run. Credential changes clear this;
-    the record of its group covers that case."""
-    if _recorder is None or not _libc_prctl:
-        return
-    _libc_prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+def recording() -> bool:
+    """Whether this process keeps records (its forked children then die with it)."""
+    return _recorder is not None
 
 
 # --- the sweep -----------------------------------------------------------------------

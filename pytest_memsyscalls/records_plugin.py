@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from . import records, settings
-from .records import Recorder, UnsafeDirectory, ensure_dir, prepare_children, sweep, sweep_file
+from .records import Recorder, UnsafeDirectory, ensure_dir, sweep, sweep_file
 
 # --- hooks ---------------------------------------------------------------------------
 
@@ -71,7 +71,6 @@ def pytest_configure(config: pytest.Config) -> None:
             result = None
         if result is not None and result.files:
             config.stash[_SWEPT] = result.summary()
-    prepare_children()
     records._recorder = Recorder(directory)
     config.stash[_OWNER] = True
 
