@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdist_barrier import BARRIER
 
 from pytest_memsyscalls import child as child_module
 from pytest_memsyscalls import constants as C
@@ -320,25 +321,7 @@ def test_teardown_after_keyboard_interrupt(pytester: pytest.Pytester, monkeypatc
 
 # --- two xdist workers at once ---------------------------------------------------------
 
-BARRIER = r'''
-import os, select
 
-
-def barrier(me, other, timeout=30.0):
-    """Both tests reach this point before either goes on (FIFOs: no sleeps)."""
-    directory = os.environ["MEMSYS_BARRIER_DIR"]
-    mine = os.open(os.path.join(directory, me), os.O_RDWR)
-    theirs = os.open(os.path.join(directory, other), os.O_RDWR)
-    try:
-        os.write(theirs, b"x")
-        poller = select.poll()
-        poller.register(mine, select.POLLIN)
-        assert poller.poll(int(timeout * 1000)), f"{other} never reached the barrier"
-        os.read(mine, 1)
-    finally:
-        os.close(theirs)
-        os.close(mine)
-'''
 
 CONCURRENT_TESTS = r'''
 import json, os

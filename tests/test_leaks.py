@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import pytest
+from xdist_barrier import BARRIER
 
 from pytest_memsyscalls import libc
 
@@ -260,24 +261,7 @@ def test_b():
     _leak("b", "a")
 '''
 
-BARRIER = r'''
-import os, select
 
-
-def barrier(me, other, timeout=30.0):
-    directory = os.environ["MEMSYS_BARRIER_DIR"]
-    mine = os.open(os.path.join(directory, me), os.O_RDWR)
-    theirs = os.open(os.path.join(directory, other), os.O_RDWR)
-    try:
-        os.write(theirs, b"x")
-        poller = select.poll()
-        poller.register(mine, select.POLLIN)
-        assert poller.poll(int(timeout * 1000)), f"{other} never reached the barrier"
-        os.read(mine, 1)
-    finally:
-        os.close(theirs)
-        os.close(mine)
-'''
 
 
 def test_two_xdist_workers_are_each_blamed_for_their_own_segment(pytester: pytest.Pytester,
