@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
@@ -25,10 +25,6 @@ from .mapping import PAGE_SIZE, Arena, Mapping
 from .shm import PosixShm, ShmSegment
 
 RW = C.PROT_READ | C.PROT_WRITE
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
 
 
 class _Cleanup:
