@@ -34,7 +34,7 @@ from pytest_memsyscalls import (
     succeeds,
 )
 from pytest_memsyscalls import constants as C
-from pytest_memsyscalls.fixtures import lockable_shortfall
+from pytest_memsyscalls.semantics import lockable_shortfall
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 

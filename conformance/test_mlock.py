@@ -26,7 +26,7 @@ import pytest
 from pytest_memsyscalls import Mapping, environment, fails_with, libc, procfs, requires, semantic, succeeds
 from pytest_memsyscalls import constants as C
 from pytest_memsyscalls.child import run_in_child as _fork_child
-from pytest_memsyscalls.fixtures import lockable_shortfall
+from pytest_memsyscalls.semantics import lockable_shortfall
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from . import constants as C
-from . import libc, probe, procfs, settings
+from . import libc, probe, settings
 from .child import ChildOutcome
 from .child import expect_signal as _expect_signal
 from .child import run_in_child as _run_in_child
-from .environment import Environment, format_bytes
+from .environment import Environment
 from .mapping import PAGE_SIZE, Arena, Mapping
+from .semantics import lockable_shortfall
 from .shm import PosixShm, ShmSegment
 
 RW = C.PROT_READ | C.PROT_WRITE
@@ -126,22 +127,6 @@ def arena(_memsys_cleanup: _Cleanup) -> Arena:
     reserved = Arena(64)
     _memsys_cleanup.add(reserved.close)
     return reserved
-
-
-def lockable_shortfall(env: Environment, length: int) -> str | None:
-    """Why ``length`` more bytes cannot be locked here, or None when they can."""
-    if env.capabilities.has("CAP_IPC_LOCK"):
-        return None
-    soft = env.rlimits.memlock.soft
-    if soft is None:
-        return None
-    locked_kb = procfs.status_kb(procfs.read_status(), "VmLck") or 0
-    if locked_kb * 1024 + length <= soft:
-        return None
-    if soft == 0:
-        return "limit:RLIMIT_MEMLOCK=0 (no CAP_IPC_LOCK: mlock is refused with EPERM)"
-    return (f"limit:RLIMIT_MEMLOCK={soft} ({format_bytes(soft)}; {locked_kb} kB already locked, "
-            f"{length} more bytes wanted, no CAP_IPC_LOCK)")
 
 
 @pytest.fixture

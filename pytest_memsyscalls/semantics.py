@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from .environment import Environment
+from . import procfs
+from .environment import Environment, format_bytes
 
 TIERS = ("posix", "linux", "impl")
 _ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
@@ -74,7 +75,7 @@ def requires(*needs: str | Need) -> pytest.MarkDecorator:
 
     ``root`` / ``nonroot``; ``cap:CAP_X`` / ``nocap:CAP_X``; ``setuid`` (can run a
     child as another uid: root with CAP_SETUID/CAP_SETGID); ``hugepages`` (free
-    HugeTLB pages); ``memlock:N`` (N bytes lockable: RLIMIT_MEMLOCK or CAP_IPC_LOCK);
+    HugeTLB pages); ``memlock:N`` (N more bytes lockable: RLIMIT_MEMLOCK minus VmLck, or CAP_IPC_LOCK);
     ``sandbox:KIND`` / ``nosandbox:KIND``; ``arch:NAME``; ``path:/file`` (a file
     exists). Callables take the Environment and return a reason or None.
     """
@@ -126,14 +127,24 @@ def _need_hugepages(env: Environment, _: str) -> str | None:
     return None if free else "needs:hugepages (HugePages_Free is 0 in /proc/meminfo)"
 
 
-def _need_memlock(env: Environment, amount: str) -> str | None:
-    wanted = int(amount, 0)
-    if _has_cap(env, "CAP_IPC_LOCK"):
+def lockable_shortfall(env: Environment, length: int) -> str | None:
+    """Why ``length`` more bytes cannot be locked here, or None when they can."""
+    if env.capabilities.has("CAP_IPC_LOCK"):
         return None
     soft = env.rlimits.memlock.soft
-    if soft is None or soft >= wanted:
+    if soft is None:
         return None
-    return f"limit:RLIMIT_MEMLOCK={soft} (needs {wanted} bytes lockable, no CAP_IPC_LOCK)"
+    locked_kb = procfs.status_kb(procfs.read_status(), "VmLck") or 0
+    if locked_kb * 1024 + length <= soft:
+        return None
+    if soft == 0:
+        return "limit:RLIMIT_MEMLOCK=0 (no CAP_IPC_LOCK: mlock is refused with EPERM)"
+    return (f"limit:RLIMIT_MEMLOCK={soft} ({format_bytes(soft)}; {locked_kb} kB already locked, "
+            f"{length} more bytes wanted, no CAP_IPC_LOCK)")
+
+
+def _need_memlock(env: Environment, amount: str) -> str | None:
+    return lockable_shortfall(env, int(amount, 0))
 
 
 def _need_sandbox(env: Environment, kind: str) -> str | None:
