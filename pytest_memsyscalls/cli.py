@@ -33,8 +33,9 @@ def suite_args(extra: Sequence[str]) -> list[str]:
     """pytest arguments that run the shipped suite from anywhere, writing nothing into it."""
     args = [str(conformance_dir()), "-p", "no:cacheprovider", f"--rootdir={conformance_dir()}",
             "-rfEs",  # every failure and skip with its reason in the summary: the point of the run
-            # Hypothesis is imported before pytest on purpose (preimport_hypothesis).
-            *(arg for module in ("hypothesis", "_hypothesis_globals") for arg in (
+            # Imported before pytest on purpose: Hypothesis (preimport_hypothesis) and this
+            # package, whose CLI is running; neither has assertions to rewrite.
+            *(arg for module in ("hypothesis", "_hypothesis_globals", "pytest_memsyscalls") for arg in (
                 "-W", f"ignore:Module already imported so cannot be rewritten; {module}:"
                       "pytest.PytestAssertRewriteWarning"))]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
@@ -47,12 +48,9 @@ def preimport_hypothesis() -> None:
     a distribution that registers a pytest plugin (Hypothesis does) that is imported
     during the session, and with PYTHONDONTWRITEBYTECODE it cannot cache the result:
     importing it inside the session re-parsed ~80 modules on every run (1.3-1.9 s of a
-    ~4 s collection here). Hypothesis is a test extra, so it may be absent."""
-    try:
-        import hypothesis.stateful
-        import hypothesis.strategies  # noqa: F401
-    except ImportError:
-        pass
+    ~4 s collection here)."""
+    import hypothesis.stateful
+    import hypothesis.strategies  # noqa: F401
 
 
 def cmd_run(argv: Sequence[str]) -> int:

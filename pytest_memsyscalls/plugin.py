@@ -45,12 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _register_hypothesis_profiles() -> None:
     """``--hypothesis-profile=ci|deep`` is resolved in Hypothesis' own pytest_configure,
-    so the profiles must exist before it runs (hence tryfirst). Hypothesis is a test
-    extra, not a dependency of the plugin."""
-    try:
-        from .hypothesis_profiles import register_profiles
-    except ImportError:
-        return
+    so the profiles must exist before it runs (hence tryfirst)."""
+    from .hypothesis_profiles import register_profiles
+
     register_profiles()
 
 
