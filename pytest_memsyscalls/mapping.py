@@ -239,22 +239,26 @@ class Arena(_PageRange):
         if flags & C.MAP_FIXED_NOREPLACE:
             raise ValueError("arena.map: the arena places mappings itself; drop MAP_FIXED_NOREPLACE")
         start, length = self.page(page), pages * PAGE_SIZE
-        if self._holes.intersection(indexes):
-            self._check_holes_free(start, length)
+        taken = self._holes.intersection(indexes)
+        if taken:
+            self._check_holes_free(sorted(taken))
         addr = libc.mmap(start, length, prot, flags | C.MAP_FIXED, fd, offset)
         self._holes.difference_update(indexes)
         return Mapping(addr, length, prot, flags | C.MAP_FIXED, fd, offset, owner=self)
 
-    @staticmethod
-    def _check_holes_free(start: int, length: int) -> None:
+    def _check_holes_free(self, holes: list[int]) -> None:
         """A hole we made may have been taken by someone else since (the interpreter maps
-        memory too): MAP_FIXED must not replace it. Asked of /proc/self/maps rather than
-        with MAP_FIXED_NOREPLACE, which kernels before 4.17 and gVisor treat as a hint."""
-        for entry in procfs.read_maps():
-            if entry.start < start + length and entry.end > start and not libc.owned.covers(entry.start, 1):
-                raise OSError(17, os.strerror(17),
-                              f"arena.map: {entry.start:#x}-{entry.end:#x} ({entry.path or 'anonymous'}) "
-                              "was mapped into an arena hole by someone else")
+        memory too): MAP_FIXED must not replace it. Asked page by page of the kernel
+        (msync's ENOMEM, one syscall per hole page) rather than with
+        MAP_FIXED_NOREPLACE, which kernels before 4.17 and gVisor treat as a hint;
+        /proc/self/maps is read only to name the intruder."""
+        for index in holes:
+            addr = self.page(index)
+            if libc.is_mapped(addr) and not libc.owned.covers(addr, 1):
+                intruder = next((entry for entry in procfs.read_maps() if entry.start <= addr < entry.end), None)
+                where = f"{intruder.start:#x}-{intruder.end:#x} ({intruder.path or 'anonymous'})" if intruder \
+                    else f"{addr:#x}"
+                raise OSError(17, os.strerror(17), f"arena.map: {where} was mapped into an arena hole by someone else")
 
     def hole(self, page: int, pages: int = 1) -> None:
         """munmap arena pages, leaving a hole (tests of unmapped memory use it)."""

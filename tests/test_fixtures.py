@@ -13,6 +13,7 @@ objects that outlive a process (segments, names, processes) after the run.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import math
@@ -463,6 +464,25 @@ def test_arena_map_of_a_closed_fd_is_ebadf(arena: Arena, nothing_leaks: None) ->
         arena.map(0, 1, flags=C.MAP_SHARED, fd=_closed_fd())
     assert caught.value.errno == errno.EBADF
     assert arena.map(0, 1).write(0, 1) is None  # the arena page is still usable afterwards
+
+
+def test_arena_map_refuses_a_hole_someone_else_took(arena: Arena, nothing_leaks: None) -> None:
+    """A foreign mapping placed in an arena hole (here by libc's mmap called directly,
+    past the libc layer's bookkeeping) must not be replaced by MAP_FIXED."""
+    arena.hole(3, 2)
+    raw = ctypes.CDLL(None, use_errno=True)
+    raw_mmap = raw.mmap
+    raw_mmap.restype, raw_mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                                            ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    intruder = arena.page(4)
+    assert raw_mmap(intruder, libc.PAGE_SIZE, C.PROT_READ, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED, -1, 0) == intruder
+    try:
+        with pytest.raises(FileExistsError, match=f"{intruder:#x}-{intruder + libc.PAGE_SIZE:#x} \\(anonymous\\)"):
+            arena.map(2, 3)
+        assert libc.is_mapped(intruder), "the intruder is still there"
+        assert arena.map(3, 1).write(0, 1) is None, "the hole beside it is still usable"
+    finally:
+        raw.munmap(ctypes.c_void_p(intruder), ctypes.c_size_t(libc.PAGE_SIZE))
 
 
 @pytest.mark.parametrize(("pages", "error"),
