@@ -475,7 +475,8 @@ def test_arena_map_refuses_a_hole_someone_else_took(arena: Arena, nothing_leaks:
     raw_mmap.restype, raw_mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
                                                             ctypes.c_int, ctypes.c_int, ctypes.c_long]
     intruder = arena.page(4)
-    assert raw_mmap(intruder, libc.PAGE_SIZE, C.PROT_READ, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED, -1, 0) == intruder
+    flags = C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_FIXED
+    assert raw_mmap(intruder, libc.PAGE_SIZE, C.PROT_READ, flags, -1, 0) == intruder
     try:
         with pytest.raises(FileExistsError, match=f"{intruder:#x}-{intruder + libc.PAGE_SIZE:#x} \\(anonymous\\)"):
             arena.map(2, 3)
