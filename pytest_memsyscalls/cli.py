@@ -33,7 +33,7 @@ def suite_args(extra: Sequence[str]) -> list[str]:
     """pytest arguments that run the shipped suite from anywhere, writing nothing into it."""
     args = [str(conformance_dir()), "-p", "no:cacheprovider", f"--rootdir={conformance_dir()}",
             "-rfEs",  # every failure and skip with its reason in the summary: the point of the run
-            # Imported before pytest on purpose: Hypothesis (preimport_hypothesis) and this
+            # Imported before pytest on purpose: Hypothesis (preimport_for_speed) and this
             # package, whose CLI is running; neither has assertions to rewrite.
             *(arg for module in ("hypothesis", "_hypothesis_globals", "pytest_memsyscalls") for arg in (
                 "-W", f"ignore:Module already imported so cannot be rewritten; {module}:"
@@ -43,18 +43,29 @@ def suite_args(extra: Sequence[str]) -> list[str]:
     return [*args, *extra]
 
 
-def preimport_hypothesis() -> None:
-    """Import Hypothesis before pytest starts. pytest assertion-rewrites every module of
-    a distribution that registers a pytest plugin (Hypothesis does) that is imported
-    during the session, and with PYTHONDONTWRITEBYTECODE it cannot cache the result:
-    importing it inside the session re-parsed ~80 modules on every run (1.3-1.9 s of a
-    ~4 s collection here)."""
+def preimport_for_speed() -> None:
+    """Import Hypothesis and this plugin before pytest starts.
+
+    pytest assertion-rewrites every module of a distribution that registers a pytest
+    plugin (Hypothesis and this package both do) when it is imported during the
+    session, and with PYTHONDONTWRITEBYTECODE it cannot cache the result, so each run
+    re-parses and rewrites them: ~80 Hypothesis modules cost 1.3-1.9 s of a ~4 s
+    collection here, the plugin's own modules ~0.8 s more. Neither has assertions a
+    test result depends on (the plugin's are internal invariants); the conformance
+    modules, imported by pytest itself, are still rewritten."""
+    import importlib
+
     import hypothesis.stateful
     import hypothesis.strategies  # noqa: F401
 
+    from . import plugin
+
+    for module in plugin.pytest_plugins:
+        importlib.import_module(module)
+
 
 def cmd_run(argv: Sequence[str]) -> int:
-    preimport_hypothesis()
+    preimport_for_speed()
     return int(pytest.main(suite_args(argv)))
 
 
@@ -107,7 +118,7 @@ def cmd_semantics(argv: Sequence[str]) -> int:
     import contextlib
     import io
 
-    preimport_hypothesis()
+    preimport_for_speed()
     with contextlib.redirect_stdout(io.StringIO()):
         rows = collect_semantics()
     if options.json:
