@@ -40,15 +40,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "unmet need as reason; use pytest_memsyscalls.requires('root', 'cap:CAP_IPC_LOCK', ...)",
     )
     config.stash[settings.SETTINGS_KEY] = settings.resolve(config)
-    _register_hypothesis_profiles()
+    _register_hypothesis_profiles(config)
 
 
-def _register_hypothesis_profiles() -> None:
+def _register_hypothesis_profiles(config: pytest.Config) -> None:
     """``--hypothesis-profile=ci|deep`` is resolved in Hypothesis' own pytest_configure,
-    so the profiles must exist before it runs (hence tryfirst)."""
-    from .hypothesis_profiles import register_profiles
+    so the profiles must exist before it runs (hence tryfirst). Without that option
+    Hypothesis is not imported here: a session that never uses it (most of the
+    projects that install this plugin for its fixtures) should not pay for importing
+    it, nor fork a process made larger by it; the suite's state machines register the
+    profiles themselves (``hypothesis_profiles.machine_settings``)."""
+    try:
+        chosen = config.getoption("hypothesis_profile")
+    except ValueError:  # Hypothesis' pytest plugin is disabled (-p no:hypothesispytest)
+        return
+    if chosen:
+        from .hypothesis_profiles import register_profiles
 
-    register_profiles()
+        register_profiles()
 
 
 def get_environment(config: pytest.Config) -> environment.Environment:

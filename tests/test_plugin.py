@@ -191,3 +191,35 @@ def test_failure_shows_the_maps_lines_near_its_addresses(pytester: pytest.Pytest
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*memsys: /proc/self/maps near the addresses above*", "7*-7* r--p 00000000 00:00 0*"])
+
+
+def test_hypothesis_profiles_are_selectable(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--hypothesis-profile=deep|ci`` picks this plugin's profiles (registered before
+    Hypothesis' own pytest_configure loads the chosen one)."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:benchmark -p no:randomly")
+    pytester.makepyfile("""
+        from hypothesis import settings
+        def test_profile(request):
+            assert settings.get_current_profile_name() == request.config.getoption("hypothesis_profile")
+            print("examples", settings.default.max_examples, "steps", settings.default.stateful_step_count)
+    """)
+    deep = pytester.runpytest_subprocess("-s", "--hypothesis-profile=deep")
+    deep.assert_outcomes(passed=1)
+    deep.stdout.fnmatch_lines(["*examples 400 steps 100*"])
+    ci = pytester.runpytest_subprocess("-s", "--hypothesis-profile=ci")
+    ci.assert_outcomes(passed=1)
+    ci.stdout.fnmatch_lines(["*examples 6 steps 20*"])
+
+
+def test_plugin_does_not_import_hypothesis_unasked(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Projects that use only the fixtures do not pay for importing Hypothesis (nor fork a
+    process made larger by it)."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:benchmark -p no:randomly")
+    pytester.makepyfile("""
+        import sys
+        def test_hypothesis_not_imported(mapped_pages):
+            mapped_pages(1)
+            assert "hypothesis" not in sys.modules
+    """)
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
