@@ -610,13 +610,6 @@ def vma_at(addr: int, pid: Pid = "self") -> MapsEntry | None:
     return None
 
 
-def _smaps_header(line: str) -> re.Match[str] | None:
-    """The maps match of an smaps header line; None for field lines (as parse_smaps decides)."""
-    if not line or _SMAPS_FIELD_RE.match(line.rstrip()):
-        return None
-    return _MAPS_RE.match(line.rstrip())
-
-
 def smaps_at(addr: int, pid: Pid = "self") -> SmapsEntry | None:
     """The smaps record of the VMA containing ``addr``, or None."""
     found = smaps_overlapping(addr, addr + 1, pid)
@@ -626,19 +619,23 @@ def smaps_at(addr: int, pid: Pid = "self") -> SmapsEntry | None:
 def smaps_overlapping(start: int, end: int, pid: Pid = "self") -> list[SmapsEntry]:
     """The smaps records of the VMAs overlapping [start, end).
 
-    Parses only those records: the whole file of a pytest process is ~1000 VMAs of
-    ~25 lines each, and parsing all of it cost ~35 ms per call (a sizeable share of
-    the conformance suite's run time). Same answer as filtering ``read_smaps(pid)``.
+    Parses only those records: the file of a pytest process is ~300 VMAs of ~25
+    lines each, and parsing all of it (~6,000 lines) cost several ms per call, more
+    than the kernel takes to write it; the suite asks it often. Records are found by
+    their header lines (``start-end perms ...``, which no field line resembles).
+    Same answer as filtering ``read_smaps(pid)``.
     """
-    lines = _read(f"/proc/{pid}/smaps").splitlines()
+    text = "\n" + _read(f"/proc/{pid}/smaps")  # every header follows a newline, the first too
     wanted: list[str] = []
-    keep = False
-    for line in lines:
-        if line and line[0] in _HEX_DIGITS and (header := _smaps_header(line)) is not None:
-            keep = int(header["start"], 16) < end and int(header["end"], 16) > start
-        if keep:
-            wanted.append(line)
-    return parse_smaps("\n".join(wanted))
+    headers = _SMAPS_HEADER_RE.finditer(text)
+    header = next(headers, None)
+    while header is not None and int(header["start"], 16) < end:
+        following = next(headers, None)
+        if int(header["end"], 16) > start:
+            wanted.append(text[header.start() + 1:following.start() + 1 if following else len(text)])
+        header = following
+    return parse_smaps("".join(wanted))
 
 
-_HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
+# "\n" rather than "^" with re.MULTILINE: six times faster on a 200 kB file.
+_SMAPS_HEADER_RE: Final = re.compile(r"\n(?P<start>[0-9a-f]+)-(?P<end>[0-9a-f]+) ")

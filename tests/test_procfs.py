@@ -368,6 +368,32 @@ def test_vma_at_and_smaps_at_live() -> None:
         m.close()
 
 
+def test_smaps_overlapping_is_the_filtered_whole_file() -> None:
+    """The fast path (records found by their headers) gives what filtering the whole
+    parsed file gives, for ranges inside, across and beside three VMAs of one mapping."""
+    from pytest_memsyscalls import constants as C
+    from pytest_memsyscalls import libc
+
+    page = libc.PAGE_SIZE
+    addr = libc.mmap(0, 5 * page, C.PROT_READ | C.PROT_WRITE, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
+    try:
+        libc.munmap(addr, page)  # a hole before ...
+        libc.munmap(addr + 4 * page, page)  # ... and after, so the neighbours are not ours
+        libc.mprotect(addr + 2 * page, page, C.PROT_READ)  # three VMAs: rw, r, rw
+        ranges = [(addr + page, addr + 2 * page), (addr + page, addr + 4 * page),
+                  (addr + 2 * page + 1, addr + 3 * page), (addr + 3 * page, addr + 4 * page),
+                  (addr, addr + page), (addr + 4 * page, addr + 5 * page)]
+        for start, end in ranges:
+            fast = [(e.maps.start, e.maps.end, e.maps.perms, e.vmflags) for e in procfs.smaps_overlapping(start, end)]
+            whole = [(e.maps.start, e.maps.end, e.maps.perms, e.vmflags) for e in procfs.read_smaps()
+                     if e.maps.start < end and e.maps.end > start]
+            assert fast == whole, f"[{start:#x}, {end:#x})"
+        perms = [e.maps.perms for e in procfs.smaps_overlapping(addr + page, addr + 4 * page)]
+        assert perms == ["rw-p", "r--p", "rw-p"]
+    finally:
+        libc.munmap(addr + page, 3 * page)
+
+
 def test_read_status_and_stat_live() -> None:
     st = procfs.read_status()
     assert int(st["Pid"]) == os.getpid()
