@@ -1,13 +1,17 @@
-/* memsys-brk-helper: brk/sbrk experiments in a process whose heap nobody else moves.
+/* memsys-brk-helper: a small process of its own for process-wide experiments
+ * (brk, malloc, mlockall).
  *
- * CPython's allocator moves the program break on its own, so the break cannot be
- * studied from inside the interpreter. This program runs the steps named on its
- * command line, in order, and prints one JSON object describing what it saw. It
- * never calls malloc (nor stdio, which would) except in the malloc/free steps that
- * are the experiment, so every movement of the break is one the steps caused.
+ * Some memory calls act on the whole process. CPython's allocator moves the program
+ * break on its own, so the break cannot be studied from inside the interpreter; and
+ * mlockall(MCL_CURRENT) locks, and so populates, every mapping of the caller, which
+ * for a forked ~50 MB pytest means copying all of it. This program is a few MB: it
+ * runs the steps named on its command line, in order, and prints one JSON object
+ * describing what it saw. It never calls malloc (nor stdio, which would) except in
+ * the malloc/free steps that are the experiment, so every movement of the break is
+ * one the steps caused: /proc files are read with open/read into static buffers.
  *
  * Steps (numbers are decimal or 0x hex, may be negative; EXPR is start, cur, slotN,
- * or a number, optionally followed by +N or -N):
+ * or a number, optionally followed by +N or -N; PAGES is a page count >= 0):
  *   sbrk:N         glibc sbrk(N)             -> ret, errno
  *   brk:EXPR       glibc brk(EXPR)           -> ret (0 / -1), errno
  *   rawbrk:EXPR    syscall(SYS_brk, EXPR)    -> ret (the break the kernel reports)
@@ -15,32 +19,50 @@
  *   write:EXPR=V   probe a write of byte V   -> fault or null
  *   rlimit-data:N  setrlimit(RLIMIT_DATA) soft=N, hard unchanged -> ret, errno
  *   malloc:N       malloc(N) into the next slot -> ret (slotK in later EXPRs)
- *   free:K         free(slotK)
+ *   free:K         free(slotK), a malloc slot
  *   mallopt:P=V    mallopt(P, V)             -> ret
  *   trim:N         malloc_trim(N)            -> ret
  *   vma:EXPR       the /proc/self/maps line covering EXPR -> {start, end, perms, path} or null
+ *   mmap:PAGES     anonymous private read-write mmap into the next slot -> ret, errno, slot
+ *   mlockall:FLAGS mlockall(FLAGS)           -> ret, errno
+ *   munlockall     munlockall() (the one step without an argument) -> ret, errno
+ *   msync:EXPR,PAGES,FLAGS  msync(EXPR, PAGES pages, FLAGS) -> ret, errno
+ *   mincore:EXPR,PAGES      mincore(EXPR, PAGES pages) -> ret, errno, resident [bool] or null
+ *   vmflags:EXPR   the VmFlags of the /proc/self/smaps entry covering EXPR -> [flag] or null
+ *   status:NAME    the value of the NAME: line of /proc/self/status -> "text" or null
+ *   fork:STEP;STEP...  fork; the child runs the steps (never another fork) and exits,
+ *                  the parent waits -> ret (pid), errno, child [steps], wait_status
  * Every step also reports the break after it ("brk_after"). */
 #define _GNU_SOURCE
 #include "probe.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_SLOTS 64
+#define MAX_MINCORE_PAGES 4096
+#define MAX_ARG 256
 
 static char out[1 << 16];
 static size_t out_len;
-static char maps_text[1 << 16];
+/* One /proc file at a time: maps, smaps (about 1 kB per VMA) or status. */
+static char proc_text[1 << 18];
+static unsigned char residency[MAX_MINCORE_PAGES];
 static void *slots[MAX_SLOTS];
+static char slot_is_mapping[MAX_SLOTS]; /* from mmap: never handed to free() */
 static int slot_count;
 static uintptr_t initial_break;
+static long page_size;
 
 static void emit(const char *text)
 {
@@ -148,25 +170,43 @@ static void emit_fault(const memsys_fault *fault)
     emit("}");
 }
 
-static void emit_vma(uintptr_t addr)
+/* Reads a /proc file whole into proc_text (NUL-terminated), without malloc. */
+static void read_proc(const char *path)
 {
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t total = 0;
     if (fd >= 0) {
         ssize_t n;
-        while ((n = read(fd, maps_text + total, sizeof maps_text - 1 - (size_t)total)) > 0)
+        while ((n = read(fd, proc_text + total, sizeof proc_text - 1 - (size_t)total)) > 0)
             total += n;
         close(fd);
     }
-    maps_text[total] = '\0';
-    for (char *line = maps_text; line && *line;) {
+    proc_text[total] = '\0';
+}
+
+/* For a maps or smaps header line "lo-hi perms ...": whether it covers addr. */
+static int header_covers(const char *line, uintptr_t addr, unsigned long long *lo, unsigned long long *hi,
+                         char **rest)
+{
+    char *end;
+    *lo = strtoull(line, &end, 16);
+    if (end == line || *end != '-')
+        return -1; /* not a header line */
+    *hi = strtoull(end + 1, &end, 16);
+    *rest = end;
+    return addr >= *lo && addr < *hi;
+}
+
+static void emit_vma(uintptr_t addr)
+{
+    read_proc("/proc/self/maps");
+    for (char *line = proc_text; line && *line;) {
         char *next = strchr(line, '\n');
         if (next)
             *next++ = '\0';
         char *end;
-        unsigned long long lo = strtoull(line, &end, 16);
-        unsigned long long hi = strtoull(end + 1, &end, 16);
-        if (addr >= lo && addr < hi) {
+        unsigned long long lo, hi;
+        if (header_covers(line, addr, &lo, &hi, &end) == 1) {
             emit(",\"vma\":{\"start\":");
             emit_uint(lo);
             emit(",\"end\":");
@@ -186,13 +226,190 @@ static void emit_vma(uintptr_t addr)
     emit(",\"vma\":null");
 }
 
-static int run_step(const char *step)
+/* The VmFlags line of the smaps entry covering addr, as a JSON list; null when no
+ * entry covers addr (an entry without a VmFlags line gives an empty list). */
+static void emit_vmflags(uintptr_t addr)
+{
+    read_proc("/proc/self/smaps");
+    int inside = 0;
+    for (char *line = proc_text; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        unsigned long long lo, hi;
+        char *rest;
+        int covers = header_covers(line, addr, &lo, &hi, &rest);
+        if (covers >= 0) {
+            if (inside)
+                break; /* the covering entry had no VmFlags line */
+            inside = covers;
+        } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            emit(",\"vmflags\":[");
+            int first = 1;
+            for (char *flag = line + 8; *flag;) {
+                while (*flag == ' ')
+                    flag++;
+                size_t length = strcspn(flag, " ");
+                if (length) {
+                    if (!first)
+                        emit(",");
+                    emit_string(flag, length);
+                    first = 0;
+                }
+                flag += length;
+            }
+            emit("]");
+            return;
+        }
+        line = next;
+    }
+    emit(inside ? ",\"vmflags\":[]" : ",\"vmflags\":null");
+}
+
+/* The text after "NAME:" in /proc/self/status, leading blanks dropped; null if absent. */
+static void emit_status(const char *name)
+{
+    size_t length = strlen(name);
+    read_proc("/proc/self/status");
+    for (char *line = proc_text; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (strncmp(line, name, length) == 0 && line[length] == ':') {
+            char *value = line + length + 1;
+            while (*value == ' ' || *value == '\t')
+                value++;
+            emit(",\"status\":");
+            emit_string(value, strlen(value));
+            return;
+        }
+        line = next;
+    }
+    emit(",\"status\":null");
+}
+
+/* Splits arg at each sep into at most max parts of fewer than MAX_ARG bytes each;
+ * returns the number of parts, or -1 when there are more or one is too long. */
+static int split(const char *arg, char sep, char parts[][MAX_ARG], int max)
+{
+    int count = 0;
+    for (const char *part = arg;; count++) {
+        const char *end = strchr(part, sep);
+        size_t length = end ? (size_t)(end - part) : strlen(part);
+        if (count == max || length >= MAX_ARG)
+            return -1;
+        memcpy(parts[count], part, length);
+        parts[count][length] = '\0';
+        if (!end)
+            return count + 1;
+        part = end + 1;
+    }
+}
+
+/* A page count whose length in bytes fits a size_t. */
+static int parse_pages(const char *text, size_t *pages)
+{
+    long long number;
+    if (!parse_number(text, &number) || number < 0 || (unsigned long long)number > SIZE_MAX / (size_t)page_size)
+        return 0;
+    *pages = (size_t)number;
+    return 1;
+}
+
+/* A number that fits an int (flags). */
+static int parse_int(const char *text, int *value)
+{
+    long long number;
+    if (!parse_number(text, &number) || number < INT_MIN || number > INT_MAX)
+        return 0;
+    *value = (int)number;
+    return 1;
+}
+
+static void emit_result(long ret, int saved_errno)
+{
+    emit(",\"ret\":");
+    emit_int(ret);
+    emit(",\"errno\":");
+    emit_int(ret == -1 ? saved_errno : 0);
+}
+
+static int run_step(const char *step, int nested);
+
+/* The fork step: the child runs steps (its own copy of every slot) and writes their
+ * JSON to a pipe, the parent copies that into its output and reaps the child. */
+static int run_fork(const char *arg)
+{
+    static char steps[16][MAX_ARG];
+    int count = split(arg, ';', steps, 16);
+    if (count < 1)
+        return 0;
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        emit_result(-1, errno);
+        return 1;
+    }
+    pid_t pid = fork();
+    if (pid == -1) {
+        int saved = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        emit_result(-1, saved);
+        return 1;
+    }
+    if (pid == 0) {
+        close(pipe_fds[0]);
+        size_t mark = out_len;
+        int status = 0;
+        for (int i = 0; i < count; i++) {
+            if (i)
+                emit(",");
+            if (!run_step(steps[i], 1)) {
+                emit("{\"step\":");
+                emit_string(steps[i], strlen(steps[i]));
+                emit(",\"error\":\"cannot parse step\"}");
+                status = 2;
+                break;
+            }
+        }
+        for (size_t done = mark; done < out_len;) {
+            ssize_t n = write(pipe_fds[1], out + done, out_len - done);
+            if (n <= 0)
+                _exit(1);
+            done += (size_t)n;
+        }
+        _exit(status);
+    }
+    close(pipe_fds[1]);
+    emit(",\"ret\":");
+    emit_int(pid);
+    emit(",\"errno\":0,\"child\":[");
+    /* Drain to end of file even when out is full, so the child never blocks on the pipe. */
+    char spill[512];
+    ssize_t n;
+    do {
+        size_t room = sizeof out - 1 - out_len;
+        n = room ? read(pipe_fds[0], out + out_len, room) : read(pipe_fds[0], spill, sizeof spill);
+        if (n > 0 && room)
+            out_len += (size_t)n;
+    } while (n > 0 || (n == -1 && errno == EINTR));
+    close(pipe_fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+        ;
+    emit("],\"wait_status\":");
+    emit_int(status);
+    return 1;
+}
+
+static int run_step(const char *step, int nested)
 {
     const char *colon = strchr(step, ':');
-    if (!colon)
-        return 0; /* nothing emitted yet */
-    size_t name_length = (size_t)(colon - step);
-    const char *arg = colon + 1;
+    size_t name_length = colon ? (size_t)(colon - step) : strlen(step);
+    const char *arg = colon ? colon + 1 : "";
+    char parts[3][MAX_ARG];
+    size_t pages;
+    int flags;
     long long number;
     uintptr_t addr;
     memsys_fault fault;
@@ -202,6 +419,10 @@ static int run_step(const char *step)
     emit_string(step, strlen(step));
     errno = 0;
 #define IS(name) (name_length == strlen(name) && strncmp(step, name, name_length) == 0)
+    if (!colon && !IS("munlockall")) {
+        out_len = rollback; /* every other step takes an argument */
+        return 0;
+    }
     if (IS("sbrk") && parse_number(arg, &number)) {
         void *ret = sbrk((intptr_t)number);
         int saved = errno;
@@ -265,10 +486,12 @@ static int run_step(const char *step)
         void *ret = malloc((size_t)number);
         emit(",\"slot\":");
         emit_int(slot_count);
+        slot_is_mapping[slot_count] = 0;
         slots[slot_count++] = ret;
         emit(",\"ret\":");
         emit_uint((uintptr_t)ret);
-    } else if (IS("free") && parse_number(arg, &number) && number >= 0 && number < slot_count) {
+    } else if (IS("free") && parse_number(arg, &number) && number >= 0 && number < slot_count &&
+               !slot_is_mapping[number]) {
         free(slots[number]);
         slots[number] = NULL;
     } else if (IS("mallopt")) {
@@ -294,6 +517,52 @@ static int run_step(const char *step)
         emit(",\"addr\":");
         emit_uint(addr);
         emit_vma(addr);
+    } else if (IS("mmap") && parse_pages(arg, &pages) && slot_count < MAX_SLOTS) {
+        void *ret = mmap(NULL, pages * (size_t)page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0);
+        int saved = errno;
+        emit(",\"slot\":");
+        emit_int(slot_count);
+        slot_is_mapping[slot_count] = 1;
+        slots[slot_count++] = ret;
+        emit(",\"ret\":");
+        emit_uint((uintptr_t)ret);
+        emit(",\"errno\":");
+        emit_int(ret == MAP_FAILED ? saved : 0);
+    } else if (IS("mlockall") && parse_int(arg, &flags)) {
+        int ret = mlockall(flags);
+        emit_result(ret, errno);
+    } else if (IS("munlockall") && !colon) {
+        int ret = munlockall();
+        emit_result(ret, errno);
+    } else if (IS("msync") && split(arg, ',', parts, 3) == 3 && parse_expr(parts[0], &addr) &&
+               parse_pages(parts[1], &pages) && parse_int(parts[2], &flags)) {
+        int ret = msync((void *)addr, pages * (size_t)page_size, flags);
+        emit_result(ret, errno);
+    } else if (IS("mincore") && split(arg, ',', parts, 2) == 2 && parse_expr(parts[0], &addr) &&
+               parse_pages(parts[1], &pages) && pages <= MAX_MINCORE_PAGES) {
+        int ret = mincore((void *)addr, pages * (size_t)page_size, residency);
+        emit_result(ret, errno);
+        emit(",\"resident\":");
+        if (ret == 0) {
+            emit("[");
+            for (size_t i = 0; i < pages; i++)
+                emit(i ? ((residency[i] & 1) ? ",true" : ",false") : ((residency[i] & 1) ? "true" : "false"));
+            emit("]");
+        } else {
+            emit("null");
+        }
+    } else if (IS("vmflags") && parse_expr(arg, &addr)) {
+        emit(",\"addr\":");
+        emit_uint(addr);
+        emit_vmflags(addr);
+    } else if (IS("status") && *arg && strlen(arg) < 64 && strpbrk(arg, ":\n") == NULL) {
+        emit_status(arg);
+    } else if (IS("fork") && !nested) {
+        if (!run_fork(arg)) {
+            out_len = rollback;
+            return 0;
+        }
     } else {
         out_len = rollback;
         return 0;
@@ -308,10 +577,11 @@ static int run_step(const char *step)
 int main(int argc, char **argv)
 {
     initial_break = (uintptr_t)sbrk(0);
+    page_size = sysconf(_SC_PAGESIZE);
     emit("{\"pid\":");
     emit_int(getpid());
     emit(",\"page_size\":");
-    emit_int(sysconf(_SC_PAGESIZE));
+    emit_int(page_size);
     emit(",\"start\":");
     emit_uint(initial_break);
     emit(",\"steps\":[");
@@ -319,7 +589,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (i > 1)
             emit(",");
-        if (!run_step(argv[i])) {
+        if (!run_step(argv[i], 0)) {
             emit("{\"step\":");
             emit_string(argv[i], strlen(argv[i]));
             emit(",\"error\":\"cannot parse step\"}");

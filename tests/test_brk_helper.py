@@ -1,0 +1,64 @@
+"""brk.py's step grammar for the process-wide steps (mmap, mlockall, vmflags, fork...).
+
+A step list is checked before the helper runs: a bad step is a ValueError naming the
+step (and, inside ``fork:``, the sub-step), because the helper itself can only say
+"cannot parse". One run checks that each new step reports what the grammar promises.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from pytest_memsyscalls import brk
+from pytest_memsyscalls import constants as C
+
+BAD_STEPS = [
+    ("munlockall:", "takes no argument"),
+    ("mlockall", "needs an argument"),
+    ("mmap:-1", "does not match mmap:PAGES"),
+    ("msync:slot0,1", "does not match msync:EXPR,PAGES,FLAGS"),
+    ("mincore:slot0,4097", "more than 4096 pages"),
+    ("status:Vm:Size", "does not match status:NAME"),
+    ("vmflags:slot1", "slot 1 is not allocated yet"),
+    ("free:0", "made by mmap, not malloc"),
+    ("fork:", "does not match fork:STEP;STEP..."),
+    ("fork:mmap:1;;vmflags:slot0", "does not match fork:STEP;STEP..."),
+    ("fork:fork:mmap:1", "no nested fork"),
+    ("fork:mmap:1;bogus:1", "its step 'bogus:1'"),
+]
+
+
+@pytest.mark.parametrize(("step", "why"), BAD_STEPS, ids=[step for step, _ in BAD_STEPS])
+def test_bad_step_is_a_value_error_naming_it(step: str, why: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        brk.check_steps(["mmap:1", step])
+    assert repr(step) in str(caught.value) and why in str(caught.value)
+
+
+def test_fork_slots_stay_in_the_child() -> None:
+    """A slot made inside fork: is the child's; the parent's next slot reuses its number."""
+    brk.check_steps(["fork:mmap:1;vmflags:slot0", "mmap:1", "vmflags:slot0"])
+    with pytest.raises(ValueError, match="slot 0 is not allocated yet"):
+        brk.check_steps(["fork:mmap:1", "vmflags:slot0"])
+
+
+def test_process_wide_steps_report() -> None:
+    run = brk.run("mmap:2", "write:slot0=7", "vmflags:slot0", "mincore:slot0,2",
+                  f"msync:slot0,2,{C.MS_SYNC}", "msync:slot0+1,1,0x7fff", "status:VmSize", "status:NoSuchLine",
+                  "fork:mmap:1;vmflags:slot1", "mlockall:0", "munlockall")
+    mapped, written, flags, residency, synced, bad_flags, vmsize, missing, forked, zero, unlocked = run.steps
+    assert mapped.errno == 0 and mapped.slot == 0 and not mapped.mmap_failed
+    assert written.fault is None
+    assert flags.vmflags is not None and {"rd", "wr"} <= flags.vmflags and "ex" not in flags.vmflags
+    assert residency.resident is not None and len(residency.resident) == 2
+    assert synced.ret == 0 and synced.errno == 0
+    assert bad_flags.ret == -1 and bad_flags.errno == errno.EINVAL
+    assert vmsize.status_kb is not None and vmsize.status_kb * 1024 >= 2 * run.page_size
+    assert missing.status is None and missing.status_kb is None
+    assert forked.child is not None and forked.child_exit_code == 0
+    child_mmap, child_flags = forked.child
+    assert child_mmap.slot == 1 and child_flags.vmflags is not None and "wr" in child_flags.vmflags
+    assert zero.errno == errno.EINVAL
+    assert unlocked.errno == 0
