@@ -5,7 +5,10 @@ Every expectation is computed from the environment before the call: who we are
 (VmLck). Tests whose point is the limit or the privilege run in a forked child
 that sets its own limit (lowering is always allowed) and drops CAP_IPC_LOCK
 with capset(2), so they assert the documented error in every environment.
-mlockall and munlockall are process-wide: they run only in children.
+mlockall and munlockall are process-wide: they run in memsys-brk-helper, a small
+exec'd process of its own (mlockall(MCL_CURRENT) there locks a few MB, not a copy
+of pytest), except where a forked child must first lower its limit and drop
+CAP_IPC_LOCK; never in the pytest process.
 
 Oracles: mincore(2) for residency, /proc/self/status VmLck for the locked
 amount, /proc/self/smaps VmFlags ``lo`` (VM_LOCKED) and ``lf`` (VM_LOCKONFAULT)
@@ -16,16 +19,17 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import resource
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import Mapping, environment, fails_with, libc, procfs, requires, semantic, succeeds
+from pytest_memsyscalls import Mapping, brk, environment, fails_with, libc, procfs, requires, semantic, succeeds
 from pytest_memsyscalls import constants as C
-from pytest_memsyscalls.child import run_in_child as _fork_child
 from pytest_memsyscalls.semantics import lockable_shortfall
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
@@ -510,97 +514,168 @@ def test_cap_ipc_lock_bypasses_limit(run_in_child: Callable[..., Any]) -> None:
 
 
 # =====================================================================================
-# mlockall / munlockall (children only)
+# mlockall / munlockall (in memsys-brk-helper, or in children that drop privileges)
 # =====================================================================================
+#
+# mlockall is process-wide, and mlockall(MCL_CURRENT) locks (so populates) every mapping
+# of its caller: in a fork of pytest that is tens of MB to copy. memsys-brk-helper is a
+# separate, exec'd process of a few MB that runs the calls and reads its own /proc files,
+# so these tests ask it. Only the tests that must first lower RLIMIT_MEMLOCK and drop
+# CAP_IPC_LOCK run in a forked child (they fail fast, before touching any page).
 
-def _mlockall_errno(flags: int) -> int:
-    result = call_errno(libc.mlockall, flags)
-    libc.munlockall()  # should a kernel accept the flags, undo it before returning
-    return result
+@dataclass(frozen=True)
+class HelperFacts:
+    """What the helper is before any lock (LTP style: probed by a run of its own, then the
+    test asserts): its VmSize with the test's pages mapped, which mlockall(MCL_CURRENT) has
+    to fit under RLIMIT_MEMLOCK (mm/mlock.c: total_vm <= limit), and whether it holds
+    CAP_IPC_LOCK (an exec'd helper keeps only the capabilities execve(2) leaves it)."""
+
+    vmsize: int | None
+    ipc_lock: bool
+
+
+@functools.cache
+def helper_facts(pages: int) -> HelperFacts:
+    """Probe (once per page count): the helper's VmSize after mapping ``pages`` pages, and
+    CAP_IPC_LOCK in its CapEff (only effective outside a user namespace, as for has_ipc_lock)."""
+    probe = brk.run(f"mmap:{pages}", "status:VmSize", "status:CapEff")
+    assert probe[0].errno == 0, f"the probe's mmap of {pages} pages failed: {probe[0]}"
+    vmsize_kb = probe[1].status_kb
+    capeff = probe[2].status
+    caps = procfs.decode_capabilities(capeff) if capeff is not None else frozenset()
+    in_userns = environment.detect().capabilities.user_namespace
+    return HelperFacts(None if vmsize_kb is None else vmsize_kb * 1024,
+                       "CAP_IPC_LOCK" in caps and not in_userns)
+
+
+def need_helper_mlockall_current(pages: int) -> None:
+    """Skip, naming both numbers, when mlockall(MCL_CURRENT) cannot succeed in the helper
+    with ``pages`` mapped: RLIMIT_MEMLOCK below its VmSize (EPERM at 0) and no CAP_IPC_LOCK."""
+    soft = memlock_soft()
+    if soft is None:
+        return
+    facts = helper_facts(pages)
+    if facts.ipc_lock:
+        return
+    if soft == 0:
+        pytest.skip("limit:RLIMIT_MEMLOCK=0 (no CAP_IPC_LOCK: mlockall is refused with EPERM)")
+    if facts.vmsize is None:
+        pytest.skip(f"unsupported:VmSize (RLIMIT_MEMLOCK={soft} and no CAP_IPC_LOCK, but the helper's "
+                    f"/proc/self/status has no VmSize to compare it with)")
+    if facts.vmsize > soft:
+        pytest.skip(f"limit:RLIMIT_MEMLOCK={soft} (mlockall(MCL_CURRENT) needs the helper's whole VmSize "
+                    f"{facts.vmsize} bytes, its {pages} mapped pages included, lockable; no CAP_IPC_LOCK)")
+
+
+def need_future_lock(pages: int) -> None:
+    """Skip when the helper cannot lock ``pages`` new pages after mlockall(MCL_FUTURE)
+    (which checks nothing but RLIMIT_MEMLOCK 0 itself; each later mmap is checked)."""
+    soft = memlock_soft()
+    if soft is None or helper_facts(pages).ipc_lock:
+        return
+    if soft == 0:
+        pytest.skip("limit:RLIMIT_MEMLOCK=0 (no CAP_IPC_LOCK: mlockall is refused with EPERM)")
+    if soft < pages * PAGE:
+        pytest.skip(f"limit:RLIMIT_MEMLOCK={soft} (the MCL_FUTURE test maps {pages * PAGE} bytes "
+                    f"locked, no CAP_IPC_LOCK)")
+
+
+def errno_name(step: brk.Step) -> str:
+    return "success" if step.errno == 0 else errno.errorcode.get(step.errno or -1, str(step.errno))
 
 
 @pytest.mark.parametrize("flags", [0x8, 0x10 | C.MCL_CURRENT], ids=["bit3", "bit4-with-current"])
 @semantic("mlockall.flags.unknown_einval", "mlockall with an unknown flag bit fails with EINVAL.",
           source="mlock(2) ERRORS", tier="linux")
-def test_mlockall_unknown_flags(run_in_child: Callable[..., Any], flags: int) -> None:
-    assert run_in_child(_mlockall_errno, flags).result() == errno.EINVAL
+def test_mlockall_unknown_flags(flags: int) -> None:
+    call = brk.run(f"mlockall:{flags}")[0]
+    assert call.errno == errno.EINVAL, f"mlockall({flags:#x}): {errno_name(call)}"
 
 
 @semantic("mlockall.flags.zero_einval",
           "mlockall(0) fails with EINVAL: flags must name MCL_CURRENT, MCL_FUTURE or both.",
           source="mlock(2) DESCRIPTION (one or more of) and mm/mlock.c", tier="linux")
-def test_mlockall_zero_flags(run_in_child: Callable[..., Any]) -> None:
-    assert run_in_child(_mlockall_errno, 0).result() == errno.EINVAL
+def test_mlockall_zero_flags() -> None:
+    call = brk.run("mlockall:0")[0]
+    assert call.errno == errno.EINVAL, f"mlockall(0): {errno_name(call)}"
 
 
 @semantic("mlockall.flags.onfault_alone_einval",
           "MCL_ONFAULT without MCL_CURRENT or MCL_FUTURE fails with EINVAL.",
           source="mlock(2) ERRORS", tier="linux")
-def test_mlockall_onfault_alone(run_in_child: Callable[..., Any]) -> None:
-    assert run_in_child(_mlockall_errno, C.MCL_ONFAULT).result() == errno.EINVAL
+def test_mlockall_onfault_alone() -> None:
+    call = brk.run(f"mlockall:{C.MCL_ONFAULT}")[0]
+    assert call.errno == errno.EINVAL, f"mlockall(MCL_ONFAULT): {errno_name(call)}"
 
 
-def vmsize_bytes() -> int:
-    return (procfs.status_kb(procfs.read_status(), "VmSize") or 0) * 1024
+CURRENT_PAGES = 4
 
 
-def need_mlockall_current() -> None:
-    """mlockall(MCL_CURRENT) needs the whole address space (VmSize) under the limit, or the cap."""
-    soft = memlock_soft()
-    if has_ipc_lock() or soft is None:
-        return
-    if soft == 0:
-        pytest.skip("limit:RLIMIT_MEMLOCK=0 (no CAP_IPC_LOCK: mlockall is refused with EPERM)")
-    # fork copies the address space: the child's VmSize is this process's, plus the pipes' pages
-    if vmsize_bytes() + (1 << 20) > soft:
-        pytest.skip(f"limit:RLIMIT_MEMLOCK={soft} (mlockall(MCL_CURRENT) needs VmSize "
-                    f"{vmsize_bytes()} bytes lockable, no CAP_IPC_LOCK)")
+@dataclass(frozen=True)
+class CurrentView:
+    """The helper around mlockall(flags) with MCL_CURRENT: a mapping made before it, seen
+    after mlockall and again after munlockall."""
+
+    vmsize: brk.Step
+    mlockall: brk.Step
+    flags: brk.Step
+    residency: brk.Step
+    vmlck: brk.Step
+    munlockall: brk.Step
+    after_flags: brk.Step
+    after_vmlck: brk.Step
 
 
-def _mlockall_current(flags: int) -> dict[str, Any]:
-    a = map_anon(4)
-    result = call_errno(libc.mlockall, flags)
-    view = {"errno": result, "flags": sorted(vmflags(a)), "resident": resident(a, 4 * PAGE),
-            "vmlck": vmlck_kb()}
-    libc.munlockall()
-    view["after_flags"] = sorted(vmflags(a))
-    view["after_vmlck"] = vmlck_kb()
+def mlockall_current(flags: int) -> CurrentView:
+    run = brk.run(f"mmap:{CURRENT_PAGES}", "status:VmSize", f"mlockall:{flags}", "vmflags:slot0",
+                  f"mincore:slot0,{CURRENT_PAGES}", "status:VmLck", "munlockall", "vmflags:slot0",
+                  "status:VmLck")
+    assert run[0].errno == 0, f"the helper's mmap failed: {run[0]}"
+    view = CurrentView(*run.steps[1:])
+    assert view.mlockall.errno == 0, (f"mlockall({flags:#x}) failed with {errno_name(view.mlockall)} "
+                                      f"(helper VmSize {view.vmsize.status}, RLIMIT_MEMLOCK {memlock_soft()})")
     return view
 
 
 @semantic("mlockall.current.locks_existing",
           "mlockall(MCL_CURRENT) locks every current mapping and makes its pages resident.",
           source="mlock(2) MCL_CURRENT; POSIX mlockall", tier="posix")
-def test_mlockall_current(run_in_child: Callable[..., Any]) -> None:
-    need_mlockall_current()
-    view = run_in_child(_mlockall_current, C.MCL_CURRENT).result()
-    assert view["errno"] == 0, f"mlockall failed with {errno.errorcode.get(view['errno'])}"
-    assert "lo" in view["flags"]
-    assert view["resident"] == [True] * 4
-    assert view["vmlck"] is None or view["vmlck"] > 0
+def test_mlockall_current() -> None:
+    need_helper_mlockall_current(CURRENT_PAGES)
+    view = mlockall_current(C.MCL_CURRENT)
+    assert view.flags.vmflags is not None and "lo" in view.flags.vmflags
+    assert view.residency.resident == (True,) * CURRENT_PAGES
+    locked_kb, vmsize_kb = view.vmlck.status_kb, view.vmsize.status_kb
+    if locked_kb is not None:  # gVisor prints no VmLck
+        assert locked_kb >= CURRENT_PAGES * PAGE // 1024, "VmLck must cover at least the mapping made before"
+        assert vmsize_kb is None or locked_kb <= vmsize_kb, f"VmLck {locked_kb} kB > VmSize {vmsize_kb} kB"
 
 
 @semantic("munlockall.unlocks_everything",
           "munlockall removes every lock: no 'lo' remains and VmLck returns to 0.",
           source="mlock(2) DESCRIPTION", tier="linux")
-def test_munlockall(run_in_child: Callable[..., Any]) -> None:
-    need_mlockall_current()
-    view = run_in_child(_mlockall_current, C.MCL_CURRENT).result()
-    assert view["errno"] == 0
-    assert "lo" not in view["after_flags"]
-    assert view["after_vmlck"] in (0, None)
+def test_munlockall() -> None:
+    need_helper_mlockall_current(CURRENT_PAGES)
+    view = mlockall_current(C.MCL_CURRENT)
+    assert view.flags.vmflags is not None and "lo" in view.flags.vmflags, "precondition: mlockall locked it"
+    assert view.munlockall.errno == 0, f"munlockall: {errno_name(view.munlockall)}"
+    assert view.after_flags.vmflags is not None and "lo" not in view.after_flags.vmflags
+    assert view.after_vmlck.status in ("0 kB", None)
 
 
 @semantic("mlockall.onfault.current_not_populated",
           "mlockall(MCL_CURRENT|MCL_ONFAULT) marks current mappings 'lo'+'lf' without faulting pages in.",
           source="mlock(2) MCL_ONFAULT", tier="linux")
-def test_mlockall_current_onfault(run_in_child: Callable[..., Any]) -> None:
-    need_mlockall_current()
-    view = run_in_child(_mlockall_current, C.MCL_CURRENT | C.MCL_ONFAULT).result()
-    assert view["errno"] == 0, f"mlockall failed with {errno.errorcode.get(view['errno'])}"
-    assert {"lo", "lf"} <= set(view["flags"])
+def test_mlockall_current_onfault() -> None:
+    need_helper_mlockall_current(CURRENT_PAGES)
+    view = mlockall_current(C.MCL_CURRENT | C.MCL_ONFAULT)
+    assert view.flags.vmflags is not None and {"lo", "lf"} <= view.flags.vmflags
     if mincore_sees_residency():
-        assert view["resident"] == [False] * 4
+        assert view.residency.resident == (False,) * CURRENT_PAGES
+
+
+def vmsize_bytes() -> int:
+    return (procfs.status_kb(procfs.read_status(), "VmSize") or 0) * 1024
 
 
 def _mlockall_over_limit() -> tuple[int, int]:
@@ -619,71 +694,82 @@ def test_mlockall_current_over_limit(run_in_child: Callable[..., Any]) -> None:
     assert result == errno.ENOMEM, f"got {errno.errorcode.get(result, result)}"
 
 
-def _mlockall_future(flags: int) -> dict[str, Any]:
-    before = map_anon(2)
-    result = call_errno(libc.mlockall, flags)
-    if result:
-        return {"errno": result}
-    after = map_anon(2)
-    view = {"errno": 0, "before_flags": sorted(vmflags(before)), "after_flags": sorted(vmflags(after)),
-            "after_resident": resident(after, 2 * PAGE),
-            "msync_invalidate": call_errno(libc.msync, after, 2 * PAGE, C.MS_INVALIDATE)}
-    libc.munlockall()
-    later = map_anon(1)
-    view["after_munlockall_flags"] = sorted(vmflags(later))
+@dataclass(frozen=True)
+class FutureView:
+    """The helper around mlockall(flags) with MCL_FUTURE: a mapping made before it
+    (``existing``), one made after it (``new``), and one made after munlockall (``later``)."""
+
+    mlockall: brk.Step
+    new_mmap: brk.Step
+    existing_flags: brk.Step
+    new_flags: brk.Step
+    new_residency: brk.Step
+    new_msync_invalidate: brk.Step
+    munlockall: brk.Step
+    later_mmap: brk.Step
+    later_flags: brk.Step
+
+
+FUTURE_PAGES = 2  # locked by MCL_FUTURE in the new mapping
+
+
+def mlockall_future(flags: int) -> FutureView:
+    run = brk.run(f"mmap:{FUTURE_PAGES}", f"mlockall:{flags}", f"mmap:{FUTURE_PAGES}", "vmflags:slot0",
+                  "vmflags:slot1", f"mincore:slot1,{FUTURE_PAGES}",
+                  f"msync:slot1,{FUTURE_PAGES},{C.MS_INVALIDATE}", "munlockall", "mmap:1", "vmflags:slot2")
+    assert run[0].errno == 0, f"the helper's mmap failed: {run[0]}"
+    view = FutureView(*run.steps[1:])
+    assert view.mlockall.errno == 0, f"mlockall({flags:#x}) failed with {errno_name(view.mlockall)}"
+    assert view.new_mmap.errno == 0, f"mmap after mlockall({flags:#x}) failed with {errno_name(view.new_mmap)}"
     return view
-
-
-def need_future_lock() -> None:
-    soft = memlock_soft()
-    if not has_ipc_lock() and soft is not None and soft < 2 * PAGE:
-        pytest.skip(f"limit:RLIMIT_MEMLOCK={soft} (MCL_FUTURE test maps 2 locked pages, no CAP_IPC_LOCK)")
 
 
 @semantic("mlockall.future.locks_new_mappings",
           "After mlockall(MCL_FUTURE) a new mapping is locked ('lo', msync MS_INVALIDATE gives EBUSY) "
           "and populated at mmap time.",
           source="mlock(2) MCL_FUTURE; msync(2) EBUSY", tier="linux")
-def test_mlockall_future(run_in_child: Callable[..., Any]) -> None:
-    need_future_lock()
-    view = run_in_child(_mlockall_future, C.MCL_FUTURE).result()
-    assert view["errno"] == 0, f"mlockall failed with {errno.errorcode.get(view['errno'])}"
-    assert "lo" in view["after_flags"]
-    assert view["after_resident"] == [True, True]
-    assert view["msync_invalidate"] == errno.EBUSY
+def test_mlockall_future() -> None:
+    need_future_lock(FUTURE_PAGES)
+    view = mlockall_future(C.MCL_FUTURE)
+    assert view.new_flags.vmflags is not None and "lo" in view.new_flags.vmflags
+    assert view.new_residency.resident == (True,) * FUTURE_PAGES
+    assert view.new_msync_invalidate.errno == errno.EBUSY, \
+        f"msync(MS_INVALIDATE) on the locked mapping: {errno_name(view.new_msync_invalidate)}"
 
 
 @semantic("mlockall.future.spares_existing",
           "mlockall(MCL_FUTURE) alone does not lock mappings that already exist.",
           source="mlock(2) MCL_FUTURE", tier="linux")
-def test_mlockall_future_spares_existing(run_in_child: Callable[..., Any]) -> None:
-    need_future_lock()
-    view = run_in_child(_mlockall_future, C.MCL_FUTURE).result()
-    assert view["errno"] == 0
-    assert "lo" not in view["before_flags"]
+def test_mlockall_future_spares_existing() -> None:
+    need_future_lock(FUTURE_PAGES)
+    view = mlockall_future(C.MCL_FUTURE)
+    assert view.new_flags.vmflags is not None and "lo" in view.new_flags.vmflags, \
+        "precondition: MCL_FUTURE locked the new mapping, so 'lo' is observable"
+    assert view.existing_flags.vmflags is not None and "lo" not in view.existing_flags.vmflags
 
 
 @semantic("munlockall.clears_future",
           "munlockall cancels MCL_FUTURE: a mapping created afterwards is not locked.",
           source="mlock(2) DESCRIPTION", tier="linux")
-def test_munlockall_clears_future(run_in_child: Callable[..., Any]) -> None:
-    need_future_lock()
-    view = run_in_child(_mlockall_future, C.MCL_FUTURE).result()
-    assert view["errno"] == 0
-    assert "lo" in view["after_flags"], "precondition: MCL_FUTURE locked the new mapping"
-    assert "lo" not in view["after_munlockall_flags"]
+def test_munlockall_clears_future() -> None:
+    need_future_lock(FUTURE_PAGES)
+    view = mlockall_future(C.MCL_FUTURE)
+    assert view.new_flags.vmflags is not None and "lo" in view.new_flags.vmflags, \
+        "precondition: MCL_FUTURE locked the new mapping"
+    assert view.munlockall.errno == 0, f"munlockall: {errno_name(view.munlockall)}"
+    assert view.later_mmap.errno == 0, f"mmap after munlockall: {errno_name(view.later_mmap)}"
+    assert view.later_flags.vmflags is not None and "lo" not in view.later_flags.vmflags
 
 
 @semantic("mlockall.onfault.future_not_populated",
           "With MCL_FUTURE|MCL_ONFAULT new mappings are marked 'lo'+'lf' but not populated at mmap time.",
           source="mlock(2) MCL_ONFAULT", tier="linux")
-def test_mlockall_future_onfault(run_in_child: Callable[..., Any]) -> None:
-    need_future_lock()
-    view = run_in_child(_mlockall_future, C.MCL_FUTURE | C.MCL_ONFAULT).result()
-    assert view["errno"] == 0, f"mlockall failed with {errno.errorcode.get(view['errno'])}"
-    assert {"lo", "lf"} <= set(view["after_flags"])
+def test_mlockall_future_onfault() -> None:
+    need_future_lock(FUTURE_PAGES)
+    view = mlockall_future(C.MCL_FUTURE | C.MCL_ONFAULT)
+    assert view.new_flags.vmflags is not None and {"lo", "lf"} <= view.new_flags.vmflags
     if mincore_sees_residency():
-        assert view["after_resident"] == [False, False]
+        assert view.new_residency.resident == (False,) * FUTURE_PAGES
 
 
 def _future_over_limit() -> tuple[int, int]:
@@ -709,29 +795,22 @@ def test_mlockall_future_mmap_over_limit(run_in_child: Callable[..., Any]) -> No
     assert mmap_result == errno.EAGAIN, f"mmap gave {errno.errorcode.get(mmap_result, mmap_result)}"
 
 
-def _grandchild_maps() -> bool:
-    return "lo" in vmflags(map_anon(1))
-
-
-def _future_then_fork() -> tuple[int, Any]:
-    result = call_errno(libc.mlockall, C.MCL_FUTURE)
-    if result:
-        return result, None
-    try:
-        outcome = _fork_child(_grandchild_maps, timeout=20)
-    finally:
-        libc.munlockall()
-    return 0, outcome.result()
-
-
 @semantic("mlockall.fork.future_not_inherited",
           "The MCL_FUTURE setting is not inherited by a child created by fork.",
           source="mlock(2) NOTES", tier="linux")
-def test_mlockall_future_not_inherited(run_in_child: Callable[..., Any]) -> None:
-    need_future_lock()
-    result, grandchild_locked = run_in_child(_future_then_fork).result()
-    assert result == 0, f"mlockall(MCL_FUTURE) failed with {errno.errorcode.get(result)}"
-    assert grandchild_locked is False
+def test_mlockall_future_not_inherited() -> None:
+    need_future_lock(1)
+    run = brk.run(f"mlockall:{C.MCL_FUTURE}", "fork:mmap:1;vmflags:slot0", "mmap:1", "vmflags:slot0")
+    locked, forked, parent_mmap, parent_flags = run.steps
+    assert locked.errno == 0, f"mlockall(MCL_FUTURE) failed with {errno_name(locked)}"
+    assert forked.errno == 0 and forked.child is not None, f"fork failed with {errno_name(forked)}"
+    assert forked.child_exit_code == 0, f"the helper's child: wait status {forked.wait_status:#x}"
+    child_mmap, child_flags = forked.child
+    assert child_mmap.errno == 0, f"the child's mmap: {errno_name(child_mmap)}"
+    assert parent_mmap.errno == 0, f"the parent's mmap after fork: {errno_name(parent_mmap)}"
+    assert parent_flags.vmflags is not None and "lo" in parent_flags.vmflags, \
+        "precondition: the parent's MCL_FUTURE still locks its own new mappings"
+    assert child_flags.vmflags is not None and "lo" not in child_flags.vmflags
 
 
 # =====================================================================================
