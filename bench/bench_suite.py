@@ -2,6 +2,11 @@
 where it goes: interpreter + pytest start-up, collection (imports, assertion
 rewriting), and the tests themselves (with the slowest ones named).
 
+Measured twice, both with PYTHONDONTWRITEBYTECODE=1 (as this project's machines set
+it, so a run itself never caches anything): with the bytecode caches that
+ci/setup.sh writes at set-up (the plugin byte-compiled, the conformance modules
+assertion-rewritten by pytest once), and cold, with those caches removed first.
+
 ``python bench/bench_suite.py [--runs N]`` rewrites the ``suite`` section of
 bench/README.md. Runs are sequential and the median is reported, because this
 machine is shared and single runs move by +-20%.
@@ -10,20 +15,45 @@ machine is shared and single runs move by +-20%.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from readme_section import machine_line, replace_section
+
+import pytest_memsyscalls
 
 RUN = [sys.executable, "-m", "pytest_memsyscalls", "run", "-q", "-p", "no:randomly"]
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
+NO_BYTECODE = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+CACHED = [Path(pytest_memsyscalls.__file__).parent, Path(pytest_memsyscalls.__file__).parent.parent / "conformance"]
+
+
+def drop_caches() -> None:
+    for top in CACHED:
+        for cache in top.rglob("__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def warm_caches() -> None:
+    """What ci/setup.sh does after installing."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *map(str, CACHED)], env=env, check=True,
+                   capture_output=True)
+    subprocess.run([*RUN, "--collect-only"], env=env, check=True, capture_output=True)
+
+
+def timed(cmd: list[str], *, cold: bool = False) -> tuple[float, str]:
+    if cold:
+        drop_caches()
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=NO_BYTECODE)
     wall = time.perf_counter() - started
     if done.returncode not in (0, 5):
         raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
@@ -42,6 +72,9 @@ def main() -> None:
     bare = statistics.median(timed([sys.executable, "-c", "import pytest"])[0] for _ in range(options.runs))
     hypo = statistics.median(timed([sys.executable, "-c", "import hypothesis.stateful, hypothesis.strategies"])[0]
                              for _ in range(options.runs))
+    cold_collect = statistics.median(timed([*RUN, "--collect-only"], cold=True)[0] for _ in range(options.runs))
+    cold = statistics.median(timed(RUN, cold=True)[0] for _ in range(options.runs))
+    warm_caches()
     collect = statistics.median(timed([*RUN, "--collect-only"])[0] for _ in range(options.runs))
     walls, sessions, output = [], [], ""
     for _ in range(options.runs):
@@ -54,16 +87,17 @@ def main() -> None:
     body = f"""{machine_line()}
 
 `python -m pytest_memsyscalls run -q` (the whole conformance suite, natively as this user), median of
-{options.runs} sequential runs: **{wall:.1f} s wall** (target < 5 s), of which pytest reports {session:.1f} s
-as its session. Last run: `{summary.strip("= ")}`.
+{options.runs} sequential runs each, PYTHONDONTWRITEBYTECODE=1: **{wall:.1f} s wall** (target < 5 s) with the
+bytecode caches ci/setup.sh writes, of which pytest reports {session:.1f} s as its session; **{cold:.1f} s**
+cold, with those caches removed before each run. Last run: `{summary.strip("= ")}`.
 
-| phase | seconds |
-|---|---|
-| `python -c "import pytest"` (interpreter + pytest import) | {bare:.2f} |
-| `import hypothesis.stateful, hypothesis.strategies` alone | {hypo:.2f} |
-| start-up + collection (`run --collect-only`) | {collect:.2f} |
-| the tests (wall minus collect-only) | {wall - collect:.2f} |
-| whole run | {wall:.2f} |
+| phase | with caches | cold |
+|---|---|---|
+| `python -c "import pytest"` (interpreter + pytest import) | {bare:.2f} | |
+| `import hypothesis.stateful, hypothesis.strategies` alone | {hypo:.2f} | |
+| start-up + collection (`run --collect-only`) | {collect:.2f} | {cold_collect:.2f} |
+| the tests (wall minus collect-only) | {wall - collect:.2f} | {cold - cold_collect:.2f} |
+| whole run | {wall:.2f} | {cold:.2f} |
 
 Before issue 8's changes (commit e32ff68, single runs on this machine): 9.6 s wall, 4.1 s for
 start-up + collection, ~118 modules assertion-rewritten per run (41 after).
@@ -74,18 +108,21 @@ Slowest tests of the last run:
 {chr(10).join(slow)}
 ```
 
-Where the time goes (profiled with `-X importtime`, cProfile of `run --collect-only`, and `--durations`):
-this environment sets `PYTHONDONTWRITEBYTECODE=1`, so pytest can never cache the assertion-rewritten
-modules and re-parses every rewritten module on each run. pytest rewrites all modules of any
-distribution that registers a plugin, Hypothesis included: importing Hypothesis inside the session
-made ~120 modules go through the rewriter (~1.5-2 s of a 3.5-4 s collection). `python -m
-pytest_memsyscalls` now imports Hypothesis before pytest starts (its internals need no rewriting), so
-~40 modules are rewritten (the suite's 18 and the plugin's). What remains of collection is the
-interpreter and pytest (~0.5 s), Hypothesis itself (~0.6-1 s), the environment fingerprint at configure
-and rewriting the suite. The tests proper are many small ones (~340 items, mostly < 20 ms); the per-test
-overhead (the leak guard's snapshot of SysV segments, /dev/shm and children before and after each
-test, fixture set-up) is a larger share than any single test. The two state machines run the `ci`
-profile (6 programs x 20 steps).
+Where the time goes (py-spy sampling of a whole run, cProfile of `run --collect-only`, `-X importtime`,
+per-test protocol times). This environment sets `PYTHONDONTWRITEBYTECODE=1`, so a run caches nothing:
+cold, every run recompiles the plugin and pytest re-parses and assertion-rewrites the ~6,400 lines of
+conformance modules, about a quarter of a cold run. ci/setup.sh therefore writes those caches once at
+set-up, as pip byte-compiles what it installs. pytest rewrites the modules of every distribution that
+registers a plugin when they are imported inside the session, so `python -m pytest_memsyscalls`
+imports Hypothesis and the plugin before pytest starts (neither has assertions a result depends on).
+With the caches, start-up and collection are the interpreter, pytest, Hypothesis and the plugin
+(~0.8 s) plus the environment fingerprint. The tests proper are ~340 small items (median ~3 ms): the
+two state machines (`ci` profile, 6 programs x 20 steps; much of their time is Hypothesis' one-off
+work in the first test that uses it), the tests that fork (run_in_child: a fork of the ~50 MB pytest
+process costs several ms here), the reads of /proc/self/smaps (the kernel takes ~2 ms to write it for
+a pytest process), and pytest's own per-test protocol with the leak guard's snapshots. The mlockall
+tests run in the small exec'd helper: mlockall(MCL_CURRENT) in a fork of pytest populated and
+copied the whole process (~0.7 s for those tests before).
 """
     replace_section("suite", "The whole conformance suite, natively", body)
     print(body)
