@@ -9,7 +9,10 @@
 
 #include "probe.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -79,7 +82,7 @@ static PyObject *probe_execute(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent) -> None
+/* enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent, record_fd) -> None
  *
  * Everything a freshly forked child of run_in_child does before running its function,
  * in one call: every Python-level step here would copy-on-write pages of the (large)
@@ -88,15 +91,51 @@ static PyObject *probe_execute(PyObject *self, PyObject *arg)
  * is probably coming (core_hard >= 0 sets RLIMIT_CORE to 0/core_hard); the given
  * signals back to SIG_DFL; the fault reporter on report_fd; and, when parent > 0, death
  * by SIGKILL with the parent (even a kill -9 of pytest), exiting at once if the parent
- * is already gone. */
+ * is already gone. With record_fd >= 0 (the session's record file, O_APPEND) the child
+ * records its own group ("group PID STARTTIME", as records.py reads it) before running
+ * anything: the sweep after a kill -9 then knows it, and the parent does not spend
+ * copy-on-write faults on reading /proc/PID/stat while the child runs. */
+/* Appends "group PID STARTTIME\n" (field 22 of /proc/self/stat) to record_fd; a failure
+ * is ignored, as the parent's records are (the leak guard still reaps the child). */
+static void record_own_group(int record_fd)
+{
+    char stat[1024], line[96];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t got = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (got <= 0)
+        return;
+    stat[got] = '\0';
+    char *field = strrchr(stat, ')'); /* the command name may hold spaces and parentheses */
+    if (!field)
+        return;
+    field += 2; /* field 3, the state */
+    for (int n = 3; n < 22 && field; n++) {
+        field = strchr(field, ' ');
+        if (field)
+            field++;
+    }
+    if (!field)
+        return;
+    size_t digits = strspn(field, "0123456789");
+    if (digits == 0 || digits > 32)
+        return;
+    int length = snprintf(line, sizeof line, "group %d %.*s\n", (int)getpid(), (int)digits, field);
+    if (length > 0 && (size_t)length < sizeof line && write(record_fd, line, (size_t)length) < 0) {
+        /* nothing to do: see above */
+    }
+}
+
 static PyObject *enter_child(PyObject *self, PyObject *args)
 {
     (void)self;
-    int report_fd, out_fd, err_fd, parent;
+    int report_fd, out_fd, err_fd, parent, record_fd;
     long long core_hard;
     PyObject *close_fds, *reset_signals;
-    if (!PyArg_ParseTuple(args, "iiiO!O!Li", &report_fd, &out_fd, &err_fd, &PyTuple_Type, &close_fds,
-                          &PyTuple_Type, &reset_signals, &core_hard, &parent))
+    if (!PyArg_ParseTuple(args, "iiiO!O!Lii", &report_fd, &out_fd, &err_fd, &PyTuple_Type, &close_fds,
+                          &PyTuple_Type, &reset_signals, &core_hard, &parent, &record_fd))
         return NULL;
     if (parent > 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
@@ -106,6 +145,8 @@ static PyObject *enter_child(PyObject *self, PyObject *args)
     }
     if (setpgid(0, 0) != 0)
         return PyErr_SetFromErrno(PyExc_OSError);
+    if (record_fd >= 0)
+        record_own_group(record_fd);
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(close_fds); i++)
         close((int)PyLong_AsLong(PyTuple_GET_ITEM(close_fds, i)));
     if (dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
@@ -129,7 +170,7 @@ static PyMethodDef probe_methods[] = {
     {"write", (PyCFunction)(void (*)(void))probe_write, METH_FASTCALL, "write(addr, byte) -> None | (signo, code, addr)"},
     {"execute", probe_execute, METH_O, "execute(addr) -> None | (signo, code, addr)"},
     {"enter_child", enter_child, METH_VARARGS,
-     "enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent) -> None"},
+     "enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent, record_fd) -> None"},
     {NULL, NULL, 0, NULL},
 };
 

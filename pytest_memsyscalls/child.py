@@ -216,7 +216,7 @@ def _fork() -> tuple[int, _Pipes]:
     if pid == 0:
         # dies with pytest, even after kill -9, where records are kept (the sweep's premise)
         _become_child(pipes, streams, reset, core_hard if core_soft else None,
-                      parent if records.recording() else 0)
+                      parent if records.recording() else 0, records.child_record_fd())
         return 0, pipes
     forked_children.append((next(_fork_serial), pid))
     for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
@@ -225,16 +225,15 @@ def _fork() -> tuple[int, _Pipes]:
         os.setpgid(pid, pid)  # also done in the child: whichever runs first wins the race
     except OSError:
         pass
-    records.note_child(pid)  # its group, for the sweep after kill -9
     return pid, pipes
 
 
 def _become_child(pipes: _Pipes, streams: tuple[Any, Any] | None, reset: tuple[int, ...],
-                  core_hard: int | None, parent: int) -> None:
+                  core_hard: int | None, parent: int, record_fd: int) -> None:
     try:
         _probe.enter_child(pipes.report_w, pipes.out_w, pipes.err_w,
                            (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r), reset,
-                           -1 if core_hard is None else core_hard, parent)
+                           -1 if core_hard is None else core_hard, parent, record_fd)
         if streams is None:
             streams = (open(1, "w", buffering=1, closefd=False),  # noqa: SIM115
                        open(2, "w", buffering=1, closefd=False))  # noqa: SIM115

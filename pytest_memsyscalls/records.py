@@ -161,13 +161,13 @@ def note_name(name: str) -> None:
         _recorder.write("posix", name, os.getpid())
 
 
-def note_child(pid: int) -> None:
-    """A run_in_child child, leader of its own process group (called after fork)."""
-    if _recorder is None:
-        return
-    started = starttime(pid)
-    if started is not None:
-        _recorder.write("group", pid, started)
+def child_record_fd() -> int:
+    """The record file for a run_in_child child to append its own group to, or -1.
+
+    The child writes its line itself, in C, before running anything
+    (``_probe.enter_child``): that is earlier than the parent could, and the parent
+    would pay copy-on-write faults for reading /proc/PID/stat while the child runs."""
+    return -1 if _recorder is None else _recorder.fd
 
 
 def recording() -> bool:

@@ -216,3 +216,24 @@ def test_expect_signal_fails_on_a_different_ending(expect_signal: Callable[..., 
     with pytest.raises(SignalExpectationFailed, match=r"SIGSEGV|RETURNED"), expect_signal(signo, **expected):
         if wrong != "no-crash":
             ctypes.string_at(page.addr, 1)
+
+
+def test_child_records_its_own_group_before_running(run_in_child: Runner) -> None:
+    """The sweep after a kill -9 of pytest finds a run_in_child group by its record line,
+    which the child appends itself before its function runs (so even a child that never
+    returns is recorded)."""
+    from pytest_memsyscalls import records
+
+    recorder = records.active()
+    if recorder is None:
+        pytest.skip("needs:records (this session keeps no record file)")
+
+    def my_group_lines_and_starttime() -> tuple[list[str], str | None]:
+        me = os.getpid()
+        with open(recorder.path) as handle:
+            return [line for line in handle if line.startswith(f"group {me} ")], records.starttime(me)
+
+    outcome = run_in_child(my_group_lines_and_starttime)
+    assert outcome.returned, outcome.describe()
+    lines, started = outcome.value
+    assert lines == [f"group {outcome.pid} {started}\n"]
