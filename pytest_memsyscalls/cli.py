@@ -163,4 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         print(f"memsyscalls: unknown command {args[0]!r}\n{__doc__}", file=sys.stderr)
         return 2
-    return command(args[1:])
+    try:
+        return command(args[1:])
+    except BrokenPipeError:
+        # The reader went away (`memsyscalls diff A B | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe killed

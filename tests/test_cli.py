@@ -67,3 +67,16 @@ def test_unknown_command_is_an_error() -> None:
     result = memsyscalls("frobnicate")
     assert result.returncode == 2
     assert "unknown command 'frobnicate'" in result.stderr
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback() -> None:
+    """`memsyscalls diff A B | head`: the closed pipe ends the command quietly, with the
+    status a shell gives a command SIGPIPE killed."""
+    baselines = Path(__file__).resolve().parent.parent / "ci" / "baselines"
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_memsyscalls", "diff", str(baselines / "native.json"),
+                             str(baselines / "gvisor.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the interpreter has started: its first write meets a closed pipe
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
