@@ -162,8 +162,15 @@ class MapsOracle:
                 found.append(vma)
                 addr = vma.end
             return found
-        return [Vma(e.start, e.end, e.perms, e.offset, e.inode)
-                for e in procfs.read_maps() if e.start < hi and e.end > lo]
+        found = []
+        with open("/proc/self/maps", errors="surrogateescape") as maps:  # paths need not be UTF-8
+            lines = maps.read().splitlines()
+        for line in lines:
+            start, _, rest = line.partition("-")  # parse in full only the lines in range
+            if int(start, 16) < hi and int(rest[:rest.index(" ")], 16) > lo:
+                e = procfs.parse_maps_line(line)
+                found.append(Vma(e.start, e.end, e.perms, e.offset, e.inode))
+        return found
 
 
 # --- the model ----------------------------------------------------------------------------
@@ -192,6 +199,12 @@ class Page:
 
     def copy(self, **changes: Any) -> Page:
         return Page(**{**self.__dict__, **changes})
+
+
+#: /proc/self/maps' "rwx" part for each protection (checked after every step: a table, not a loop)
+PERMS = {prot: "".join(c if prot & bit else "-" for c, bit in (("r", C.PROT_READ), ("w", C.PROT_WRITE),
+                                                                 ("x", C.PROT_EXEC)))
+         for prot in range(8)}
 
 
 def prot_id(prot: int) -> str:
@@ -305,9 +318,7 @@ class AddressSpaceMachine(RuleBasedStateMachine):
         return None, f"{ident}.{access}_succeeds"
 
     def perms(self, pg: Page) -> str:
-        return "".join(c if pg.prot & bit else "-" for c, bit in
-                       (("r", C.PROT_READ), ("w", C.PROT_WRITE), ("x", C.PROT_EXEC))) + (
-            "s" if pg.kind in (ANON_SHARED, FILE_SHARED) else "p")
+        return PERMS[pg.prot & 7] + ("s" if pg.kind in (ANON_SHARED, FILE_SHARED) else "p")
 
     def store(self, pg: Page, value: int, why: str) -> None:
         """The model of a successful one-byte store through a page."""
@@ -646,9 +657,10 @@ class AddressSpaceMachine(RuleBasedStateMachine):
         for i, (pg, vma) in enumerate(zip(self.pages, seen)):
             want = None if pg is None else self.perms(pg)
             got = None if vma is None else vma.perms
-            ident = "munmap.unmapped.not_in_maps" if pg is None else f"{pg.origin}.{prot_id(pg.prot)}.shown_in_maps"
-            assert got == want, (f"{ident}: /proc/self/maps shows page {i} as {got or 'unmapped'}, the model as "
-                                 f"{want or 'unmapped'}{' (text)' if text else ''}{self.dump()}")
+            assert got == want, (  # the message (and the semantic it names) is built only on failure
+                f"{'munmap.unmapped.not_in_maps' if pg is None else f'{pg.origin}.{prot_id(pg.prot)}.shown_in_maps'}"
+                f": /proc/self/maps shows page {i} as {got or 'unmapped'}, the model as "
+                f"{want or 'unmapped'}{' (text)' if text else ''}{self.dump()}")
             if pg is not None and vma is not None and pg.kind in (FILE_SHARED, FILE_PRIVATE, ANON_SHARED):
                 offset = vma.offset + (self.addr(i) - vma.start)
                 assert offset == pg.idx * P, (
