@@ -19,11 +19,12 @@ with SEGV_PKUERR), and whether a memfd may be mapped PROT_EXEC.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -114,10 +115,12 @@ EXEC_PAST_EOF_SIGNAL = _probe_exec_past_eof()
 _PROCMAP_QUERY_SIZE = 104
 _PROCMAP_QUERY = (3 << 30) | (_PROCMAP_QUERY_SIZE << 16) | (ord("f") << 8) | 17  # _IOWR('f', 17, ...)
 _COVERING_OR_NEXT = 0x10
+_QUERY_HEAD = struct.Struct("QQQ")  # size, query_flags, query_addr
+_QUERY_ANSWER = struct.Struct("QQQQQQ")  # vma_start, vma_end, vma_flags, page_size, vma_offset, inode
+_QUERY_ZEROS = bytes(_PROCMAP_QUERY_SIZE - 24)
 
 
-@dataclass(frozen=True)
-class Vma:
+class Vma(NamedTuple):  # a tuple: built for every VMA after every step
     start: int
     end: int
     perms: str  # "rwxp" as in /proc/self/maps
@@ -125,11 +128,17 @@ class Vma:
     inode: int
 
 
+#: PROCMAP_QUERY's vma_flags (read 1, write 2, exec 4, shared 8) as /proc/self/maps' "rwxp"
+_QUERY_PERMS = tuple("".join(c if flags & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
+                     + ("s" if flags & 8 else "p") for flags in range(16))
+
+
 class MapsOracle:
     """The VMAs overlapping a range, from /proc/self/maps: through its PROCMAP_QUERY
     ioctl (Linux 6.11+, ~10 µs a VMA) when a probe shows it works, else the text."""
 
     def __init__(self) -> None:
+        self.buffer = bytearray(_PROCMAP_QUERY_SIZE)
         self.fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
         self.ioctl = os.environ.get("MEMSYS_MODEL_MAPS") != "text" and self._query_works()
 
@@ -137,17 +146,15 @@ class MapsOracle:
         os.close(self.fd)
 
     def _query(self, addr: int) -> Vma | None:
-        import fcntl
-
-        buf = bytearray(struct.pack("QQQ", _PROCMAP_QUERY_SIZE, _COVERING_OR_NEXT, addr)
-                        + bytes(_PROCMAP_QUERY_SIZE - 24))
+        buf = self.buffer
+        _QUERY_HEAD.pack_into(buf, 0, _PROCMAP_QUERY_SIZE, _COVERING_OR_NEXT, addr)
+        buf[24:] = _QUERY_ZEROS  # the kernel reads the name/build-id sizes and addresses too
         try:
             fcntl.ioctl(self.fd, _PROCMAP_QUERY, buf, True)
         except FileNotFoundError:  # ENOENT: no VMA at or after addr
             return None
-        start, end, flags, _, offset, inode = struct.unpack_from("QQQQQQ", buf, 24)
-        perms = "".join(c if flags & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
-        return Vma(start, end, perms + ("s" if flags & 8 else "p"), offset, inode)
+        start, end, flags, _, offset, inode = _QUERY_ANSWER.unpack_from(buf, 24)
+        return Vma(start, end, _QUERY_PERMS[flags & 15], offset, inode)
 
     def _query_works(self) -> bool:
         try:
