@@ -207,9 +207,20 @@ syscalls (`_signal.signal`, skipped when already SIG_DFL); a `None` result is pi
 parent waits on a pidfd (poll wakes the moment the child exits; kernels without pidfd_open keep the polling
 loop) with `select.poll` instead of creating an epoll instance per call. Behaviour is unchanged
 (stdout/stderr capture, siginfo report, pickled result, process-group kill, timeout; tests/test_child.py).
-What is left above the bare fork: the child's ctypes call that installs the siginfo reporter (~100 us; a
-METH_O entry in the C module would remove most of it), the child's exit with a few more pages to free, and the
-parent's bookkeeping after the fork, whose writes are copy-on-write faults too.
+The child's set-up is one C call (`_probe.enter_child`), which also appends the child's own
+process-group record for the sweep after a kill -9 (the parent used to read /proc/PID/stat for it after
+the fork, ~70 copy-on-write faults per call).
+
+Why the 3x target is out of reach here (getrusage around 300 calls, same process): a bare fork is
+already ~1 ms for fork() copying the page tables of the ~40-50 MB pytest process, ~1 ms of the child's
+own CPU in CPython's after-fork work (its at-fork hooks touch ~250 pages, each a copy-on-write fault at
+several us in this VM), and ~1-2 ms for the exit that tears the copied address space down again, all
+proportional to the process size; it moves between 3.7 and 7.7 ms from run to run on this VM.
+run_in_child adds ~1.5-2.5 ms (its bookkeeping still writes ~150 pages of the parent after the fork and
+the child pickles and writes its result), pytest-forked ~11-13 ms (a whole runtest protocol and report
+serialisation in the child). With F the bare fork, the ratio is about (F + 12) / (F + 2): 3x needs F
+under ~3 ms, which this machine gives only for processes much smaller than a pytest session. The
+measured ratio is 1.75-2.9x across runs.
 """
 
 
