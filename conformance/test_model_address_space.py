@@ -169,15 +169,7 @@ class MapsOracle:
                 found.append(vma)
                 addr = vma.end
             return found
-        found = []
-        with open("/proc/self/maps", errors="surrogateescape") as maps:  # paths need not be UTF-8
-            lines = maps.read().splitlines()
-        for line in lines:
-            start, _, rest = line.partition("-")  # parse in full only the lines in range
-            if int(start, 16) < hi and int(rest[:rest.index(" ")], 16) > lo:
-                e = procfs.parse_maps_line(line)
-                found.append(Vma(e.start, e.end, e.perms, e.offset, e.inode))
-        return found
+        return [Vma(e.start, e.end, e.perms, e.offset, e.inode) for e in procfs.maps_overlapping(lo, hi)]
 
 
 # --- the model ----------------------------------------------------------------------------

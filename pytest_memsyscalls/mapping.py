@@ -255,7 +255,7 @@ class Arena(_PageRange):
         for index in holes:
             addr = self.page(index)
             if libc.is_mapped(addr) and not libc.owned.covers(addr, 1):
-                intruder = next((entry for entry in procfs.read_maps() if entry.start <= addr < entry.end), None)
+                intruder = procfs.vma_at(addr)
                 where = f"{intruder.start:#x}-{intruder.end:#x} ({intruder.path or 'anonymous'})" if intruder \
                     else f"{addr:#x}"
                 raise OSError(17, os.strerror(17), f"arena.map: {where} was mapped into an arena hole by someone else")

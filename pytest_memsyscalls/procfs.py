@@ -28,6 +28,7 @@ __all__ = [
     "SmapsEntry",
     "SysvShmEntry",
     "decode_capabilities",
+    "maps_overlapping",
     "parse_id_map",
     "parse_maps",
     "parse_maps_line",
@@ -604,10 +605,27 @@ def vma_at(addr: int, pid: Pid = "self") -> MapsEntry | None:
     Reads the file afresh each call: the answer is only meaningful for the
     address space as it is now.
     """
-    for entry in read_maps(pid):
-        if entry.contains(addr):
-            return entry
-    return None
+    found = maps_overlapping(addr, addr + 1, pid)
+    return found[0] if found else None
+
+
+def maps_overlapping(start: int, end: int, pid: Pid = "self") -> list[MapsEntry]:
+    """The maps entries overlapping [start, end), in address order.
+
+    Parses in full only those lines (callers ask after every step of a state
+    machine); each line's range is read from its first field. Same answer as
+    filtering ``read_maps(pid)``.
+    """
+    found = []
+    for line in _read(f"/proc/{pid}/maps").splitlines():
+        low, _, rest = line.partition("-")
+        if not rest:
+            continue
+        if int(low, 16) >= end:
+            break  # the file is sorted by address
+        if int(rest[: rest.index(" ")], 16) > start:
+            found.append(parse_maps_line(line))
+    return found
 
 
 def smaps_at(addr: int, pid: Pid = "self") -> SmapsEntry | None:
