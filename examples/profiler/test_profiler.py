@@ -28,8 +28,11 @@ def fenced(mapped_pages, page_size: int):
 def per_page_rss(mapped_pages, page_size: int) -> None:
     """Probe on a scratch mapping that smaps' Rss counts touched pages only (Linux does; gVisor
     reports the whole anonymous mapping as resident): skip, naming it, where it does not."""
-    scratch = mapped_pages(3)
-    scratch.protect(C.PROT_NONE, 0, page_size)  # a VMA of its own: its Rss is its own
+    scratch = mapped_pages(4)
+    # PROT_NONE on both sides: pages 1-2 are a VMA of their own, whose Rss is their own (with
+    # one fence, the kernel could merge them with a resident read-write neighbour)
+    scratch.protect(C.PROT_NONE, 0, page_size)
+    scratch.protect(C.PROT_NONE, 3 * page_size, page_size)
     (vma,) = [v for v in scratch.vma() if v.maps.contains(scratch.page(1))]
     rss = vma.smaps.get("Rss") if vma.smaps else None
     if rss != 0:
