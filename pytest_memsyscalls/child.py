@@ -8,12 +8,20 @@ writes the siginfo to a second pipe and re-raises, so the parent knows both the
 true termination status and ``si_code``/``si_addr``. The parent waits with a
 deadline and, past it, kills the child's whole process group and reaps it; it
 kills the group after a normal exit too, so grandchildren never outlive the call.
+
+A child's cost is mostly its first touches of the parent's pages. In a
+single-threaded process (a pytest session without xdist or timeout threads) the
+child is forked by ``_probe.fork_child``: it skips what ``os.fork()`` does for
+threads lost in the fork, and runs ``fn`` from C. Callbacks registered with
+``os.register_at_fork`` then do not run in the child (``random`` is not reseeded).
+With other threads alive, ``os.fork()`` is used and they do.
 """
 
 from __future__ import annotations
 
 import ctypes
 import dis
+import io
 import itertools
 import math
 import os
@@ -28,7 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _probe, native, records
 from .probe import Fault
@@ -165,26 +173,53 @@ def _open_pipes() -> _Pipes:
     return _Pipes(*fds)
 
 
+class _WholeWrites(io.RawIOBase):
+    """An unbuffered writer on a file descriptor that writes all it is given: a pipe
+    write cut short by a signal is continued, where FileIO would return a short count
+    that TextIOWrapper ignores."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    @property
+    def name(self) -> int:
+        return self._fd  # as FileIO opened on a descriptor names it
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        while view:
+            view = view[os.write(self._fd, view):]
+        return size
+
+
 class _ChildPlan:
     """What the child must do, worked out in the parent before the fork.
 
     Every page a child writes after fork() is copied (copy-on-write), and every
     code path it runs for the first time faults its pages in: in a pytest-sized
     process that, not the fork itself, was most of a call's cost. So the parent
-    prepares the child's stdio objects once and decides which signal dispositions
+    makes the child's stdio objects once and decides which signal dispositions
     and limits actually need changing; the child does only the syscalls.
     """
 
-    streams: tuple[Any, Any] | None = None  # text files on fds 1 and 2, made once
+    streams: tuple[io.TextIOWrapper, io.TextIOWrapper] | None = None
 
     @classmethod
-    def stdio(cls) -> tuple[Any, Any] | None:
+    def stdio(cls) -> tuple[io.TextIOWrapper, io.TextIOWrapper]:
+        """Text streams on fds 1 and 2 (the capture pipes, in the child). Unbuffered, so
+        the child has nothing to flush before os._exit, and never closing the fds: the
+        parent keeps them, unused, for the next child."""
         if cls.streams is None:
-            try:
-                cls.streams = (open(1, "w", buffering=1, closefd=False),  # noqa: SIM115
-                               open(2, "w", buffering=1, closefd=False))  # noqa: SIM115
-            except OSError:  # fd 1 or 2 closed in the parent: the child opens its own
-                return None
+            cls.streams = (io.TextIOWrapper(_WholeWrites(1), write_through=True),
+                           io.TextIOWrapper(_WholeWrites(2), write_through=True))
         return cls.streams
 
 
@@ -195,8 +230,10 @@ def _signals_to_reset() -> tuple[int, ...]:
                  if signal.getsignal(signo) is not signal.SIG_DFL)
 
 
-def _fork() -> tuple[int, _Pipes]:
-    """Fork with the pipes in place. Returns (0, pipes) in the child."""
+def _fork(call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None) -> tuple[int, _Pipes]:
+    """Fork with the pipes in place. Returns (0, pipes) in the child, unless call,
+    (fn, args, kwargs), was given and the child was forked directly: then the child
+    runs it from C and exits without returning here."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -206,17 +243,23 @@ def _fork() -> tuple[int, _Pipes]:
     reset = _signals_to_reset()
     core_soft, core_hard = resource.getrlimit(resource.RLIMIT_CORE)
     pipes = _open_pipes()
-    parent = os.getpid()
+    plan = (pipes.report_w, pipes.out_w, pipes.err_w, (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r),
+            reset, core_hard if core_soft else -1,
+            # dies with pytest, even after kill -9, where records are kept (the sweep's premise)
+            os.getpid() if records.recording() else 0, records.child_record_fd())
     try:
-        pid = os.fork()
+        in_child = None if call is None else (*call, pipes.result_w, _PICKLED_NONE, _finish, pipes)
+        pid = _probe.fork_child(*plan, streams, in_child)  # None: other threads exist, use os.fork()
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                _set_up_in_child(plan)
     except BaseException:
         for fd in vars(pipes).values():
             os.close(fd)
         raise
     if pid == 0:
-        # dies with pytest, even after kill -9, where records are kept (the sweep's premise)
-        _become_child(pipes, streams, reset, core_hard if core_soft else None,
-                      parent if records.recording() else 0, records.child_record_fd())
+        _use_stdio(streams)
         return 0, pipes
     forked_children.append((next(_fork_serial), pid))
     for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
@@ -228,18 +271,18 @@ def _fork() -> tuple[int, _Pipes]:
     return pid, pipes
 
 
-def _become_child(pipes: _Pipes, streams: tuple[Any, Any] | None, reset: tuple[int, ...],
-                  core_hard: int | None, parent: int, record_fd: int) -> None:
+def _set_up_in_child(plan: tuple[Any, ...]) -> None:
     try:
-        _probe.enter_child(pipes.report_w, pipes.out_w, pipes.err_w,
-                           (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r), reset,
-                           -1 if core_hard is None else core_hard, parent, record_fd)
-        if streams is None:
-            streams = (open(1, "w", buffering=1, closefd=False),  # noqa: SIM115
-                       open(2, "w", buffering=1, closefd=False))  # noqa: SIM115
-        sys.stdout, sys.stderr = streams
+        _probe.enter_child(*plan)
     except BaseException:  # noqa: BLE001 - a child that cannot set up must never return into pytest
         os._exit(112)
+
+
+def _use_stdio(streams: tuple[io.TextIOWrapper, io.TextIOWrapper]) -> None:
+    """sys.stdout/sys.stderr onto fds 1 and 2, now the capture pipes (fork_child has
+    already done it, os.fork() has not)."""
+    if sys.stdout is not streams[0] or sys.stderr is not streams[1]:
+        sys.stdout, sys.stderr = streams
 
 
 _PICKLED_NONE = pickle.dumps(("value", None))  # the commonest result, pickled before any fork
@@ -257,17 +300,31 @@ def _send_result(pipes: _Pipes, payload: tuple[Any, ...]) -> None:
         view = view[written:]
 
 
-def _child_main(pipes: _Pipes, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    code = 0
+def _child_main(pipes: _Pipes, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> NoReturn:
+    """fn in a child forked by os.fork() (a directly forked child runs it from C)."""
     try:
         value = fn(*args, **kwargs)
-        _send_result(pipes, ("value", value))
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException as error:  # noqa: BLE001 - everything is reported to the parent
-        _send_exception(pipes, error)
-        code = 1
-    _exit_child(code)
+        _finish(pipes, None, error)
+    _finish(pipes, value, None)
+
+
+def _finish(pipes: _Pipes, value: Any, error: BaseException | None) -> NoReturn:
+    """Reports how fn ended (its value, or the exception it raised) and ends the child
+    with its status: 0, SystemExit's code, 1 after an exception, 112 if the report
+    itself failed. Never returns, so a child never runs on into pytest."""
+    code = 112
+    try:
+        if error is None:
+            _send_result(pipes, ("value", value))
+            code = 0
+        elif isinstance(error, SystemExit):
+            code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+        else:
+            _send_exception(pipes, error)
+            code = 1
+    finally:
+        _exit_child(code)
 
 
 def _send_exception(pipes: _Pipes, error: BaseException) -> None:
@@ -279,12 +336,15 @@ def _send_exception(pipes: _Pipes, error: BaseException) -> None:
         _send_result(pipes, ("exception", described, None))
 
 
-def _exit_child(code: int) -> None:
+def _exit_child(code: int) -> NoReturn:
+    """Flushes what fn put in sys.stdout/sys.stderr in place of the unbuffered streams."""
+    streams = _ChildPlan.streams
     for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+        if streams is None or (stream is not streams[0] and stream is not streams[1]):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
     os._exit(code)
 
 
@@ -429,7 +489,7 @@ def run_in_child(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TI
         raise TypeError(f"run_in_child: fn must be callable, got {type(fn).__name__}")
     limit = check_timeout(timeout, "run_in_child: timeout")
     started = time.monotonic()
-    pid, pipes = _fork()
+    pid, pipes = _fork((fn, args, kwargs))
     if pid == 0:
         _child_main(pipes, fn, args, kwargs)
     return _collect(pid, pipes, limit, started)
@@ -519,11 +579,7 @@ class expect_signal:  # named like pytest.raises, which it imitates
                  tb: TracebackType | None) -> bool:
         if self._in_child:
             assert self._pipes is not None
-            if exc is not None:
-                _send_exception(self._pipes, exc)
-                _exit_child(1)
-            _send_result(self._pipes, ("value", None))
-            _exit_child(0)
+            _finish(self._pipes, None, exc)
         self._restore_tracing()
         if exc_type is not None and not issubclass(exc_type, _SkipBlock):
             return False

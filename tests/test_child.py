@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import io
 import os
 import pickle
 import resource
 import select
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +68,40 @@ def test_stdout_and_stderr_are_captured(run_in_child: Runner) -> None:
     outcome = run_in_child(talk)
     assert outcome.stdout.splitlines() == [b"to stdout", b"raw fd 1"]
     assert outcome.stderr == b"to stderr\n"
+
+
+@pytest.mark.parametrize("ending", ["returns None", "returns a value", "raises"])
+def test_unflushed_output_is_kept(run_in_child: Runner, ending: str) -> None:
+    """The child ends in os._exit, which flushes nothing: the streams it starts with are
+    unbuffered, and a buffered one that fn puts in their place is flushed for it. (A
+    child returning None with its streams untouched ends in C; the others in Python.)"""
+    def partial_lines() -> int:
+        print("no newline", end="")
+        if ending != "returns None":
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - buffered, never flushed by fn
+            print("buffered", end="", file=sys.stderr)
+        if ending == "raises":
+            raise ValueError("after writing")
+        return 0 if ending == "returns None" else 5
+
+    outcome = run_in_child(lambda: None if partial_lines() == 0 else 5)
+    assert outcome.stdout == b"no newline"
+    assert outcome.stderr == (b"" if ending == "returns None" else b"buffered")
+    assert (outcome.exception is not None) == (ending == "raises")
+
+
+def test_child_stdio_continues_short_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe write cut short by a signal returns a short count; the child's streams
+    write the rest (FileIO under TextIOWrapper would drop it)."""
+    read_end, write_end = os.pipe()
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))
+    stream = io.TextIOWrapper(child_module._WholeWrites(write_end), write_through=True)
+    stream.write("cut short, then continued")
+    monkeypatch.undo()
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        assert reader.read() == b"cut short, then continued"
 
 
 def test_output_is_kept_up_to_the_limit(run_in_child: Runner) -> None:
@@ -237,3 +273,46 @@ def test_child_records_its_own_group_before_running(run_in_child: Runner) -> Non
     assert outcome.returned, outcome.describe()
     lines, started = outcome.value
     assert lines == [f"group {outcome.pid} {started}\n"]
+
+
+AT_FORK_CALLBACKS = """
+import ctypes, os, threading
+from pytest_memsyscalls.child import run_in_child
+
+ran = []
+os.register_at_fork(after_in_child=lambda: ran.append("after_in_child"))
+
+def callbacks_ran():
+    return list(ran)
+
+def crash():
+    ctypes.string_at(4096, 1)  # below mmap_min_addr: never mapped
+
+def both():
+    outcome = run_in_child(crash)
+    return run_in_child(callbacks_ran).value, (outcome.signal, tuple(outcome.fault))
+
+alone = both()
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+try:
+    with_a_thread = both()
+finally:
+    stop.set()
+    thread.join()
+print(repr((alone, with_a_thread)))
+"""
+
+
+def test_at_fork_callbacks_run_in_the_child_only_when_other_threads_exist() -> None:
+    """With one thread the child is forked directly, without os.fork()'s rebuilding of
+    the interpreter's locks (there is no lost thread to rebuild them for), so callbacks
+    registered with os.register_at_fork do not run in it; with another thread alive it
+    is forked with os.fork(), and they do. Both children report the same fault. A fresh
+    interpreter, because a registered callback cannot be unregistered."""
+    done = subprocess.run([sys.executable, "-c", AT_FORK_CALLBACKS], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    segv = (int(signal.SIGSEGV), (int(signal.SIGSEGV), C.SEGV_MAPERR, 4096))
+    assert done.stdout.strip() == repr((([], segv), (["after_in_child"], segv)))
