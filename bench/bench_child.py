@@ -1,8 +1,9 @@
 """What one ``run_in_child`` call costs, against the two alternatives a test writer has.
 
 1. A bare ``os.fork()`` + ``os._exit(0)`` + ``os.waitpid`` from the same pytest
-   process: the floor (the kernel's fork and exit of a process this size).
-   Target: ``run_in_child(noop)`` within 1.5x of it.
+   process. Target: ``run_in_child(noop)`` within 1.5x of it. Shown beside it, the
+   kernel's floor: the same round trip in C, the child exiting before it touches
+   anything (what a fork and exit of a process this size cost).
 2. pytest-forked's per-test overhead: the wall time of N trivial tests run with
    ``--forked`` minus the same N without, divided by N. Target: ``run_in_child``
    at least 3x cheaper.
@@ -21,8 +22,10 @@ Prints a table and writes the numbers as JSON with ``--json PATH``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,12 +49,22 @@ def _bare_fork() -> None:
     os.waitpid(pid, 0)
 
 
-def _timed(fn: object, rounds: int) -> list[float]:
+def _kernel_floor() -> None:
+    from pytest_memsyscalls import native
+
+    if native.library().memsys_bench_fork_exit() != 0:
+        raise OSError(ctypes.get_errno(), "fork round trip in C failed")
+
+
+def _timed(fn: object, rounds: int, child_faults: list[float]) -> list[float]:
+    """Wall time per call; appends the children's minor faults per call (from their rusage)."""
     out = []
+    faults_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     for _ in range(rounds):
         start = time.perf_counter()
         fn()  # type: ignore[operator]
         out.append(time.perf_counter() - start)
+    child_faults.append((resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - faults_before) / rounds)
     return out
 
 
@@ -68,17 +81,25 @@ def test_measure_run_in_child() -> None:
         outcome = run_in_child(_noop)
         assert outcome.returned, outcome.describe()
 
-    for _ in range(20):  # warm both paths (imports, caches, the native library)
+    for _ in range(20):  # warm all paths (imports, caches, the native library)
+        _kernel_floor()
         _bare_fork()
         ric()
+    floor: list[float] = []
     bare: list[float] = []
     child: list[float] = []
+    faults: dict[str, list[float]] = {"kernel_floor": [], "bare_fork": [], "run_in_child": []}
     for _ in range(calls // 20):
-        bare += _timed(_bare_fork, 20)
-        child += _timed(ric, 20)
+        floor += _timed(_kernel_floor, 20, faults["kernel_floor"])
+        bare += _timed(_bare_fork, 20, faults["bare_fork"])
+        child += _timed(ric, 20, faults["run_in_child"])
+    status = Path("/proc/self/status").read_text()
     result = {
         "calls": len(child),
         "ballast_mb": ballast_mb,
+        "rss_anon_kb": int(status.split("RssAnon:")[1].split()[0]),
+        **{f"{name}_child_faults": statistics.median(per_call) for name, per_call in faults.items()},
+        "kernel_floor_median_ms": statistics.median(floor) * 1e3,
         "bare_fork_median_ms": statistics.median(bare) * 1e3,
         "bare_fork_mean_ms": statistics.fmean(bare) * 1e3,
         "run_in_child_median_ms": statistics.median(child) * 1e3,
@@ -152,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
 
     n = numbers
     print("\n".join([
-        f"run_in_child cost per call ({n['calls']} calls, ballast {n['ballast_mb']} MB)",
-        f"  bare fork+waitpid        median {n['bare_fork_median_ms']:.3f} ms   mean {n['bare_fork_mean_ms']:.3f} ms",
-        f"  run_in_child(noop)       median {ric:.3f} ms   mean {n['run_in_child_mean_ms']:.3f} ms",
+        f"run_in_child cost per call ({n['calls']} calls, ballast {n['ballast_mb']} MB, "
+        f"RssAnon {n['rss_anon_kb'] / 1024:.0f} MB)",
+        f"  fork+_exit+waitpid in C  median {n['kernel_floor_median_ms']:.3f} ms"
+        f"                      child faults {n['kernel_floor_child_faults']:.0f}   (the kernel's floor)",
+        f"  bare fork+waitpid        median {n['bare_fork_median_ms']:.3f} ms   mean {n['bare_fork_mean_ms']:.3f} ms"
+        f"   child faults {n['bare_fork_child_faults']:.0f}",
+        f"  run_in_child(noop)       median {ric:.3f} ms   mean {n['run_in_child_mean_ms']:.3f} ms"
+        f"   child faults {n['run_in_child_child_faults']:.0f}",
         f"  pytest-forked per test          {n['forked_per_test_ms']:.3f} ms   ({n['tests']} tests: "
         f"{n['forked_s']:.2f} s forked, {n['plain_s']:.2f} s plain)",
         f"  run_in_child / bare fork        {n['ratio_to_bare_fork']:.2f}x   (target <= 1.5x)",
@@ -171,58 +197,52 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# Measured on the same machine, same load, alternating with the current code, before
-# the child runner was reworked (see readme_body); kept here because the old code is gone.
-BEFORE = {"bare_fork_median_ms": (3.36, 3.79), "run_in_child_median_ms": (5.07, 6.17),
-          "ratio_to_bare_fork": (1.51, 1.63), "forked_per_test_ms": (12.2, 13.0)}
+# run_in_child on os.fork(), before _probe.fork_child (two runs at the start of the session
+# that added it, same machine and command); kept here because that code path is gone.
+BEFORE = {"bare_fork_median_ms": (3.37, 3.73), "run_in_child_median_ms": (4.61, 5.11),
+          "ratio_to_bare_fork": (1.37, 1.37), "forked_over_run_in_child": (2.66, 2.81)}
 
 
 def readme_body(n: dict[str, float], machine: str) -> str:
     ric, ratio = n["run_in_child_median_ms"], n["ratio_to_bare_fork"]
     forked, over, tests = n["forked_per_test_ms"], n["pytest_forked_over_run_in_child"], int(n["tests"])
+    floor_faults, bare_faults = n["kernel_floor_child_faults"], n["bare_fork_child_faults"]
+    floor_ms, bare_ms = n["kernel_floor_median_ms"], n["bare_fork_median_ms"]
+    ric_faults = n["run_in_child_child_faults"]
     return f"""{machine} `python bench/bench_child.py --readme` ({n['calls']} calls each, alternating in rounds
-of 20 inside one pytest process; medians; the machine was shared with other jobs, so absolute times move by
-+-25% between runs while the ratios measured in one run are steadier).
+of 20 inside one pytest process with {n['rss_anon_kb'] / 1024:.0f} MB of anonymous memory; medians; absolute
+times on this VM move by +-35% between runs, the ratios measured within one run much less).
 
-| | per call / per test |
-|---|---|
-| bare `os.fork()` + `os._exit(0)` + `waitpid` | {n['bare_fork_median_ms']:.2f} ms |
-| `run_in_child(noop)` | {ric:.2f} ms (**{ratio:.2f}x** the bare fork; target <= 1.5x) |
-| pytest-forked per test ({tests} trivial tests, forked minus plain) | {forked:.2f} ms (**{over:.2f}x**; target >= 3x) |
+| | per call / per test | child's minor faults |
+|---|---|---|
+| the kernel's floor: `fork()`, `_exit(0)` in the child, `waitpid()`, in C | {floor_ms:.2f} ms | {floor_faults:.0f} |
+| bare `os.fork()` + `os._exit(0)` + `waitpid` | {bare_ms:.2f} ms | {bare_faults:.0f} |
+| `run_in_child(noop)` | {ric:.2f} ms (**{ratio:.2f}x** the bare fork; target <= 1.5x) | {ric_faults:.0f} |
+| pytest-forked per test ({tests} trivial tests, forked minus plain) | {forked:.2f} ms (**{over:.2f}x**; >= 3x) | |
 
-Before the rework (two runs, same machine, interleaved with two runs of the new code): run_in_child
+Where a fork round trip's time goes: fork() copying the page tables and the exit tearing the copy down are
+the kernel's floor. Above it, the cost is the child's first touches: every page it writes is copied, and
+every stretch of the interpreter's code it runs for the first time is faulted in (the kernel does not copy
+the page tables of file mappings at fork), several microseconds each on this VM. `os.fork()`'s child runs
+CPython's after-fork work: it rebuilds the GIL and the runtime's locks for threads lost in the fork and
+runs every `os.register_at_fork` callback (threading, logging, random, concurrent.futures); that is the
+bare fork's {bare_faults - floor_faults:.0f} extra faults.
+
+`run_in_child` forks with `_probe.fork_child` when the process has one thread (in the main interpreter of a
+GIL build), where no lock can be held by a lost thread: the child skips that work, and the callbacks do not
+run in it (tests/test_child.py shows both cases; with other threads alive it uses `os.fork()`). The child
+also starts with `sys.stdout`/`sys.stderr` already on the capture pipes (swapped in the parent across the
+fork, with signals blocked) as unbuffered streams, so it has nothing to flush; it calls the function from C,
+and when that returns None with the streams untouched it writes the pickled None and exits in C. Anything
+else (a value, an exception, `SystemExit`, replaced streams) goes through the Python reporting, as before.
+The parent's side (pipes, pidfd wait, reaping, the process-group kill) is unchanged.
+
+Before `fork_child`, on `os.fork()` (two runs, same command and machine): run_in_child
 {BEFORE['run_in_child_median_ms'][0]:.2f}-{BEFORE['run_in_child_median_ms'][1]:.2f} ms against a bare fork of
-{BEFORE['bare_fork_median_ms'][0]:.2f}-{BEFORE['bare_fork_median_ms'][1]:.2f} ms, i.e.
-{BEFORE['ratio_to_bare_fork'][0]:.2f}-{BEFORE['ratio_to_bare_fork'][1]:.2f}x; pytest-forked
-{BEFORE['forked_per_test_ms'][0]:.1f}-{BEFORE['forked_per_test_ms'][1]:.1f} ms per test (2.1-2.4x run_in_child).
-
-Where the time went (child side, microseconds of the child's own CPU after fork, measured per step): most of
-a call was not the fork but first touches after it. Every heap page the child writes is copied, and every
-code path it runs for the first time faults its pages in, at ~4 us per fault on this VM. The child used to
-build two new text files for stdout/stderr (~340 us), call `signal.signal` twice (~210 us, mostly the enum
-wrapping), pickle `None` (~120 us); the parent slept in 1 ms steps between `waitpid(WNOHANG)` polls once the
-pipes had closed (~0.7 ms per call on average). Now the parent builds the stdio objects once and decides
-before the fork which signal dispositions and limits need changing; the child only assigns and makes the
-syscalls (`_signal.signal`, skipped when already SIG_DFL); a `None` result is pickled once at import; the
-parent waits on a pidfd (poll wakes the moment the child exits; kernels without pidfd_open keep the polling
-loop) with `select.poll` instead of creating an epoll instance per call. Behaviour is unchanged
-(stdout/stderr capture, siginfo report, pickled result, process-group kill, timeout; tests/test_child.py).
-The child's set-up is one C call (`_probe.enter_child`), which also appends the child's own
-process-group record for the sweep after a kill -9 (the parent used to read /proc/PID/stat for it after
-the fork, ~70 copy-on-write faults per call).
-
-Why the 3x target is out of reach here (getrusage around 300 calls, same process): a bare fork is
-already ~1 ms for fork() copying the page tables of the ~40-50 MB pytest process, ~1 ms of the child's
-own CPU in CPython's after-fork work (its at-fork hooks touch ~250 pages, each a copy-on-write fault at
-several us in this VM), and ~1-2 ms for the exit that tears the copied address space down again, all
-proportional to the process size; it moves between 3.7 and 7.7 ms from run to run on this VM.
-run_in_child adds ~1.5-2.5 ms (its bookkeeping still writes ~150 pages of the parent after the fork and
-the child pickles and writes its result), pytest-forked ~11-13 ms (a whole runtest protocol and report
-serialisation in the child). With F the bare fork, the ratio is about (F + 12) / (F + 2): 3x needs F
-under ~3 ms, which this machine gives only for processes much smaller than a pytest session. The
-measured ratio is 1.75-2.9x across runs.
+{BEFORE['bare_fork_median_ms'][0]:.2f}-{BEFORE['bare_fork_median_ms'][1]:.2f} ms
+({BEFORE['ratio_to_bare_fork'][0]:.2f}x); pytest-forked
+{BEFORE['forked_over_run_in_child'][0]:.2f}-{BEFORE['forked_over_run_in_child'][1]:.2f}x run_in_child.
 """
-
 
 if __name__ == "__main__":
     sys.exit(main())

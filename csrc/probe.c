@@ -11,7 +11,9 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static const int access_signals[] = {SIGSEGV, SIGBUS};
 static const int execute_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP};
@@ -119,4 +121,17 @@ double memsys_bench_probe_read_ns(uintptr_t addr, long iterations)
     clock_gettime(CLOCK_MONOTONIC, &end);
     double elapsed = (double)(end.tv_sec - start.tv_sec) * 1e9 + (double)(end.tv_nsec - start.tv_nsec);
     return iterations > 0 ? elapsed / (double)iterations : 0.0;
+}
+
+/* The kernel's floor under any fork round trip of this process: fork(), _exit(0) in the
+ * child before it touches anything, waitpid(). 0, or -1 with errno (bench/bench_child.py). */
+int memsys_bench_fork_exit(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    if (pid < 0)
+        return -1;
+    int status;
+    return waitpid(pid, &status, 0) == pid ? 0 : -1;
 }

@@ -23,6 +23,7 @@ int memsys_probe_execute(uintptr_t addr, memsys_fault *fault);
 
 /* Benchmark support: the same read probe in a C loop, nanoseconds per call. */
 double memsys_bench_probe_read_ns(uintptr_t addr, long iterations);
+int memsys_bench_fork_exit(void);
 
 /* The record a dying child writes to its report pipe; layout is part of the ABI
  * with pytest_memsyscalls/child.py. */

@@ -46,12 +46,15 @@ def _probe_library_path() -> Path:
 
 @functools.cache
 def library() -> ctypes.PyDLL:
-    """The probe's shared object through ctypes, for its plain C entry point: the C-side
-    benchmark of the probe (bench/bench_probe.py). The probe and the child set-up are
-    called through the ``_probe`` module. A PyDLL keeps the GIL held, as the module does."""
+    """The probe's shared object through ctypes, for its plain C entry points: the C-side
+    benchmarks of the probe (bench/bench_probe.py) and of a fork (bench/bench_child.py).
+    The probe and the child's fork and set-up are called through the ``_probe`` module.
+    A PyDLL keeps the GIL held, as the module does."""
     lib = ctypes.PyDLL(str(_probe_library_path()), use_errno=True)
     lib.memsys_bench_probe_read_ns.argtypes = [ctypes.c_void_p, ctypes.c_long]
     lib.memsys_bench_probe_read_ns.restype = ctypes.c_double
+    lib.memsys_bench_fork_exit.argtypes = []
+    lib.memsys_bench_fork_exit.restype = ctypes.c_int
     return lib
 
 
