@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS};
+const int memsys_fatal_signals[MEMSYS_FATAL_SIGNAL_COUNT] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS};
 static int report_fd = -1;
 
 static void report_and_reraise(int signo, siginfo_t *info, void *context)
@@ -37,8 +37,8 @@ int memsys_child_report_install(int fd)
     action.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER;
     sigemptyset(&action.sa_mask);
     report_fd = fd;
-    for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++)
-        if (sigaction(fatal_signals[i], &action, NULL) != 0)
+    for (size_t i = 0; i < MEMSYS_FATAL_SIGNAL_COUNT; i++)
+        if (sigaction(memsys_fatal_signals[i], &action, NULL) != 0)
             return -1;
     return 0;
 }

@@ -41,4 +41,9 @@ typedef struct memsys_child_report {
  * real termination status. Returns 0, or -1 with errno set. */
 int memsys_child_report_install(int fd);
 
+/* The signals a fault or abort() raises synchronously: the ones reported above, and
+ * the ones never to block (a blocked synchronous signal kills without a handler). */
+#define MEMSYS_FATAL_SIGNAL_COUNT 7
+extern const int memsys_fatal_signals[MEMSYS_FATAL_SIGNAL_COUNT];
+
 #endif

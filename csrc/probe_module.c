@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -127,93 +128,34 @@ static void record_own_group(int record_fd)
     }
 }
 
-/* The arguments both entry points take, parsed once. */
+/* The child's set-up, converted to C before the fork so the child makes no objects. */
+#define PLAN_ITEMS 8
 typedef struct {
     int report_fd, out_fd, err_fd, parent, record_fd;
     long long core_hard;
-    PyObject *close_fds, *reset_signals;
+    int close_fds[PLAN_ITEMS], reset_signals[PLAN_ITEMS];
+    Py_ssize_t close_count, reset_count;
 } child_plan;
 
-static int parse_child_plan(PyObject *args, child_plan *plan)
+/* The ints of tuple, each in [low, high], into out; 0 with an exception otherwise. */
+static int ints_in_range(PyObject *tuple, const char *what, long low, long high, int *out, Py_ssize_t *count)
 {
-    if (!PyArg_ParseTuple(args, "iiiO!O!Lii", &plan->report_fd, &plan->out_fd, &plan->err_fd, &PyTuple_Type,
-                          &plan->close_fds, &PyTuple_Type, &plan->reset_signals, &plan->core_hard, &plan->parent,
-                          &plan->record_fd))
+    *count = PyTuple_GET_SIZE(tuple);
+    if (*count > PLAN_ITEMS) {
+        PyErr_Format(PyExc_ValueError, "fork_child: at most %d %s", PLAN_ITEMS, what);
         return 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(plan->close_fds); i++)
-        if (!PyLong_Check(PyTuple_GET_ITEM(plan->close_fds, i)))
-            return PyErr_SetString(PyExc_TypeError, "close_fds must hold ints"), 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(plan->reset_signals); i++)
-        if (!PyLong_Check(PyTuple_GET_ITEM(plan->reset_signals, i)))
-            return PyErr_SetString(PyExc_TypeError, "reset_signals must hold ints"), 0;
+    }
+    for (Py_ssize_t i = 0; i < *count; i++) {
+        long value = PyLong_AsLong(PyTuple_GET_ITEM(tuple, i));
+        if (value == -1 && PyErr_Occurred())
+            return 0;
+        if (value < low || value > high) {
+            PyErr_Format(PyExc_ValueError, "fork_child: %s must be in [%ld, %ld], got %ld", what, low, high, value);
+            return 0;
+        }
+        out[i] = (int)value;
+    }
     return 1;
-}
-
-/* The child's set-up; 0, or -1 with errno set. Only syscalls, no Python objects made. */
-static int set_up_child(const child_plan *plan)
-{
-    if (plan->parent > 0) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-            return -1;
-        if (getppid() != plan->parent)
-            _exit(1); /* the parent died before the request took effect */
-    }
-    if (setpgid(0, 0) != 0)
-        return -1;
-    if (plan->record_fd >= 0)
-        record_own_group(plan->record_fd);
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(plan->close_fds); i++)
-        close((int)PyLong_AsLong(PyTuple_GET_ITEM(plan->close_fds, i)));
-    if (dup2(plan->out_fd, 1) < 0 || dup2(plan->err_fd, 2) < 0)
-        return -1;
-    if (plan->core_hard >= 0) {
-        rlim_t hard = plan->core_hard == (long long)RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)plan->core_hard;
-        struct rlimit core = {0, hard};
-        if (setrlimit(RLIMIT_CORE, &core) != 0)
-            return -1;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(plan->reset_signals); i++)
-        signal((int)PyLong_AsLong(PyTuple_GET_ITEM(plan->reset_signals, i)), SIG_DFL);
-    return memsys_child_report_install(plan->report_fd);
-}
-
-/* enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent, record_fd) -> None
- *
- * Everything a freshly forked child of run_in_child does before running its function,
- * in one call: every Python-level step here would copy-on-write pages of the (large)
- * parent, which is what a fork round trip costs. Own process group; the parent's pipe
- * ends closed; stdout/stderr onto the capture pipes; no core file for the crash that
- * is probably coming (core_hard >= 0 sets RLIMIT_CORE to 0/core_hard); the given
- * signals back to SIG_DFL; the fault reporter on report_fd; and, when parent > 0, death
- * by SIGKILL with the parent (even a kill -9 of pytest), exiting at once if the parent
- * is already gone. With record_fd >= 0 (the session's record file, O_APPEND) the child
- * records its own group ("group PID STARTTIME", as records.py reads it) before running
- * anything: the sweep after a kill -9 then knows it, and the parent does not spend
- * copy-on-write faults on reading /proc/PID/stat while the child runs. */
-static PyObject *enter_child(PyObject *self, PyObject *args)
-{
-    (void)self;
-    child_plan plan;
-    if (!parse_child_plan(args, &plan))
-        return NULL;
-    if (set_up_child(&plan) != 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    Py_RETURN_NONE;
-}
-
-/* Whether this process has exactly one thread (field 20 of /proc/self/stat); 0 when
- * that cannot be read, so a sandbox without /proc takes the os.fork() path. */
-static int single_threaded(void)
-{
-    char stat[1024];
-    const char *field = own_stat_field(stat, sizeof stat, 20);
-    return field && strncmp(field, "1 ", 2) == 0;
-}
-
-/* Points sys.stdout and sys.stderr at the given objects (NULL deletes); 0 or -1. */
-static int set_stdio(PyObject *out, PyObject *err)
-{
-    return PySys_SetObject("stdout", out) == 0 && PySys_SetObject("stderr", err) == 0 ? 0 : -1;
 }
 
 /* What a child forked for run_in_child runs: fn(*args, **kwargs), then either the
@@ -239,6 +181,56 @@ static int parse_child_call(PyObject *call, child_call *parsed)
     if (!PyCallable_Check(parsed->fn) || !PyCallable_Check(parsed->finish))
         return PyErr_SetString(PyExc_TypeError, "fork_child: fn and finish must be callable"), 0;
     return 1;
+}
+
+/* fork_child's arguments: the plan's eight, stdio, call. */
+static int parse_fork_child(PyObject *args, child_plan *plan, PyObject **stdio, PyObject **call_arg, child_call *call)
+{
+    PyObject *close_fds, *reset_signals;
+    if (!PyArg_ParseTuple(args, "iiiO!O!LiiO!O:fork_child", &plan->report_fd, &plan->out_fd, &plan->err_fd,
+                          &PyTuple_Type, &close_fds, &PyTuple_Type, &reset_signals, &plan->core_hard,
+                          &plan->parent, &plan->record_fd, &PyTuple_Type, stdio, call_arg))
+        return 0;
+    if (PyTuple_GET_SIZE(*stdio) != 2)
+        return PyErr_SetString(PyExc_TypeError, "fork_child: stdio must be a (stdout, stderr) pair"), 0;
+    if (!ints_in_range(close_fds, "close_fds", 0, INT_MAX, plan->close_fds, &plan->close_count)
+        || !ints_in_range(reset_signals, "reset_signals", 1, NSIG - 1, plan->reset_signals, &plan->reset_count))
+        return 0;
+    return *call_arg == Py_None || parse_child_call(*call_arg, call);
+}
+
+/* The child's set-up; 0, or -1 with errno set. Only syscalls. */
+static int set_up_child(const child_plan *plan)
+{
+    if (plan->parent > 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+            return -1;
+        if (getppid() != plan->parent)
+            _exit(1); /* the parent died before the request took effect */
+    }
+    if (setpgid(0, 0) != 0)
+        return -1;
+    if (plan->record_fd >= 0)
+        record_own_group(plan->record_fd);
+    for (Py_ssize_t i = 0; i < plan->close_count; i++)
+        close(plan->close_fds[i]);
+    if (dup2(plan->out_fd, 1) < 0 || dup2(plan->err_fd, 2) < 0)
+        return -1;
+    if (plan->core_hard >= 0) {
+        rlim_t hard = plan->core_hard == (long long)RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)plan->core_hard;
+        struct rlimit core = {0, hard};
+        if (setrlimit(RLIMIT_CORE, &core) != 0)
+            return -1;
+    }
+    for (Py_ssize_t i = 0; i < plan->reset_count; i++)
+        signal(plan->reset_signals[i], SIG_DFL);
+    return memsys_child_report_install(plan->report_fd);
+}
+
+/* Points sys.stdout and sys.stderr at the given objects (NULL deletes); 0 or -1. */
+static int set_stdio(PyObject *out, PyObject *err)
+{
+    return PySys_SetObject("stdout", out) == 0 && PySys_SetObject("stderr", err) == 0 ? 0 : -1;
 }
 
 static int write_all(int fd, const char *data, Py_ssize_t size)
@@ -281,114 +273,159 @@ static void run_call_and_exit(const child_call *call, PyObject *stdio)
                         PyBytes_GET_SIZE(call->pickled_none)) == 0 ? 0 : 112);
     PyObject *error = value ? NULL : take_raised_exception();
     PyObject_CallFunctionObjArgs(call->finish, call->pipes, value ? value : Py_None, error ? error : Py_None, NULL);
-    _exit(112); /* finish ends the child itself: this is a finish that could not start */
+    _exit(112); /* finish ends the child itself: this is a finish that was interrupted */
 }
 
-/* fork_child(<enter_child's arguments>, stdio, call) -> pid | 0 in the child | None
+/* Whether this process has exactly one thread (field 20 of /proc/self/stat); 0 when
+ * that cannot be read, so a sandbox without /proc keeps the bookkeeping. */
+static int single_threaded(void)
+{
+    char stat[1024];
+    const char *field = own_stat_field(stat, sizeof stat, 20);
+    return field && strncmp(field, "1 ", 2) == 0;
+}
+
+static PyObject *asyncio_name; /* "asyncio", made at import */
+
+/* Whether the child can do without PyOS_AfterFork_Child (see fork_child). Asked after
+ * the last Python code that runs before fork(): an audit hook, a signal handler or a
+ * finalizer could start a thread. */
+static int bookkeeping_needless(void)
+{
+#ifdef Py_GIL_DISABLED
+    return 0;
+#else
+    if (!single_threaded())
+        return 0;
+    PyObject *asyncio = PyImport_GetModule(asyncio_name);
+    if (asyncio) {
+        Py_DECREF(asyncio);
+        return 0;
+    }
+    PyErr_Clear(); /* a broken sys.modules only means: keep the bookkeeping */
+    return 1;
+#endif
+}
+
+/* The asynchronous signals: all but the synchronous ones, which must stay deliverable
+ * (blocked, a fault kills the process without running any handler). */
+static void asynchronous_signals(sigset_t *set)
+{
+    sigfillset(set);
+    for (size_t i = 0; i < MEMSYS_FATAL_SIGNAL_COUNT; i++)
+        sigdelset(set, memsys_fatal_signals[i]);
+}
+
+/* fork_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent,
+ *            record_fd, stdio, call) -> pid, or 0 in the child
  *
- * fork() without os.fork()'s interpreter bookkeeping, where that bookkeeping has
- * nothing to do. os.fork() runs PyOS_AfterFork_Child in the child: it rebuilds the
- * GIL and the runtime's locks for threads that did not survive the fork, and runs
- * every os.register_at_fork callback (threading, logging, random, ...). In a pytest
- * process that Python code copies-on-write some 250 pages and doubled the cost of a
- * fork round trip. With one thread, in the main interpreter of a GIL build, no lock
- * can be held by a thread that is gone, so the child can skip it all; the callbacks
- * then do not run in the child (random is not reseeded, for instance). Anywhere else
- * this returns None and the caller uses os.fork() and enter_child().
+ * fork() for run_in_child and expect_signal, with the child's set-up done in C before
+ * it runs anything: its own process group; the parent's pipe ends closed; stdout and
+ * stderr onto the capture pipes; no core file for the crash that is probably coming
+ * (core_hard >= 0 sets RLIMIT_CORE to 0/core_hard); the given signals back to SIG_DFL;
+ * the fault reporter on report_fd; and, when parent > 0, death by SIGKILL with the parent
+ * (even a kill -9 of pytest), exiting at once if the parent is already gone. With
+ * record_fd >= 0 (the session's record file, O_APPEND) the child records its own group
+ * ("group PID STARTTIME", as records.py reads it) before running anything, for the
+ * sweep after a kill -9. A set-up that fails ends the child with status 112.
+ *
+ * The bookkeeping of os.fork() is skipped where it has nothing to do. Its child runs
+ * PyOS_AfterFork_Child: it rebuilds the GIL and the runtime's locks for threads lost in
+ * the fork and runs every os.register_at_fork callback (threading, logging, random,
+ * ...). In a pytest process that Python code faults in some 250 pages, half of a fork
+ * round trip. With one thread, in a GIL build, no lock can be held by a lost thread,
+ * so the callbacks are all that is left; they are skipped too (random is not reseeded
+ * in the child) unless asyncio is imported, whose callback (3.12+) resets the child's
+ * event loop and signal wakeup fd (else a signal to the child would wake the parent's
+ * loop). Otherwise PyOS_BeforeFork/AfterFork_* run as in os.fork().
  *
  * stdio, (out, err), becomes sys.stdout and sys.stderr across the fork and the parent
  * gets its own back at once: the child starts with them without writing a page. With
  * call (see child_call) the child runs it and exits; with None it returns 0.
  *
- * All signals are blocked across fork() after the Python handlers of signals that
- * already arrived have run (as os.fork()'s child clears them): no signal is handled
- * twice, none reaches the child before its set-up, and no handler runs while sys.stdout
- * is swapped. The child gets the caller's mask back once set up; a set-up that fails
- * ends it with status 112. */
+ * Asynchronous signals are blocked across fork(), after the Python handlers of those
+ * that already arrived have run: none is handled twice, none reaches the child before
+ * its set-up, and no Python code runs between the decision above and fork(). */
 static PyObject *fork_child(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_ssize_t count = PyTuple_GET_SIZE(args);
-    if (count != 10)
-        return PyErr_Format(PyExc_TypeError, "fork_child takes 10 arguments (%zd given)", count);
-    PyObject *stdio = PyTuple_GET_ITEM(args, 8), *call_arg = PyTuple_GET_ITEM(args, 9);
-    if (!PyTuple_Check(stdio) || PyTuple_GET_SIZE(stdio) != 2)
-        return PyErr_Format(PyExc_TypeError, "fork_child: stdio must be a (stdout, stderr) pair");
-    child_call call;
-    if (call_arg != Py_None && !parse_child_call(call_arg, &call))
-        return NULL;
-    PyObject *plan_args = PyTuple_GetSlice(args, 0, 8);
-    if (!plan_args)
-        return NULL;
     child_plan plan;
-    int parsed = parse_child_plan(plan_args, &plan);
-    Py_DECREF(plan_args); /* the tuples in plan are still held by args */
-    if (!parsed)
+    child_call call;
+    PyObject *stdio, *call_arg;
+    if (!parse_fork_child(args, &plan, &stdio, &call_arg, &call))
         return NULL;
-#ifdef Py_GIL_DISABLED
-    Py_RETURN_NONE;
-#else
-    if (PyInterpreterState_Get() != PyInterpreterState_Main() || !single_threaded())
-        Py_RETURN_NONE;
-    if (PySys_Audit("os.fork", NULL) < 0)
+    if (PyInterpreterState_Get() != PyInterpreterState_Main())
+        return PyErr_Format(PyExc_RuntimeError, "fork_child: fork is not supported in subinterpreters");
+    if (PySys_Audit("os.fork", NULL) < 0 || PyErr_CheckSignals() != 0)
         return NULL;
-    sigset_t all, old;
-    sigfillset(&all);
-    int failed = pthread_sigmask(SIG_BLOCK, &all, &old);
+    sigset_t blocked, old;
+    asynchronous_signals(&blocked);
+    int failed = pthread_sigmask(SIG_BLOCK, &blocked, &old);
     if (failed) {
         errno = failed;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    if (PyErr_CheckSignals() != 0) {
+    if (PyErr_CheckSignals() != 0) { /* what arrived since the first check: rarely anything */
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         return NULL;
     }
+    int direct = bookkeeping_needless();
+    if (!direct)
+        PyOS_BeforeFork();
     PyObject *own_out = PySys_GetObject("stdout"), *own_err = PySys_GetObject("stderr"); /* borrowed */
-    Py_XINCREF(own_out);
+    Py_XINCREF(own_out); /* held, so the swap frees nothing and runs no finalizer */
     Py_XINCREF(own_err);
-    if (set_stdio(PyTuple_GET_ITEM(stdio, 0), PyTuple_GET_ITEM(stdio, 1)) != 0)
-        PyErr_Clear(); /* the child's Python side checks and assigns them itself */
+    int swapped = set_stdio(PyTuple_GET_ITEM(stdio, 0), PyTuple_GET_ITEM(stdio, 1)) == 0;
+    if (!swapped)
+        PyErr_Clear(); /* out of memory: the child tries again itself */
     pid_t pid = fork();
     if (pid == 0) {
+        if (!direct)
+            PyOS_AfterFork_Child();
         if (set_up_child(&plan) != 0)
             _exit(112);
+        if (!swapped && set_stdio(PyTuple_GET_ITEM(stdio, 0), PyTuple_GET_ITEM(stdio, 1)) != 0)
+            _exit(112);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        Py_XDECREF(own_out); /* still referenced: by sys.__stdout__, pytest's capture, ... */
-        Py_XDECREF(own_err);
+        /* own_out and own_err keep their extra reference: releasing the last one would
+         * run a finalizer in the child, and it exits without ever needing them. */
         if (call_arg != Py_None)
             run_call_and_exit(&call, stdio);
         return PyLong_FromLong(0);
     }
     int saved_errno = errno;
-    /* Replacing keys that exist allocates nothing, so this cannot fail in practice; if it
-     * did, a child that cannot be handed back must not outlive the call. */
-    int restored = set_stdio(own_out, own_err);
+    /* Fails only when memory is exhausted; a child that cannot be handed back then must
+     * not outlive the call. */
+    int restored = set_stdio(own_out, own_err) == 0;
+    if (!restored)
+        PyErr_Clear(); /* raised below, after the callbacks (they must not run with it set) */
     Py_XDECREF(own_out);
     Py_XDECREF(own_err);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (restored != 0) {
+    if (!direct)
+        PyOS_AfterFork_Parent();
+    if (!restored) {
         if (pid > 0) {
             kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                continue;
         }
-        return NULL;
+        return PyErr_NoMemory();
     }
     if (pid < 0) {
         errno = saved_errno;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromLong((long)pid);
-#endif
 }
 
 static PyMethodDef probe_methods[] = {
     {"read", probe_read, METH_O, "read(addr) -> byte | (signo, code, addr)"},
     {"write", (PyCFunction)(void (*)(void))probe_write, METH_FASTCALL, "write(addr, byte) -> None | (signo, code, addr)"},
     {"execute", probe_execute, METH_O, "execute(addr) -> None | (signo, code, addr)"},
-    {"enter_child", enter_child, METH_VARARGS,
-     "enter_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent, record_fd) -> None"},
     {"fork_child", fork_child, METH_VARARGS,
-     "fork_child(<enter_child's arguments>, stdio, call) -> pid, 0 in the set-up child, or None: use os.fork()"},
+     "fork_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent, record_fd, stdio, call)"
+     " -> pid, or 0 in the set-up child"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -399,5 +436,7 @@ static struct PyModuleDef probe_module = {
 
 PyMODINIT_FUNC PyInit__probe(void)
 {
+    if (!asyncio_name && !(asyncio_name = PyUnicode_InternFromString("asyncio")))
+        return NULL;
     return PyModule_Create(&probe_module);
 }

@@ -9,12 +9,12 @@ true termination status and ``si_code``/``si_addr``. The parent waits with a
 deadline and, past it, kills the child's whole process group and reaps it; it
 kills the group after a normal exit too, so grandchildren never outlive the call.
 
-A child's cost is mostly its first touches of the parent's pages. In a
-single-threaded process (a pytest session without xdist or timeout threads) the
-child is forked by ``_probe.fork_child``: it skips what ``os.fork()`` does for
-threads lost in the fork, and runs ``fn`` from C. Callbacks registered with
-``os.register_at_fork`` then do not run in the child (``random`` is not reseeded).
-With other threads alive, ``os.fork()`` is used and they do.
+The fork is ``_probe.fork_child``: the child's set-up, and for ``run_in_child`` the
+call of ``fn``, happen in C, since a child's cost is mostly its first touches of
+the parent's pages. In a single-threaded process without asyncio (a pytest session
+without xdist or timeout threads) it also skips what ``os.fork()`` does for threads
+lost in the fork, so callbacks registered with ``os.register_at_fork`` do not run
+(``random`` is not reseeded in the child); otherwise they run as with ``os.fork()``.
 """
 
 from __future__ import annotations
@@ -231,9 +231,8 @@ def _signals_to_reset() -> tuple[int, ...]:
 
 
 def _fork(call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None) -> tuple[int, _Pipes]:
-    """Fork with the pipes in place. Returns (0, pipes) in the child, unless call,
-    (fn, args, kwargs), was given and the child was forked directly: then the child
-    runs it from C and exits without returning here."""
+    """Fork with the pipes in place. With call, (fn, args, kwargs), the child runs it
+    and exits without returning here; without, this returns (0, pipes) in the child."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -249,17 +248,12 @@ def _fork(call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | Non
             os.getpid() if records.recording() else 0, records.child_record_fd())
     try:
         in_child = None if call is None else (*call, pipes.result_w, _PICKLED_NONE, _finish, pipes)
-        pid = _probe.fork_child(*plan, streams, in_child)  # None: other threads exist, use os.fork()
-        if pid is None:
-            pid = os.fork()
-            if pid == 0:
-                _set_up_in_child(plan)
+        pid = _probe.fork_child(*plan, streams, in_child)
     except BaseException:
         for fd in vars(pipes).values():
             os.close(fd)
         raise
     if pid == 0:
-        _use_stdio(streams)
         return 0, pipes
     forked_children.append((next(_fork_serial), pid))
     for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
@@ -269,20 +263,6 @@ def _fork(call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | Non
     except OSError:
         pass
     return pid, pipes
-
-
-def _set_up_in_child(plan: tuple[Any, ...]) -> None:
-    try:
-        _probe.enter_child(*plan)
-    except BaseException:  # noqa: BLE001 - a child that cannot set up must never return into pytest
-        os._exit(112)
-
-
-def _use_stdio(streams: tuple[io.TextIOWrapper, io.TextIOWrapper]) -> None:
-    """sys.stdout/sys.stderr onto fds 1 and 2, now the capture pipes (fork_child has
-    already done it, os.fork() has not)."""
-    if sys.stdout is not streams[0] or sys.stderr is not streams[1]:
-        sys.stdout, sys.stderr = streams
 
 
 _PICKLED_NONE = pickle.dumps(("value", None))  # the commonest result, pickled before any fork
@@ -300,26 +280,17 @@ def _send_result(pipes: _Pipes, payload: tuple[Any, ...]) -> None:
         view = view[written:]
 
 
-def _child_main(pipes: _Pipes, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> NoReturn:
-    """fn in a child forked by os.fork() (a directly forked child runs it from C)."""
-    try:
-        value = fn(*args, **kwargs)
-    except BaseException as error:  # noqa: BLE001 - everything is reported to the parent
-        _finish(pipes, None, error)
-    _finish(pipes, value, None)
-
-
 def _finish(pipes: _Pipes, value: Any, error: BaseException | None) -> NoReturn:
-    """Reports how fn ended (its value, or the exception it raised) and ends the child
-    with its status: 0, SystemExit's code, 1 after an exception, 112 if the report
-    itself failed. Never returns, so a child never runs on into pytest."""
+    """Reports how the child's code ended (its value, or the exception it raised) and
+    ends the child with its status: 0, SystemExit's code, 1 after an exception, 112 if
+    the report itself failed. Never returns, so a child never runs on into pytest."""
     code = 112
     try:
         if error is None:
             _send_result(pipes, ("value", value))
             code = 0
         elif isinstance(error, SystemExit):
-            code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+            code = _exit_status(error.code)
         else:
             _send_exception(pipes, error)
             code = 1
@@ -328,7 +299,8 @@ def _finish(pipes: _Pipes, value: Any, error: BaseException | None) -> NoReturn:
 
 
 def _send_exception(pipes: _Pipes, error: BaseException) -> None:
-    described = ChildException(type(error).__name__, str(error), "".join(traceback.format_exception(error)))
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    described = ChildException(type(error).__name__, str(error), "".join(lines))
     try:
         pickle.dumps(error)
         _send_result(pipes, ("exception", described, error))
@@ -336,16 +308,29 @@ def _send_exception(pipes: _Pipes, error: BaseException) -> None:
         _send_result(pipes, ("exception", described, None))
 
 
+def _exit_status(code: object) -> int:
+    """The status sys.exit(code) gives a process: None is 0, an int its low byte (a
+    huge one 255, as C's exit would get -1), anything else 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if -(2**63) <= code < 2**63 else 0xFF
+    return 1
+
+
 def _exit_child(code: int) -> NoReturn:
-    """Flushes what fn put in sys.stdout/sys.stderr in place of the unbuffered streams."""
-    streams = _ChildPlan.streams
-    for stream in (sys.stdout, sys.stderr):
-        if streams is None or (stream is not streams[0] and stream is not streams[1]):
-            try:
-                stream.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
-    os._exit(code)
+    """Flushes what the child's code put in sys.stdout/sys.stderr in place of the
+    unbuffered streams, then exits, whatever a flush raises."""
+    try:
+        streams = _ChildPlan.streams
+        for stream in (sys.stdout, sys.stderr):
+            if streams is None or (stream is not streams[0] and stream is not streams[1]):
+                try:
+                    stream.flush()
+                except BaseException:  # noqa: BLE001 - that output is lost; the status is not
+                    pass
+    finally:
+        os._exit(code)
 
 
 def _pidfd(pid: int) -> int | None:
@@ -489,9 +474,7 @@ def run_in_child(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TI
         raise TypeError(f"run_in_child: fn must be callable, got {type(fn).__name__}")
     limit = check_timeout(timeout, "run_in_child: timeout")
     started = time.monotonic()
-    pid, pipes = _fork((fn, args, kwargs))
-    if pid == 0:
-        _child_main(pipes, fn, args, kwargs)
+    pid, pipes = _fork((fn, args, kwargs))  # the child runs fn and exits inside
     return _collect(pid, pipes, limit, started)
 
 
@@ -578,8 +561,11 @@ class expect_signal:  # named like pytest.raises, which it imitates
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
         if self._in_child:
-            assert self._pipes is not None
-            _finish(self._pipes, None, exc)
+            try:
+                assert self._pipes is not None
+                _finish(self._pipes, None, exc)
+            finally:
+                os._exit(112)  # only if _finish itself was interrupted
         self._restore_tracing()
         if exc_type is not None and not issubclass(exc_type, _SkipBlock):
             return False

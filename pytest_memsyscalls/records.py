@@ -165,7 +165,7 @@ def child_record_fd() -> int:
     """The record file for a run_in_child child to append its own group to, or -1.
 
     The child writes its line itself, in C, before running anything
-    (``_probe.enter_child``): that is earlier than the parent could, and the parent
+    (``_probe.fork_child``): that is earlier than the parent could, and the parent
     would pay copy-on-write faults for reading /proc/PID/stat while the child runs."""
     return -1 if _recorder is None else _recorder.fd
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,6 +91,22 @@ def test_unflushed_output_is_kept(run_in_child: Runner, ending: str) -> None:
     assert (outcome.exception is not None) == (ending == "raises")
 
 
+def test_a_child_exits_even_when_flushing_its_streams_raises(run_in_child: Runner,
+                                                             expect_signal: Callable[..., Any]) -> None:
+    """A child never runs on into pytest: not when fn leaves a stream whose flush raises
+    something unexpected, and not when an expect_signal block does."""
+    class FlushFails(io.StringIO):
+        def flush(self) -> None:
+            raise RuntimeError("flush failed")
+
+    def replace_stdout() -> None:
+        sys.stdout = FlushFails()
+
+    assert run_in_child(replace_stdout).returned
+    with pytest.raises(SignalExpectationFailed, match="RETURNED None"), expect_signal(signal.SIGSEGV):
+        sys.stdout = FlushFails()
+
+
 def test_child_stdio_continues_short_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     """A pipe write cut short by a signal returns a short count; the child's streams
     write the rest (FileIO under TextIOWrapper would drop it)."""
@@ -146,7 +163,8 @@ def test_unpicklable_exception_becomes_child_failed(run_in_child: Runner) -> Non
 
 
 @pytest.mark.parametrize(("fn", "status"), [(lambda: os._exit(3), 3), (lambda: sys.exit(4), 4),
-                                            (lambda: sys.exit(), 0)])
+                                            (lambda: sys.exit(), 0), (lambda: sys.exit(256 + 7), 7),
+                                            (lambda: sys.exit(2**70), 255), (lambda: sys.exit("why"), 1)])
 def test_exit_status(run_in_child: Runner, fn: Callable[[], None], status: int) -> None:
     outcome = run_in_child(fn)
     assert outcome.exit_status == status and outcome.signal is None and outcome.exception is None
@@ -276,11 +294,12 @@ def test_child_records_its_own_group_before_running(run_in_child: Runner) -> Non
 
 
 AT_FORK_CALLBACKS = """
-import ctypes, os, threading
+import ctypes, os, signal, sys, threading
 from pytest_memsyscalls.child import run_in_child
 
 ran = []
-os.register_at_fork(after_in_child=lambda: ran.append("after_in_child"))
+os.register_at_fork(before=lambda: ran.append("before"), after_in_parent=lambda: ran.append("after_in_parent"),
+                    after_in_child=lambda: ran.append("after_in_child"))
 
 def callbacks_ran():
     return list(ran)
@@ -289,8 +308,10 @@ def crash():
     ctypes.string_at(4096, 1)  # below mmap_min_addr: never mapped
 
 def both():
+    ran.clear()
     outcome = run_in_child(crash)
-    return run_in_child(callbacks_ran).value, (outcome.signal, tuple(outcome.fault))
+    in_child = run_in_child(callbacks_ran).value
+    return in_child, ran.count("after_in_parent"), (outcome.signal, tuple(outcome.fault))
 
 alone = both()
 stop = threading.Event()
@@ -301,18 +322,51 @@ try:
 finally:
     stop.set()
     thread.join()
-print(repr((alone, with_a_thread)))
+import asyncio
+with_asyncio = both()
+print(repr((alone, with_a_thread, with_asyncio)))
 """
 
 
-def test_at_fork_callbacks_run_in_the_child_only_when_other_threads_exist() -> None:
-    """With one thread the child is forked directly, without os.fork()'s rebuilding of
-    the interpreter's locks (there is no lost thread to rebuild them for), so callbacks
-    registered with os.register_at_fork do not run in it; with another thread alive it
-    is forked with os.fork(), and they do. Both children report the same fault. A fresh
-    interpreter, because a registered callback cannot be unregistered."""
+def test_at_fork_callbacks_run_only_where_os_fork_bookkeeping_is_needed() -> None:
+    """With one thread and no asyncio the child is forked without os.fork()'s rebuilding
+    of the interpreter's locks (there is no lost thread to rebuild them for), and the
+    os.register_at_fork callbacks run neither in the child nor around the fork in the
+    parent. With another thread alive, or asyncio imported (its callback resets the
+    child's event loop), they run as with os.fork(). Every child reports the same fault.
+    A fresh interpreter, because a registered callback cannot be unregistered."""
     done = subprocess.run([sys.executable, "-c", AT_FORK_CALLBACKS], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     segv = (int(signal.SIGSEGV), (int(signal.SIGSEGV), C.SEGV_MAPERR, 4096))
-    assert done.stdout.strip() == repr((([], segv), (["after_in_child"], segv)))
+    # the second child sees the first fork's parent-side callbacks, then its own two
+    bookkept = (["before", "after_in_parent", "before", "after_in_child"], 2, segv)
+    assert done.stdout.strip() == repr((([], 0, segv), bookkept, bookkept))
+
+
+def test_child_starts_with_the_callers_signal_mask(run_in_child: Runner) -> None:
+    """fork_child blocks asynchronous signals across fork(); the child (and the
+    parent) get the caller's mask back, including what the caller had blocked."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        assert run_in_child(signal.pthread_sigmask, signal.SIG_BLOCK, set()).value == mask
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == mask
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})
+
+
+@pytest.mark.parametrize(("close_fds", "reset_signals", "error"), [
+    ((2**70,), (), OverflowError), ((-1,), (), ValueError), (tuple(range(3, 12)), (), ValueError),
+    ((), (0,), ValueError), ((), (signal.NSIG,), ValueError), (("3",), (), TypeError)])
+def test_fork_child_rejects_a_bad_plan_before_forking(close_fds: tuple[Any, ...], reset_signals: tuple[Any, ...],
+                                                      error: type[Exception]) -> None:
+    """The child's set-up is converted to C ints in the parent: a bad one raises there,
+    instead of failing in a child that has already been forked."""
+    from pytest_memsyscalls import _probe
+
+    children = Path(f"/proc/self/task/{os.getpid()}/children")  # zombies included
+    before = children.read_text()
+    with pytest.raises(error):
+        _probe.fork_child(-1, -1, -1, close_fds, reset_signals, -1, 0, -1, (sys.stdout, sys.stderr), None)
+    assert children.read_text() == before
