@@ -653,7 +653,7 @@ class AddressSpaceMachine(RuleBasedStateMachine):
         for vma in self.maps.vmas(lo, lo + N * P, text=text):
             for i in range(max(0, (vma.start - lo) // P), min(N, (vma.end - lo) // P)):
                 seen[i] = vma
-        for i, (pg, vma) in enumerate(zip(self.pages, seen)):
+        for i, (pg, vma) in enumerate(zip(self.pages, seen, strict=True)):
             want = None if pg is None else self.perms(pg)
             got = None if vma is None else vma.perms
             assert got == want, (  # the message (and the semantic it names) is built only on failure

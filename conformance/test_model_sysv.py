@@ -179,7 +179,7 @@ class SysvMachine(RuleBasedStateMachine):
         writable = next((a for a in self.attached() if not a.readonly), None)
         outcome = run_in_child(_child_stats_and_stores, targets, writable.addr if writable else None, value)
         assert outcome.returned, f"fork.child_runs: {outcome.describe()}"
-        for (shmid, _), nattch in zip(targets, outcome.value):
+        for (shmid, _), nattch in zip(targets, outcome.value, strict=True):
             seg = next(a.segment for a in self.attached() if a.segment.real.shmid == shmid)
             assert nattch == 2 * len(seg.attachments), (
                 f"fork.child_inherits_attachments: in the child, nattch of {seg!r} is {nattch}, the model "

@@ -67,7 +67,7 @@ class OwnedRanges:
         end = start + length
         starts: list[int] = []
         ends: list[int] = []
-        for s, e in zip(self._starts, self._ends):
+        for s, e in zip(self._starts, self._ends, strict=True):
             if e <= start or s >= end:
                 starts.append(s)
                 ends.append(e)
@@ -96,7 +96,7 @@ class OwnedRanges:
         return False
 
     def ranges(self) -> list[tuple[int, int]]:
-        return list(zip(self._starts, self._ends))
+        return list(zip(self._starts, self._ends, strict=True))
 
 
 owned = OwnedRanges()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Final, Union
+from typing import Final
 
 __all__ = [
     "CAPABILITY_NAMES",
@@ -49,7 +49,7 @@ __all__ = [
     "vma_at",
 ]
 
-Pid = Union[int, str]  # "self" or a pid; Union: the package supports Python 3.9
+Pid = int | str  # "self" or a pid
 
 # ---------------------------------------------------------------------------
 # /proc/PID/maps
@@ -314,7 +314,7 @@ def parse_sysvipc_shm(text: str) -> list[SysvShmEntry]:
         cols = line.split()
         if len(cols) < len(header):
             raise ValueError(f"short /proc/sysvipc/shm row: {line!r}")
-        row = dict(zip(header, cols))
+        row = dict(zip(header, cols, strict=False))  # extra columns are ignored
         ints = {c: int(row[c]) for c in _SHM_REQUIRED if c != "perms"}
         out.append(
             SysvShmEntry(

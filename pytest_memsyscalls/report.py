@@ -414,7 +414,7 @@ def render_table(comparison: Comparison, include_same: bool = False) -> str:
     header = ("semantic", "baseline", "now", "change")
     table = [header] + [(d.id, d.old or "-", d.new or "-", d.kind) for d in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 

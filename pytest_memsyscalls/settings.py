@@ -7,8 +7,9 @@ invalid value is a ``pytest.UsageError`` that names where the value came from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import pytest
 

@@ -75,7 +75,7 @@ def sysv_segments() -> dict[int, tuple[int, int]]:
         lines = handle.read().splitlines()
     header = lines[0].split()
     for line in lines[1:]:
-        cols = dict(zip(header, line.split()))
+        cols = dict(zip(header, line.split(), strict=False))
         if cols:
             found[int(cols["shmid"])] = (int(cols["key"]), int(cols["cpid"]))
     return found

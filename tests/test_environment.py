@@ -194,11 +194,11 @@ def _setpriv_python() -> str:
             continue
         ok = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", candidate, "-c",
-             "import sys; assert sys.version_info >= (3, 9)"],
+             "import sys; assert sys.version_info >= (3, 10)"],
             capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
         if ok.returncode == 0:
             return candidate
-    pytest.skip("no Python >= 3.9 that uid 65534 can execute (tried sys.executable, /usr/bin/python3)")
+    pytest.skip("no Python >= 3.10 that uid 65534 can execute (tried sys.executable, /usr/bin/python3)")
 
 
 @pytest.fixture

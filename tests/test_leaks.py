@@ -195,7 +195,7 @@ def test_each_leak_fails_its_test_with_what_leaked(pytester: pytest.Pytester, mo
         for test, patterns in LEAKERS.items():
             lines = [line for line in blocks[test].splitlines() if line.startswith("  ") and "(pytest" not in line]
             assert len(lines) == len(patterns), blocks[test]
-            for line, pattern in zip(lines, patterns):
+            for line, pattern in zip(lines, patterns, strict=True):
                 assert re.search(pattern, line), (test, line)
             assert "The leak guard reclaimed them." in blocks[test]
         result.stdout.fnmatch_lines(["FAILED test_leaky.py::test_fails_and_leaks - *"])
