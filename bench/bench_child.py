@@ -228,14 +228,16 @@ CPython's after-fork work: it rebuilds the GIL and the runtime's locks for threa
 runs every `os.register_at_fork` callback (threading, logging, random, concurrent.futures); that is the
 bare fork's {bare_faults - floor_faults:.0f} extra faults.
 
-`run_in_child` forks with `_probe.fork_child` when the process has one thread (in the main interpreter of a
-GIL build), where no lock can be held by a lost thread: the child skips that work, and the callbacks do not
-run in it (tests/test_child.py shows both cases; with other threads alive it uses `os.fork()`). The child
-also starts with `sys.stdout`/`sys.stderr` already on the capture pipes (swapped in the parent across the
-fork, with signals blocked) as unbuffered streams, so it has nothing to flush; it calls the function from C,
-and when that returns None with the streams untouched it writes the pickled None and exits in C. Anything
-else (a value, an exception, `SystemExit`, replaced streams) goes through the Python reporting, as before.
-The parent's side (pipes, pidfd wait, reaping, the process-group kill) is unchanged.
+`run_in_child` forks with `_probe.fork_child`. When the process has one thread and has not imported
+asyncio (in a GIL build), no lock can be held by a lost thread and the child skips that work; the
+callbacks do not run (tests/test_child.py shows when they do; asyncio's resets the child's event loop,
+so with asyncio imported, or other threads alive, the fork does what `os.fork()` does). The child also
+starts with `sys.stdout`/`sys.stderr` already on the capture pipes (swapped in the parent across the
+fork, with asynchronous signals blocked) as unbuffered streams, so it has nothing to flush; it calls the
+function from C, and when that returns None with the streams untouched it writes the pickled None and
+exits in C. Anything else (a value, an exception, `SystemExit`, replaced streams) goes through the
+Python reporting, as before. The parent's side (pipes, pidfd wait, reaping, the process-group kill) is
+unchanged.
 
 Before `fork_child`, on `os.fork()` (two runs, same command and machine): run_in_child
 {BEFORE['run_in_child_median_ms'][0]:.2f}-{BEFORE['run_in_child_median_ms'][1]:.2f} ms against a bare fork of
