@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -94,6 +95,19 @@ def test_measure_run_in_child() -> None:
         bare += _timed(_bare_fork, 20, faults["bare_fork"])
         child += _timed(ric, 20, faults["run_in_child"])
     status = Path("/proc/self/status").read_text()
+    # With another thread alive (an idle one here; importing numpy starts OpenBLAS's),
+    # fork_child does os.fork()'s bookkeeping: measured apart, half as many calls.
+    threaded: list[float] = []
+    faults["run_in_child_threaded"] = []
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        for _ in range(calls // 40):
+            threaded += _timed(ric, 20, faults["run_in_child_threaded"])
+    finally:
+        stop.set()
+        other.join()
     result = {
         "calls": len(child),
         "ballast_mb": ballast_mb,
@@ -104,6 +118,7 @@ def test_measure_run_in_child() -> None:
         "bare_fork_mean_ms": statistics.fmean(bare) * 1e3,
         "run_in_child_median_ms": statistics.median(child) * 1e3,
         "run_in_child_mean_ms": statistics.fmean(child) * 1e3,
+        "run_in_child_threaded_median_ms": statistics.median(threaded) * 1e3,
     }
     Path(os.environ[RESULT_ENV]).write_text(json.dumps(result))
 
@@ -181,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         f"   child faults {n['bare_fork_child_faults']:.0f}",
         f"  run_in_child(noop)       median {ric:.3f} ms   mean {n['run_in_child_mean_ms']:.3f} ms"
         f"   child faults {n['run_in_child_child_faults']:.0f}",
+        f"    ... with a 2nd thread  median {n['run_in_child_threaded_median_ms']:.3f} ms"
+        f"                      child faults {n['run_in_child_threaded_child_faults']:.0f}   (os.fork()'s bookkeeping)",
         f"  pytest-forked per test          {n['forked_per_test_ms']:.3f} ms   ({n['tests']} tests: "
         f"{n['forked_s']:.2f} s forked, {n['plain_s']:.2f} s plain)",
         f"  run_in_child / bare fork        {n['ratio_to_bare_fork']:.2f}x   (target <= 1.5x)",
@@ -209,6 +226,7 @@ def readme_body(n: dict[str, float], machine: str) -> str:
     floor_faults, bare_faults = n["kernel_floor_child_faults"], n["bare_fork_child_faults"]
     floor_ms, bare_ms = n["kernel_floor_median_ms"], n["bare_fork_median_ms"]
     ric_faults = n["run_in_child_child_faults"]
+    threaded, threaded_faults = n["run_in_child_threaded_median_ms"], n["run_in_child_threaded_child_faults"]
     return f"""{machine} `python bench/bench_child.py --readme` ({n['calls']} calls each, alternating in rounds
 of 20 inside one pytest process with {n['rss_anon_kb'] / 1024:.0f} MB of anonymous memory; medians; absolute
 times on this VM move by +-35% between runs, the ratios measured within one run much less).
@@ -218,6 +236,7 @@ times on this VM move by +-35% between runs, the ratios measured within one run 
 | the kernel's floor: `fork()`, `_exit(0)` in the child, `waitpid()`, in C | {floor_ms:.2f} ms | {floor_faults:.0f} |
 | bare `os.fork()` + `os._exit(0)` + `waitpid` | {bare_ms:.2f} ms | {bare_faults:.0f} |
 | `run_in_child(noop)` | {ric:.2f} ms (**{ratio:.2f}x** the bare fork; target <= 1.5x) | {ric_faults:.0f} |
+| `run_in_child(noop)` with another thread alive (bookkeeping) | {threaded:.2f} ms | {threaded_faults:.0f} |
 | pytest-forked per test ({tests} trivial tests, forked minus plain) | {forked:.2f} ms (**{over:.2f}x**; >= 3x) | |
 
 Where a fork round trip's time goes: fork() copying the page tables and the exit tearing the copy down are
@@ -231,7 +250,10 @@ bare fork's {bare_faults - floor_faults:.0f} extra faults.
 `run_in_child` forks with `_probe.fork_child`. When the process has one thread and has not imported
 asyncio (in a GIL build), no lock can be held by a lost thread and the child skips that work; the
 callbacks do not run (tests/test_child.py shows when they do; asyncio's resets the child's event loop,
-so with asyncio imported, or other threads alive, the fork does what `os.fork()` does). The child also
+so with asyncio imported, or other threads alive, the fork does what `os.fork()` does). Any other thread
+counts, a native one too: importing numpy starts OpenBLAS's pool, and a thread creating its Python
+thread state at the moment of the fork could leave the runtime's locks held in a child that skipped
+their rebuilding. The child also
 starts with `sys.stdout`/`sys.stderr` already on the capture pipes (swapped in the parent across the
 fork, with asynchronous signals blocked) as unbuffered streams, so it has nothing to flush; it calls the
 function from C, and when that returns None with the streams untouched it writes the pickled None and

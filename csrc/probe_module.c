@@ -131,7 +131,8 @@ static void record_own_group(int record_fd)
 /* The child's set-up, converted to C before the fork so the child makes no objects. */
 #define PLAN_ITEMS 8
 typedef struct {
-    int report_fd, out_fd, err_fd, parent, record_fd;
+    int result_fd, report_fd, out_fd, err_fd, parent, record_fd;
+    int set_core; /* with core_hard (RLIM_INFINITY as -1, as in the resource module) */
     long long core_hard;
     int close_fds[PLAN_ITEMS], reset_signals[PLAN_ITEMS];
     Py_ssize_t close_count, reset_count;
@@ -160,39 +161,48 @@ static int ints_in_range(PyObject *tuple, const char *what, long low, long high,
 
 /* What a child forked for run_in_child runs: fn(*args, **kwargs), then either the
  * commonest ending in C (fn returned None, sys.stdout and sys.stderr are still the
- * unbuffered capture streams: the pickled None goes down result_fd and the child
+ * unbuffered capture streams: the pickled None goes down the result pipe and the child
  * exits 0) or finish(pipes, value, error), which reports anything else and exits.
  * The child never returns into the caller: every Python frame it does not run is
  * code and heap it does not fault in. */
 typedef struct {
     PyObject *fn, *args, *kwargs, *pickled_none, *finish, *pipes;
-    int result_fd;
 } child_call;
 
 static int parse_child_call(PyObject *call, child_call *parsed)
 {
     if (!PyTuple_Check(call))
         return PyErr_SetString(PyExc_TypeError, "fork_child: call must be a tuple or None"), 0;
-    if (!PyArg_ParseTuple(call, "OO!O!iO!OO;fork_child: call must be (fn, args, kwargs, result_fd, pickled_none, "
-                          "finish, pipes)", &parsed->fn, &PyTuple_Type, &parsed->args, &PyDict_Type,
-                          &parsed->kwargs, &parsed->result_fd, &PyBytes_Type, &parsed->pickled_none,
-                          &parsed->finish, &parsed->pipes))
+    if (!PyArg_ParseTuple(call, "OO!O!O!OO;fork_child: call must be (fn, args, kwargs, pickled_none, finish, pipes)",
+                          &parsed->fn, &PyTuple_Type, &parsed->args, &PyDict_Type, &parsed->kwargs, &PyBytes_Type,
+                          &parsed->pickled_none, &parsed->finish, &parsed->pipes))
         return 0;
     if (!PyCallable_Check(parsed->fn) || !PyCallable_Check(parsed->finish))
         return PyErr_SetString(PyExc_TypeError, "fork_child: fn and finish must be callable"), 0;
     return 1;
 }
 
-/* fork_child's arguments: the plan's eight, stdio, call. */
-static int parse_fork_child(PyObject *args, child_plan *plan, PyObject **stdio, PyObject **call_arg, child_call *call)
+/* fork_child's arguments (see there). */
+static int parse_fork_child(PyObject *args, child_plan *plan, PyObject **stdio, PyObject **call_arg, child_call *call,
+                            PyObject **forked)
 {
-    PyObject *close_fds, *reset_signals;
-    if (!PyArg_ParseTuple(args, "iiiO!O!LiiO!O:fork_child", &plan->report_fd, &plan->out_fd, &plan->err_fd,
-                          &PyTuple_Type, &close_fds, &PyTuple_Type, &reset_signals, &plan->core_hard,
-                          &plan->parent, &plan->record_fd, &PyTuple_Type, stdio, call_arg))
+    PyObject *close_fds, *reset_signals, *core_hard;
+    if (!PyArg_ParseTuple(args, "iiiiO!O!OiiO!OO!:fork_child", &plan->result_fd, &plan->report_fd, &plan->out_fd,
+                          &plan->err_fd, &PyTuple_Type, &close_fds, &PyTuple_Type, &reset_signals, &core_hard,
+                          &plan->parent, &plan->record_fd, &PyTuple_Type, stdio, call_arg, &PyList_Type, forked))
         return 0;
     if (PyTuple_GET_SIZE(*stdio) != 2)
         return PyErr_SetString(PyExc_TypeError, "fork_child: stdio must be a (stdout, stderr) pair"), 0;
+    if (PyList_GET_SIZE(*forked) != 1)
+        return PyErr_SetString(PyExc_TypeError, "fork_child: forked must be a list of one item"), 0;
+    plan->set_core = core_hard != Py_None;
+    if (plan->set_core) {
+        plan->core_hard = PyLong_AsLongLong(core_hard);
+        if (plan->core_hard == -1 && PyErr_Occurred())
+            return 0;
+        if (plan->core_hard < -1)
+            return PyErr_SetString(PyExc_ValueError, "fork_child: core_hard must be >= -1 (RLIM_INFINITY) or None"), 0;
+    }
     if (!ints_in_range(close_fds, "close_fds", 0, INT_MAX, plan->close_fds, &plan->close_count)
         || !ints_in_range(reset_signals, "reset_signals", 1, NSIG - 1, plan->reset_signals, &plan->reset_count))
         return 0;
@@ -216,8 +226,8 @@ static int set_up_child(const child_plan *plan)
         close(plan->close_fds[i]);
     if (dup2(plan->out_fd, 1) < 0 || dup2(plan->err_fd, 2) < 0)
         return -1;
-    if (plan->core_hard >= 0) {
-        rlim_t hard = plan->core_hard == (long long)RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)plan->core_hard;
+    if (plan->set_core) {
+        rlim_t hard = plan->core_hard == -1 ? RLIM_INFINITY : (rlim_t)plan->core_hard;
         struct rlimit core = {0, hard};
         if (setrlimit(RLIMIT_CORE, &core) != 0)
             return -1;
@@ -264,12 +274,12 @@ static PyObject *take_raised_exception(void)
 #endif
 }
 
-static void run_call_and_exit(const child_call *call, PyObject *stdio)
+static void run_call_and_exit(const child_call *call, int result_fd, PyObject *stdio)
 {
     PyObject *value = PyObject_Call(call->fn, call->args, call->kwargs);
     if (value == Py_None && PySys_GetObject("stdout") == PyTuple_GET_ITEM(stdio, 0)
         && PySys_GetObject("stderr") == PyTuple_GET_ITEM(stdio, 1))
-        _exit(write_all(call->result_fd, PyBytes_AS_STRING(call->pickled_none),
+        _exit(write_all(result_fd, PyBytes_AS_STRING(call->pickled_none),
                         PyBytes_GET_SIZE(call->pickled_none)) == 0 ? 0 : 112);
     PyObject *error = value ? NULL : take_raised_exception();
     PyObject_CallFunctionObjArgs(call->finish, call->pipes, value ? value : Py_None, error ? error : Py_None, NULL);
@@ -289,21 +299,22 @@ static PyObject *asyncio_name; /* "asyncio", made at import */
 
 /* Whether the child can do without PyOS_AfterFork_Child (see fork_child). Asked after
  * the last Python code that runs before fork(): an audit hook, a signal handler or a
- * finalizer could start a thread. */
+ * finalizer could start a thread. Looks in sys.modules itself (PyImport_GetModule may
+ * run importlib code) and counts threads last. */
 static int bookkeeping_needless(void)
 {
 #ifdef Py_GIL_DISABLED
     return 0;
 #else
-    if (!single_threaded())
+    PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+    if (!modules || !PyDict_Check(modules))
         return 0;
-    PyObject *asyncio = PyImport_GetModule(asyncio_name);
-    if (asyncio) {
-        Py_DECREF(asyncio);
+    PyObject *asyncio = PyDict_GetItemWithError(modules, asyncio_name); /* borrowed */
+    if (asyncio || PyErr_Occurred()) {
+        PyErr_Clear();
         return 0;
     }
-    PyErr_Clear(); /* a broken sys.modules only means: keep the bookkeeping */
-    return 1;
+    return single_threaded();
 #endif
 }
 
@@ -316,18 +327,23 @@ static void asynchronous_signals(sigset_t *set)
         sigdelset(set, memsys_fatal_signals[i]);
 }
 
-/* fork_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent,
- *            record_fd, stdio, call) -> pid, or 0 in the child
+/* fork_child(result_fd, report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard,
+ *            parent, record_fd, stdio, call, forked) -> pid, or 0 in the child
  *
- * fork() for run_in_child and expect_signal, with the child's set-up done in C before
- * it runs anything: its own process group; the parent's pipe ends closed; stdout and
+ * fork() for run_in_child and expect_signal. The four *_fd are the write ends of the
+ * child's pipes; close_fds (the read ends) are closed in the child, and the write ends
+ * in the parent, which also puts the child in its own process group and stores its pid
+ * in forked[0] before any signal handler can run: an exception a handler raises on
+ * the way back still leaves the caller a child to kill and reap.
+ *
+ * The child's set-up, in C before it runs anything: its own process group; stdout and
  * stderr onto the capture pipes; no core file for the crash that is probably coming
- * (core_hard >= 0 sets RLIMIT_CORE to 0/core_hard); the given signals back to SIG_DFL;
- * the fault reporter on report_fd; and, when parent > 0, death by SIGKILL with the parent
- * (even a kill -9 of pytest), exiting at once if the parent is already gone. With
- * record_fd >= 0 (the session's record file, O_APPEND) the child records its own group
- * ("group PID STARTTIME", as records.py reads it) before running anything, for the
- * sweep after a kill -9. A set-up that fails ends the child with status 112.
+ * (core_hard not None sets RLIMIT_CORE to 0/core_hard, -1 meaning unlimited); the given
+ * signals back to SIG_DFL; the fault reporter on report_fd; and, when parent > 0, death
+ * by SIGKILL with the parent (even a kill -9 of pytest), exiting at once if the parent
+ * is already gone. With record_fd >= 0 (the session's record file, O_APPEND) the child
+ * records its own group ("group PID STARTTIME", as records.py reads it) for the sweep
+ * after a kill -9. A set-up that fails ends the child with status 112.
  *
  * The bookkeeping of os.fork() is skipped where it has nothing to do. Its child runs
  * PyOS_AfterFork_Child: it rebuilds the GIL and the runtime's locks for threads lost in
@@ -337,7 +353,8 @@ static void asynchronous_signals(sigset_t *set)
  * so the callbacks are all that is left; they are skipped too (random is not reseeded
  * in the child) unless asyncio is imported, whose callback (3.12+) resets the child's
  * event loop and signal wakeup fd (else a signal to the child would wake the parent's
- * loop). Otherwise PyOS_BeforeFork/AfterFork_* run as in os.fork().
+ * loop). Otherwise PyOS_BeforeFork/AfterFork_* run as in os.fork(), the child's after
+ * its set-up (so their output is captured too).
  *
  * stdio, (out, err), becomes sys.stdout and sys.stderr across the fork and the parent
  * gets its own back at once: the child starts with them without writing a page. With
@@ -351,22 +368,27 @@ static PyObject *fork_child(PyObject *self, PyObject *args)
     (void)self;
     child_plan plan;
     child_call call;
-    PyObject *stdio, *call_arg;
-    if (!parse_fork_child(args, &plan, &stdio, &call_arg, &call))
+    PyObject *stdio, *call_arg, *forked;
+    if (!parse_fork_child(args, &plan, &stdio, &call_arg, &call, &forked))
         return NULL;
     if (PyInterpreterState_Get() != PyInterpreterState_Main())
         return PyErr_Format(PyExc_RuntimeError, "fork_child: fork is not supported in subinterpreters");
     if (PySys_Audit("os.fork", NULL) < 0 || PyErr_CheckSignals() != 0)
         return NULL;
+    PyObject *no_pid = PyLong_FromLong(0), *pid_object = NULL; /* made now: nothing may fail after fork() */
+    if (!no_pid)
+        return NULL;
     sigset_t blocked, old;
     asynchronous_signals(&blocked);
     int failed = pthread_sigmask(SIG_BLOCK, &blocked, &old);
     if (failed) {
+        Py_DECREF(no_pid);
         errno = failed;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     if (PyErr_CheckSignals() != 0) { /* what arrived since the first check: rarely anything */
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        Py_DECREF(no_pid);
         return NULL;
     }
     int direct = bookkeeping_needless();
@@ -380,18 +402,18 @@ static PyObject *fork_child(PyObject *self, PyObject *args)
         PyErr_Clear(); /* out of memory: the child tries again itself */
     pid_t pid = fork();
     if (pid == 0) {
-        if (!direct)
-            PyOS_AfterFork_Child();
         if (set_up_child(&plan) != 0)
             _exit(112);
+        if (!direct)
+            PyOS_AfterFork_Child();
         if (!swapped && set_stdio(PyTuple_GET_ITEM(stdio, 0), PyTuple_GET_ITEM(stdio, 1)) != 0)
             _exit(112);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         /* own_out and own_err keep their extra reference: releasing the last one would
          * run a finalizer in the child, and it exits without ever needing them. */
         if (call_arg != Py_None)
-            run_call_and_exit(&call, stdio);
-        return PyLong_FromLong(0);
+            run_call_and_exit(&call, plan.result_fd, stdio);
+        return no_pid;
     }
     int saved_errno = errno;
     /* Fails only when memory is exhausted; a child that cannot be handed back then must
@@ -401,22 +423,33 @@ static PyObject *fork_child(PyObject *self, PyObject *args)
         PyErr_Clear(); /* raised below, after the callbacks (they must not run with it set) */
     Py_XDECREF(own_out);
     Py_XDECREF(own_err);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!direct)
-        PyOS_AfterFork_Parent();
-    if (!restored) {
-        if (pid > 0) {
+        PyOS_AfterFork_Parent(); /* before the unblocking: a handler's exception must not land in a callback */
+    if (pid > 0) {
+        const int write_ends[] = {plan.result_fd, plan.report_fd, plan.out_fd, plan.err_fd};
+        for (size_t i = 0; i < sizeof write_ends / sizeof write_ends[0]; i++)
+            close(write_ends[i]);
+        setpgid(pid, pid); /* also done in the child: whichever runs first wins the race */
+        pid_object = PyLong_FromLong((long)pid);
+        if (!restored || !pid_object) {
             kill(pid, SIGKILL);
             while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                 continue;
+            Py_CLEAR(pid_object);
+        } else {
+            Py_INCREF(pid_object);
+            PyList_SetItem(forked, 0, pid_object); /* steals one reference */
         }
-        return PyErr_NoMemory();
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    Py_DECREF(no_pid);
     if (pid < 0) {
         errno = saved_errno;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyLong_FromLong((long)pid);
+    if (!pid_object)
+        return restored ? NULL : PyErr_NoMemory();
+    return pid_object;
 }
 
 static PyMethodDef probe_methods[] = {
@@ -424,8 +457,8 @@ static PyMethodDef probe_methods[] = {
     {"write", (PyCFunction)(void (*)(void))probe_write, METH_FASTCALL, "write(addr, byte) -> None | (signo, code, addr)"},
     {"execute", probe_execute, METH_O, "execute(addr) -> None | (signo, code, addr)"},
     {"fork_child", fork_child, METH_VARARGS,
-     "fork_child(report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent, record_fd, stdio, call)"
-     " -> pid, or 0 in the set-up child"},
+     "fork_child(result_fd, report_fd, out_fd, err_fd, close_fds, reset_signals, core_hard, parent, record_fd, "
+     "stdio, call, forked) -> pid, or 0 in the set-up child"},
     {NULL, NULL, 0, NULL},
 };
 

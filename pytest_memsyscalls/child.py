@@ -230,9 +230,16 @@ def _signals_to_reset() -> tuple[int, ...]:
                  if signal.getsignal(signo) is not signal.SIG_DFL)
 
 
-def _fork(call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None) -> tuple[int, _Pipes]:
-    """Fork with the pipes in place. With call, (fn, args, kwargs), the child runs it
-    and exits without returning here; without, this returns (0, pipes) in the child."""
+def _run_child(call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None,
+               timeout: float) -> ChildOutcome | _Pipes:
+    """Fork with the pipes in place and, in the parent, wait for the child: its outcome.
+    With call, (fn, args, kwargs), the child runs it and exits without returning here;
+    without, this returns the pipes in the child, which runs the caller's code.
+
+    An exception anywhere on the way (a signal handler's: signals blocked across the
+    fork are handled as fork_child returns) leaves no child behind: _collect kills and
+    reaps it once it owns the child, _abandon before that."""
+    started = time.monotonic()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -242,27 +249,42 @@ def _fork(call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | Non
     reset = _signals_to_reset()
     core_soft, core_hard = resource.getrlimit(resource.RLIMIT_CORE)
     pipes = _open_pipes()
-    plan = (pipes.report_w, pipes.out_w, pipes.err_w, (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r),
-            reset, core_hard if core_soft else -1,
+    parent = os.getpid()
+    plan = (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w,
+            (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r), reset, core_hard if core_soft else None,
             # dies with pytest, even after kill -9, where records are kept (the sweep's premise)
-            os.getpid() if records.recording() else 0, records.child_record_fd())
+            parent if records.recording() else 0, records.child_record_fd())
+    forked = [0]  # the child's pid, stored by fork_child before any signal handler can run
+    owned = [False]  # set by _collect inside the try whose finally reaps the child
     try:
-        in_child = None if call is None else (*call, pipes.result_w, _PICKLED_NONE, _finish, pipes)
-        pid = _probe.fork_child(*plan, streams, in_child)
+        in_child = None if call is None else (*call, _PICKLED_NONE, _finish, pipes)
+        pid = _probe.fork_child(*plan, streams, in_child, forked)
+        if pid == 0:
+            return pipes
+        forked_children.append((next(_fork_serial), pid))
+        return _collect(pid, pipes, timeout, started, owned)
     except BaseException:
-        for fd in vars(pipes).values():
-            os.close(fd)
+        if not owned[0]:
+            _abandon(parent, forked[0], pipes)
         raise
-    if pid == 0:
-        return 0, pipes
-    forked_children.append((next(_fork_serial), pid))
-    for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
+
+
+def _abandon(parent: int, pid: int, pipes: _Pipes) -> None:
+    """After an exception on the way out of fork_child (a signal handler's, most
+    likely: signals blocked across the fork arrive as it returns), a child goes no
+    further, and the parent kills and reaps the child it made and closes its pipes
+    (fork_child has closed the write ends once there is a child)."""
+    if os.getpid() != parent:
+        os._exit(112)
+    if pid:
+        _kill_group(pid)
+        _kill(pid)  # in case the exception came before the child had its own group
+        os.waitpid(pid, 0)
+    for fd in (pipes.result_r, pipes.report_r, pipes.out_r, pipes.err_r):
         os.close(fd)
-    try:
-        os.setpgid(pid, pid)  # also done in the child: whichever runs first wins the race
-    except OSError:
-        pass
-    return pid, pipes
+    if not pid:
+        for fd in (pipes.result_w, pipes.report_w, pipes.out_w, pipes.err_w):
+            os.close(fd)
 
 
 _PICKLED_NONE = pickle.dumps(("value", None))  # the commonest result, pickled before any fork
@@ -341,8 +363,10 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _collect(pid: int, pipes: _Pipes, timeout: float, started: float) -> ChildOutcome:
+def _collect(pid: int, pipes: _Pipes, timeout: float, started: float, owned: list[bool]) -> ChildOutcome:
     """Read the pipes and reap the child before the deadline; kill the group after it.
+    Sets owned[0] once its cleanup (the group killed, the child reaped, the pipes
+    closed) is certain to run.
 
     With a pidfd, the wait ends the moment the child exits; without one, the child's
     exit is polled between reads (every 1 ms once its pipes are closed)."""
@@ -351,9 +375,11 @@ def _collect(pid: int, pipes: _Pipes, timeout: float, started: float) -> ChildOu
                pipes.out_r: bytearray(), pipes.err_r: bytearray()}
     status: int | None = None
     timed_out = False
-    exited = _pidfd(pid)
-    poller = select.poll()
+    exited: int | None = None
     try:
+        owned[0] = True
+        exited = _pidfd(pid)
+        poller = select.poll()
         for fd in buffers:
             poller.register(fd, select.POLLIN)
         open_fds = len(buffers)
@@ -418,6 +444,13 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _outcome(pid: int, status: int, buffers: dict[int, bytearray], pipes: _Pipes,
              duration: float, timed_out: bool, timeout: float) -> ChildOutcome:
     fault = _read_report(bytes(buffers[pipes.report_r]))
@@ -472,10 +505,9 @@ def run_in_child(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TI
     """
     if not callable(fn):
         raise TypeError(f"run_in_child: fn must be callable, got {type(fn).__name__}")
-    limit = check_timeout(timeout, "run_in_child: timeout")
-    started = time.monotonic()
-    pid, pipes = _fork((fn, args, kwargs))  # the child runs fn and exits inside
-    return _collect(pid, pipes, limit, started)
+    outcome = _run_child((fn, args, kwargs), check_timeout(timeout, "run_in_child: timeout"))
+    assert isinstance(outcome, ChildOutcome)  # the child runs fn and exits inside
+    return outcome
 
 
 class SignalExpectationFailed(AssertionError):
@@ -525,13 +557,12 @@ class expect_signal:  # named like pytest.raises, which it imitates
         return text
 
     def __enter__(self) -> expect_signal:
-        started = time.monotonic()
-        pid, pipes = _fork()
-        if pid == 0:
+        outcome = _run_child(None, self.timeout)
+        if isinstance(outcome, _Pipes):  # the child: it runs the block
             self._in_child = True
-            self._pipes = pipes
+            self._pipes = outcome
             return self
-        self.outcome = _collect(pid, pipes, self.timeout, started)
+        self.outcome = outcome
         frame = sys._getframe(1)
         self._frame = frame
         self._saved_trace = sys.gettrace()

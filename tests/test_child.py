@@ -16,6 +16,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,41 @@ def test_a_child_exits_even_when_flushing_its_streams_raises(run_in_child: Runne
     assert run_in_child(replace_stdout).returned
     with pytest.raises(SignalExpectationFailed, match="RETURNED None"), expect_signal(signal.SIGSEGV):
         sys.stdout = FlushFails()
+
+
+def test_calls_interrupted_by_a_raising_signal_handler_leave_no_child(run_in_child: Runner) -> None:
+    """Signals are blocked across the fork, so one that arrives then is handled just
+    as fork_child returns, before the caller has the pid: it is stored for the caller
+    before the unblocking, and the child killed and reaped. So are children whose
+    wait a handler interrupts. (A SIGALRM every millisecond against 3 ms forks.)"""
+    class Interrupted(Exception):
+        pass
+
+    armed = [False]
+
+    def interrupt(signo: int, frame: object) -> None:
+        if armed[0]:
+            armed[0] = False  # one exception per call, always inside the try below
+            raise Interrupted
+
+    children = Path(f"/proc/self/task/{os.getpid()}/children")
+    before = children.read_text()
+    interrupted = 0
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        for _ in range(200):
+            try:
+                armed[0] = True
+                run_in_child(time.sleep, 5)
+                armed[0] = False
+            except Interrupted:
+                interrupted += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert interrupted > 100
+    assert children.read_text() == before
 
 
 def test_child_stdio_continues_short_writes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,6 +270,20 @@ def test_child_makes_no_core_files_and_changes_stay_there(run_in_child: Runner) 
     assert (sys.stdout, sys.stderr) == streams  # the child's stdio swap stayed in the child
 
 
+@pytest.mark.parametrize("soft", ["zero", "one page", "the hard limit"])
+def test_child_core_limit_is_zero_whatever_the_parents(run_in_child: Runner, soft: str) -> None:
+    """An expected crash must not write a core file: the child's soft RLIMIT_CORE is 0
+    and its hard limit the parent's, unlimited included (the resource module's -1)."""
+    saved = resource.getrlimit(resource.RLIMIT_CORE)
+    hard = saved[1]
+    page = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    resource.setrlimit(resource.RLIMIT_CORE, ({"zero": 0, "one page": page, "the hard limit": hard}[soft], hard))
+    try:
+        assert run_in_child(resource.getrlimit, resource.RLIMIT_CORE).value == (0, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, saved)
+
+
 def test_forked_children_are_recorded_for_the_leak_guard(run_in_child: Runner) -> None:
     outcome = run_in_child(int)
     assert child_module.forked_children[-1][1] == outcome.pid
@@ -298,8 +348,12 @@ import ctypes, os, signal, sys, threading
 from pytest_memsyscalls.child import run_in_child
 
 ran = []
+def after_in_child():
+    ran.append("after_in_child")
+    print("said after_in_child")
+
 os.register_at_fork(before=lambda: ran.append("before"), after_in_parent=lambda: ran.append("after_in_parent"),
-                    after_in_child=lambda: ran.append("after_in_child"))
+                    after_in_child=after_in_child)
 
 def callbacks_ran():
     return list(ran)
@@ -310,8 +364,8 @@ def crash():
 def both():
     ran.clear()
     outcome = run_in_child(crash)
-    in_child = run_in_child(callbacks_ran).value
-    return in_child, ran.count("after_in_parent"), (outcome.signal, tuple(outcome.fault))
+    listed = run_in_child(callbacks_ran)
+    return listed.value, listed.stdout, ran.count("after_in_parent"), (outcome.signal, tuple(outcome.fault))
 
 alone = both()
 stop = threading.Event()
@@ -333,15 +387,17 @@ def test_at_fork_callbacks_run_only_where_os_fork_bookkeeping_is_needed() -> Non
     of the interpreter's locks (there is no lost thread to rebuild them for), and the
     os.register_at_fork callbacks run neither in the child nor around the fork in the
     parent. With another thread alive, or asyncio imported (its callback resets the
-    child's event loop), they run as with os.fork(). Every child reports the same fault.
+    child's event loop), they run as with os.fork(), in the child once its output is
+    captured. Every child reports the same fault.
     A fresh interpreter, because a registered callback cannot be unregistered."""
     done = subprocess.run([sys.executable, "-c", AT_FORK_CALLBACKS], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     segv = (int(signal.SIGSEGV), (int(signal.SIGSEGV), C.SEGV_MAPERR, 4096))
-    # the second child sees the first fork's parent-side callbacks, then its own two
-    bookkept = (["before", "after_in_parent", "before", "after_in_child"], 2, segv)
-    assert done.stdout.strip() == repr((([], 0, segv), bookkept, bookkept))
+    # the second child sees the first fork's parent-side callbacks, then its own two; what
+    # its callback prints is captured with the child's output
+    bookkept = (["before", "after_in_parent", "before", "after_in_child"], b"said after_in_child\n", 2, segv)
+    assert done.stdout.strip() == repr((([], b"", 0, segv), bookkept, bookkept))
 
 
 def test_child_starts_with_the_callers_signal_mask(run_in_child: Runner) -> None:
@@ -356,17 +412,20 @@ def test_child_starts_with_the_callers_signal_mask(run_in_child: Runner) -> None
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})
 
 
-@pytest.mark.parametrize(("close_fds", "reset_signals", "error"), [
-    ((2**70,), (), OverflowError), ((-1,), (), ValueError), (tuple(range(3, 12)), (), ValueError),
-    ((), (0,), ValueError), ((), (signal.NSIG,), ValueError), (("3",), (), TypeError)])
+@pytest.mark.parametrize(("close_fds", "reset_signals", "core_hard", "error"), [
+    ((2**70,), (), None, OverflowError), ((-1,), (), None, ValueError), (tuple(range(3, 12)), (), None, ValueError),
+    ((), (0,), None, ValueError), ((), (signal.NSIG,), None, ValueError), (("3",), (), None, TypeError),
+    ((), (), -2, ValueError), ((), (), "0", TypeError)])
 def test_fork_child_rejects_a_bad_plan_before_forking(close_fds: tuple[Any, ...], reset_signals: tuple[Any, ...],
-                                                      error: type[Exception]) -> None:
+                                                      core_hard: Any, error: type[Exception]) -> None:
     """The child's set-up is converted to C ints in the parent: a bad one raises there,
     instead of failing in a child that has already been forked."""
     from pytest_memsyscalls import _probe
 
     children = Path(f"/proc/self/task/{os.getpid()}/children")  # zombies included
     before = children.read_text()
+    forked = [0]
     with pytest.raises(error):
-        _probe.fork_child(-1, -1, -1, close_fds, reset_signals, -1, 0, -1, (sys.stdout, sys.stderr), None)
-    assert children.read_text() == before
+        _probe.fork_child(-1, -1, -1, -1, close_fds, reset_signals, core_hard, 0, -1, (sys.stdout, sys.stderr),
+                          None, forked)
+    assert children.read_text() == before and forked == [0]
