@@ -336,6 +336,23 @@ static void emit_result(long ret, int saved_errno)
 
 static int run_step(const char *step, int nested);
 
+/* Runs the steps in order, their JSON records separated by commas; a step that does
+ * not parse ends the run with a record saying so. The exit status: 0, or 2 then. */
+static int run_steps(const char *const *steps, int count, int nested)
+{
+    for (int i = 0; i < count; i++) {
+        if (i)
+            emit(",");
+        if (!run_step(steps[i], nested)) {
+            emit("{\"step\":");
+            emit_string(steps[i], strlen(steps[i]));
+            emit(",\"error\":\"cannot parse step\"}");
+            return 2;
+        }
+    }
+    return 0;
+}
+
 /* The fork step: the child runs steps (its own copy of every slot) and writes their
  * JSON to a pipe, the parent copies that into its output and reaps the child. */
 static int run_fork(const char *arg)
@@ -360,18 +377,10 @@ static int run_fork(const char *arg)
     if (pid == 0) {
         close(pipe_fds[0]);
         size_t mark = out_len;
-        int status = 0;
-        for (int i = 0; i < count; i++) {
-            if (i)
-                emit(",");
-            if (!run_step(steps[i], 1)) {
-                emit("{\"step\":");
-                emit_string(steps[i], strlen(steps[i]));
-                emit(",\"error\":\"cannot parse step\"}");
-                status = 2;
-                break;
-            }
-        }
+        const char *listed[16];
+        for (int i = 0; i < count; i++)
+            listed[i] = steps[i];
+        int status = run_steps(listed, count, 1);
         for (size_t done = mark; done < out_len;) {
             ssize_t n = write(pipe_fds[1], out + done, out_len - done);
             if (n <= 0)
@@ -585,18 +594,7 @@ int main(int argc, char **argv)
     emit(",\"start\":");
     emit_uint(initial_break);
     emit(",\"steps\":[");
-    int status = 0;
-    for (int i = 1; i < argc; i++) {
-        if (i > 1)
-            emit(",");
-        if (!run_step(argv[i], 0)) {
-            emit("{\"step\":");
-            emit_string(argv[i], strlen(argv[i]));
-            emit(",\"error\":\"cannot parse step\"}");
-            status = 2;
-            break;
-        }
-    }
+    int status = run_steps((const char *const *)argv + 1, argc - 1, 0);
     emit("]}\n");
     ssize_t written = write(1, out, out_len);
     return written == (ssize_t)out_len ? status : 1;

@@ -173,6 +173,15 @@ def _open_pipes() -> _Pipes:
     return _Pipes(*fds)
 
 
+def _write_all(fd: int, data: Any) -> int:
+    """Writes all of data (a bytes-like object) to fd, continuing short writes; its size."""
+    view = memoryview(data).cast("B")
+    size = view.nbytes
+    while view:
+        view = view[os.write(fd, view):]
+    return size
+
+
 class _WholeWrites(io.RawIOBase):
     """An unbuffered writer on a file descriptor that writes all it is given: a pipe
     write cut short by a signal is continued, where FileIO would return a short count
@@ -193,11 +202,7 @@ class _WholeWrites(io.RawIOBase):
         return self._fd  # as FileIO opened on a descriptor names it
 
     def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        size = view.nbytes
-        while view:
-            view = view[os.write(self._fd, view):]
-        return size
+        return _write_all(self._fd, data)
 
 
 class _ChildPlan:
@@ -296,10 +301,7 @@ def _send_result(pipes: _Pipes, payload: tuple[Any, ...]) -> None:
     except Exception:  # noqa: BLE001 - an unpicklable value is described instead
         kind = payload[0]
         data = pickle.dumps((kind, repr(payload[1])) if kind == "value" else payload[:2])
-    view = memoryview(data)
-    while view:
-        written = os.write(pipes.result_w, view)
-        view = view[written:]
+    _write_all(pipes.result_w, data)
 
 
 def _finish(pipes: _Pipes, value: Any, error: BaseException | None) -> NoReturn:
