@@ -411,6 +411,18 @@ static int run_fork(const char *arg)
     return 1;
 }
 
+/* Stores a malloc or mmap result in the next slot (the caller checked there is one)
+ * and records "slot" and "ret". */
+static void keep_in_slot(void *ret, int is_mapping)
+{
+    emit(",\"slot\":");
+    emit_int(slot_count);
+    slot_is_mapping[slot_count] = (char)is_mapping;
+    slots[slot_count++] = ret;
+    emit(",\"ret\":");
+    emit_uint((uintptr_t)ret);
+}
+
 static int run_step(const char *step, int nested)
 {
     const char *colon = strchr(step, ':');
@@ -493,12 +505,7 @@ static int run_step(const char *step, int nested)
         emit_int(ret == -1 ? saved : 0);
     } else if (IS("malloc") && parse_number(arg, &number) && slot_count < MAX_SLOTS) {
         void *ret = malloc((size_t)number);
-        emit(",\"slot\":");
-        emit_int(slot_count);
-        slot_is_mapping[slot_count] = 0;
-        slots[slot_count++] = ret;
-        emit(",\"ret\":");
-        emit_uint((uintptr_t)ret);
+        keep_in_slot(ret, 0);
     } else if (IS("free") && parse_number(arg, &number) && number >= 0 && number < slot_count &&
                !slot_is_mapping[number]) {
         free(slots[number]);
@@ -530,12 +537,7 @@ static int run_step(const char *step, int nested)
         void *ret = mmap(NULL, pages * (size_t)page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                          -1, 0);
         int saved = errno;
-        emit(",\"slot\":");
-        emit_int(slot_count);
-        slot_is_mapping[slot_count] = 1;
-        slots[slot_count++] = ret;
-        emit(",\"ret\":");
-        emit_uint((uintptr_t)ret);
+        keep_in_slot(ret, 1);
         emit(",\"errno\":");
         emit_int(ret == MAP_FAILED ? saved : 0);
     } else if (IS("mlockall") && parse_int(arg, &flags)) {
