@@ -26,7 +26,7 @@ class BuildNativeParts(build_ext):
         self._build_brk_helper()
 
     def _build_brk_helper(self) -> None:
-        probe_path = self.get_ext_fullpath("pytest_memsyscalls._probe")
+        probe_path = self.get_ext_fullpath("pytest_memsyscalls.kernel._probe")
         out_dir = os.path.dirname(probe_path)
         objects = self.compiler.compile(
             ["csrc/brk_helper.c", "csrc/probe.c"],
@@ -37,7 +37,7 @@ class BuildNativeParts(build_ext):
 
     def get_outputs(self) -> list[str]:
         helper = os.path.join(
-            os.path.dirname(self.get_ext_fullpath("pytest_memsyscalls._probe")), "memsys-brk-helper"
+            os.path.dirname(self.get_ext_fullpath("pytest_memsyscalls.kernel._probe")), "memsys-brk-helper"
         )
         return [*super().get_outputs(), helper]
 
@@ -45,7 +45,7 @@ class BuildNativeParts(build_ext):
 setup(
     ext_modules=[
         Extension(
-            "pytest_memsyscalls._probe",
+            "pytest_memsyscalls.kernel._probe",
             sources=["csrc/probe.c", "csrc/child_report.c", "csrc/probe_module.c"],
             depends=["csrc/probe.h"],
             extra_compile_args=CFLAGS,

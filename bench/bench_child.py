@@ -51,7 +51,7 @@ def _bare_fork() -> None:
 
 
 def _kernel_floor() -> None:
-    from pytest_memsyscalls import native
+    from pytest_memsyscalls.kernel import native
 
     if native.library().memsys_bench_fork_exit() != 0:
         raise OSError(ctypes.get_errno(), "fork round trip in C failed")
@@ -71,7 +71,7 @@ def _timed(fn: object, rounds: int, child_faults: list[float]) -> list[float]:
 
 def test_measure_run_in_child() -> None:
     """Runs inside pytest: the process being forked is a pytest process."""
-    from pytest_memsyscalls.child import run_in_child
+    from pytest_memsyscalls.memory.child import run_in_child
 
     calls = int(os.environ.get(CALLS_ENV, "400"))
     ballast_mb = int(os.environ.get(BALLAST_ENV, "0"))

@@ -12,8 +12,8 @@ import time
 
 from readme_section import machine_line, replace_section
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, native, probe
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, native, probe
 
 PAGE = libc.PAGE_SIZE
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pytest_memsyscalls.conformance import test_model_address_space as M
 from readme_section import machine_line, replace_section
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls.strategies import invalid_calls, msync_flags, protections
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.memory.strategies import invalid_calls, msync_flags, protections
 
 
 class Counting(M.AddressSpaceMachine):

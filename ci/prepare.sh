@@ -184,6 +184,6 @@ for target in "${targets[@]}"; do
     esac
 done
 # Debian's python3 and a world-readable site directory are shared by every target
-# but native (see pytest_memsyscalls/matrix.py); the matrix builds the site itself.
+# but native (see pytest_memsyscalls/matrix/runner.py); the matrix builds the site itself.
 apt_install python3
 printf '%s\n' "${prepared[@]}"

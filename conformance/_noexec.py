@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_memsyscalls import procfs
-from pytest_memsyscalls.child import ChildOutcome
-from pytest_memsyscalls.environment import Environment
+from pytest_memsyscalls.environment.fingerprint import Environment
+from pytest_memsyscalls.kernel import procfs
+from pytest_memsyscalls.memory.child import ChildOutcome
 
 # File systems on which a test can create a regular file (not devpts, proc, sysfs, …).
 FILE_FSTYPES = {"tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "ramfs", "f2fs", "overlay", "9p"}

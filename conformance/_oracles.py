@@ -10,8 +10,8 @@ from __future__ import annotations
 import errno
 import functools
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, procfs
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, procfs
 
 PAGE = libc.PAGE_SIZE
 

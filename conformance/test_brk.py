@@ -1,6 +1,6 @@
 """brk(2)/sbrk(2): the program break, through the raw syscall and through glibc's wrappers.
 
-Every experiment runs in memsys-brk-helper (pytest_memsyscalls.brk), a process of its
+Every experiment runs in memsys-brk-helper (pytest_memsyscalls.memory.brk), a process of its
 own: CPython moves the break by itself, and moving it from the pytest process would
 corrupt the interpreter's heap. Expectations are computed from the break the helper
 reports before each step, so they hold wherever the kernel puts the heap.
@@ -14,10 +14,10 @@ import signal
 
 import pytest
 
-from pytest_memsyscalls import constants as C
 from pytest_memsyscalls import semantic
-from pytest_memsyscalls.brk import BrkRun, run
-from pytest_memsyscalls.probe import Fault
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.memory.brk import BrkRun, run
 
 HUGE = 1 << 46  # 64 TiB: more than any test machine can back or the address space leaves above the heap
 

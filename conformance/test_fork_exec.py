@@ -22,12 +22,13 @@ from contextlib import contextmanager
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, probe, procfs, semantic
-from pytest_memsyscalls.child import ChildOutcome
-from pytest_memsyscalls.mapping import Mapping
-from pytest_memsyscalls.native import brk_helper_path
-from pytest_memsyscalls.probe import Fault
+from pytest_memsyscalls import semantic
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.native import brk_helper_path
+from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.memory.child import ChildOutcome
+from pytest_memsyscalls.memory.mapping import Mapping
 
 PAGE = libc.PAGE_SIZE
 RW = C.PROT_READ | C.PROT_WRITE

@@ -28,13 +28,14 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, requires, semantic
-from pytest_memsyscalls.brk import run as run_helper
-from pytest_memsyscalls.environment import Environment
-from pytest_memsyscalls.native import brk_helper_path
-from pytest_memsyscalls.probe import Fault
-from pytest_memsyscalls.procfs import MapsEntry, ProcStat, read_maps, read_proc_stat
+from pytest_memsyscalls import requires, semantic
+from pytest_memsyscalls.environment.fingerprint import Environment
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel.native import brk_helper_path
+from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.kernel.procfs import MapsEntry, ProcStat, read_maps, read_proc_stat
+from pytest_memsyscalls.memory.brk import run as run_helper
 
 PAGE = libc.PAGE_SIZE
 HELPER = str(brk_helper_path())

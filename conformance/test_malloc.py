@@ -13,7 +13,7 @@ are scrubbed, so the documented defaults apply.
 from __future__ import annotations
 
 from pytest_memsyscalls import semantic
-from pytest_memsyscalls.brk import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, BrkRun, run
+from pytest_memsyscalls.memory.brk import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, BrkRun, run
 
 KIB = 1024
 TOP_PAD = 128 * KIB  # M_TOP_PAD default, mallopt(3)

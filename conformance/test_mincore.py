@@ -11,9 +11,10 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import fails_with, libc, semantic
-from pytest_memsyscalls.mapping import Arena, Mapping
+from pytest_memsyscalls import fails_with, semantic
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 PAGE = libc.PAGE_SIZE
 

@@ -28,9 +28,12 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import Mapping, brk, environment, fails_with, libc, procfs, requires, semantic, succeeds
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls.semantics import lockable_shortfall
+from pytest_memsyscalls import Mapping, fails_with, requires, semantic, succeeds
+from pytest_memsyscalls.environment import fingerprint as environment
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.memory import brk
+from pytest_memsyscalls.plugin.semantics import lockable_shortfall
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 
@@ -228,7 +231,7 @@ def test_mlock_does_not_nest(mapped_pages: Callable[..., Mapping], memsys_env: A
 
 def _child_lock_view(addr: int) -> tuple[int | None, bool, bool]:
     """In the child: (VmLck kB, 'lo' on the inherited range, page still readable)."""
-    from pytest_memsyscalls import probe
+    from pytest_memsyscalls.kernel import probe
 
     return vmlck_kb(), "lo" in vmflags(addr), probe.read(addr) is None
 

@@ -36,13 +36,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, probe, procfs, semantic
-from pytest_memsyscalls.child import run_in_child
-from pytest_memsyscalls.hypothesis_profiles import machine_settings
-from pytest_memsyscalls.mapping import Arena
-from pytest_memsyscalls.probe import Fault
-from pytest_memsyscalls.strategies import InvalidCall, invalid_calls, msync_flags, protections
+from pytest_memsyscalls import semantic
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.memory.child import run_in_child
+from pytest_memsyscalls.memory.mapping import Arena
+from pytest_memsyscalls.memory.strategies import InvalidCall, invalid_calls, msync_flags, protections
+from pytest_memsyscalls.plugin.hypothesis_profiles import machine_settings
 
 P = libc.PAGE_SIZE
 N = 12  # arena pages the model covers

@@ -26,12 +26,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, probe, semantic
-from pytest_memsyscalls.child import run_in_child
-from pytest_memsyscalls.hypothesis_profiles import machine_settings
-from pytest_memsyscalls.probe import Fault
-from pytest_memsyscalls.shm import ShmSegment
+from pytest_memsyscalls import semantic
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe
+from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.memory.child import run_in_child
+from pytest_memsyscalls.memory.shm import ShmSegment
+from pytest_memsyscalls.plugin.hypothesis_profiles import machine_settings
 
 P = libc.PAGE_SIZE
 MAX_SEGMENTS = 3

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import fails_with, libc, probe, procfs, requires, semantic
-from pytest_memsyscalls.child import ChildOutcome
-from pytest_memsyscalls.environment import Environment
-from pytest_memsyscalls.mapping import Arena, Mapping
-from pytest_memsyscalls.probe import Fault
+from pytest_memsyscalls import fails_with, requires, semantic
+from pytest_memsyscalls.environment.fingerprint import Environment
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.memory.child import ChildOutcome
+from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
 

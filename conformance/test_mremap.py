@@ -16,10 +16,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import fails_with, libc, probe, procfs, semantic
-from pytest_memsyscalls.mapping import Arena, Mapping
-from pytest_memsyscalls.probe import Fault
+from pytest_memsyscalls import fails_with, semantic
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 PAGE = libc.PAGE_SIZE
 MAYMOVE = C.MREMAP_MAYMOVE

@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import fails_with, libc, semantic, succeeds
-from pytest_memsyscalls.mapping import Arena, Mapping
+from pytest_memsyscalls import fails_with, semantic, succeeds
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 P = libc.PAGE_SIZE
 

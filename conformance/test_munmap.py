@@ -12,9 +12,10 @@ import errno
 import signal
 from collections.abc import Callable
 
-from pytest_memsyscalls import Fault, fails_with, faults_with, libc, probe, semantic, succeeds
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls.mapping import Arena, Mapping
+from pytest_memsyscalls import Fault, fails_with, faults_with, semantic, succeeds
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe
+from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._oracles import is_mapped
 

@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import fails_with, libc, procfs, requires, semantic, succeeds
-from pytest_memsyscalls.environment import Environment
-from pytest_memsyscalls.probe import Fault
-from pytest_memsyscalls.probe import write as probe_write
-from pytest_memsyscalls.shm import ShmSegment, stat_segment, unique_key
+from pytest_memsyscalls import fails_with, requires, semantic, succeeds
+from pytest_memsyscalls.environment.fingerprint import Environment
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.kernel.probe import write as probe_write
+from pytest_memsyscalls.memory.shm import ShmSegment, stat_segment, unique_key
 
 PAGE = libc.PAGE_SIZE
 SHMLBA = PAGE  # x86_64 and aarch64 (asm/shmparam.h)

@@ -41,13 +41,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pytest_memsyscalls
-from pytest_memsyscalls import brk, cli, leaks, libc, probe, procfs
-from pytest_memsyscalls import child as child_module
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls.child import ChildOutcome, expect_signal, run_in_child
-from pytest_memsyscalls.mapping import Arena, Mapping
-from pytest_memsyscalls.probe import Fault, ProbeRefused
-from pytest_memsyscalls.shm import PosixShm, ShmSegment
+from pytest_memsyscalls.cli import main as cli
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.probe import Fault, ProbeRefused
+from pytest_memsyscalls.memory import brk
+from pytest_memsyscalls.memory import child as child_module
+from pytest_memsyscalls.memory.child import ChildOutcome, expect_signal, run_in_child
+from pytest_memsyscalls.memory.mapping import Arena, Mapping
+from pytest_memsyscalls.memory.shm import PosixShm, ShmSegment
+from pytest_memsyscalls.plugin import leaks
 
 PAGE = libc.PAGE_SIZE
 ARGUMENT_ERRORS = (TypeError, ValueError, IndexError)

@@ -11,8 +11,8 @@ import errno
 
 import pytest
 
-from pytest_memsyscalls import brk
-from pytest_memsyscalls import constants as C
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.memory import brk
 
 BAD_STEPS = [
     ("munlockall:", "takes no argument"),

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from pytest_memsyscalls import Fault
-from pytest_memsyscalls import child as child_module
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls.child import ChildFailed, ChildOutcome, SignalExpectationFailed
-from pytest_memsyscalls.mapping import Mapping
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.memory import child as child_module
+from pytest_memsyscalls.memory.child import ChildFailed, ChildOutcome, SignalExpectationFailed
+from pytest_memsyscalls.memory.mapping import Mapping
 
 Runner = Callable[..., ChildOutcome]
 
@@ -326,7 +326,7 @@ def test_child_records_its_own_group_before_running(run_in_child: Runner) -> Non
     """The sweep after a kill -9 of pytest finds a run_in_child group by its record line,
     which the child appends itself before its function runs (so even a child that never
     returns is recorded)."""
-    from pytest_memsyscalls import records
+    from pytest_memsyscalls.memory import records
 
     recorder = records.active()
     if recorder is None:
@@ -345,7 +345,7 @@ def test_child_records_its_own_group_before_running(run_in_child: Runner) -> Non
 
 AT_FORK_CALLBACKS = """
 import ctypes, os, signal, sys, threading
-from pytest_memsyscalls.child import run_in_child
+from pytest_memsyscalls.memory.child import run_in_child
 
 ran = []
 def after_in_child():
@@ -420,7 +420,7 @@ def test_fork_child_rejects_a_bad_plan_before_forking(close_fds: tuple[Any, ...]
                                                       core_hard: Any, error: type[Exception]) -> None:
     """The child's set-up is converted to C ints in the parent: a bad one raises there,
     instead of failing in a child that has already been forked."""
-    from pytest_memsyscalls import _probe
+    from pytest_memsyscalls.kernel import _probe
 
     children = Path(f"/proc/self/task/{os.getpid()}/children")  # zombies included
     before = children.read_text()

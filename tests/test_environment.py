@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import environment, procfs
-from pytest_memsyscalls.environment import Capabilities, format_bytes, format_limit, parse_thp_mode
+from pytest_memsyscalls.environment import fingerprint as environment
+from pytest_memsyscalls.environment.fingerprint import Capabilities, format_bytes, format_limit, parse_thp_mode
+from pytest_memsyscalls.kernel import procfs
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "proc"
@@ -51,7 +52,7 @@ repo, out = sys.argv[1], sys.argv[2]
 pkg = types.ModuleType("pytest_memsyscalls")
 pkg.__path__ = [repo + "/pytest_memsyscalls"]
 sys.modules["pytest_memsyscalls"] = pkg
-from pytest_memsyscalls import environment
+from pytest_memsyscalls.environment import fingerprint as environment
 env = environment.detect()
 with open(out, "w") as f:
     json.dump({"env": env.as_dict(), "header": env.header_lines(), "describe": env.describe()}, f)

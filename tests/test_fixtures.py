@@ -26,12 +26,13 @@ from typing import Any
 import pytest
 from xdist_barrier import BARRIER
 
-from pytest_memsyscalls import child as child_module
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import leaks, libc
-from pytest_memsyscalls.child import ChildOutcome
-from pytest_memsyscalls.mapping import Arena, Mapping
-from pytest_memsyscalls.shm import PosixShm, ShmSegment
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.memory import child as child_module
+from pytest_memsyscalls.memory.child import ChildOutcome
+from pytest_memsyscalls.memory.mapping import Arena, Mapping
+from pytest_memsyscalls.memory.shm import PosixShm, ShmSegment
+from pytest_memsyscalls.plugin import leaks
 
 pytest.importorskip("xdist")
 pytest.importorskip("pytest_forked")

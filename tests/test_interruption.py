@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls import libc, records
-from pytest_memsyscalls.shm import PosixShm, ShmSegment
+from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.memory import records
+from pytest_memsyscalls.memory.shm import PosixShm, ShmSegment
 
 _TRIALS = Path(__file__).with_name("interruption_trials.py")
 _spec = importlib.util.spec_from_file_location("interruption_trials", _TRIALS)

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import layout
-from pytest_memsyscalls.environment import detect
-from pytest_memsyscalls.procfs import MapsEntry, parse_maps, parse_proc_stat, read_maps, read_proc_stat
+from pytest_memsyscalls.cli import layout
+from pytest_memsyscalls.environment.fingerprint import detect
+from pytest_memsyscalls.kernel.procfs import MapsEntry, parse_maps, parse_proc_stat, read_maps, read_proc_stat
 
 DATA = Path(__file__).parent / "data" / "proc"
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from xdist_barrier import BARRIER
 
-from pytest_memsyscalls import libc
+from pytest_memsyscalls.kernel import libc
 
 pytest.importorskip("xdist")
 pytest.importorskip("pytest_forked")
@@ -25,8 +25,8 @@ LEAKY_TESTS = r'''
 import json, os, subprocess, sys
 import pytest
 from pytest_memsyscalls import libc, procfs, run_in_child
-from pytest_memsyscalls.mapping import Mapping
-from pytest_memsyscalls.shm import ShmSegment, PosixShm
+from pytest_memsyscalls.memory.mapping import Mapping
+from pytest_memsyscalls.memory.shm import ShmSegment, PosixShm
 
 RECORD = os.environ["MEMSYS_RECORD"]
 left = {}
@@ -120,8 +120,8 @@ def test_zz_later_tests_start_clean():
 
 MODULE_FIXTURES = r'''
 import pytest
-from pytest_memsyscalls.shm import ShmSegment
-from pytest_memsyscalls.mapping import Mapping
+from pytest_memsyscalls.memory.shm import ShmSegment
+from pytest_memsyscalls.memory.mapping import Mapping
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,7 @@ def test_wider_scoped_fixtures_are_blamed_only_when_finalised(pytester: pytest.P
 CONCURRENT_LEAKS = r'''
 import os, re
 from barrier import barrier
-from pytest_memsyscalls.shm import ShmSegment
+from pytest_memsyscalls.memory.shm import ShmSegment
 
 
 def _leak(me, other):
@@ -290,7 +290,7 @@ def test_two_xdist_workers_are_each_blamed_for_their_own_segment(pytester: pytes
 def test_segments_are_found_without_proc_sysvipc(shm_segment: Any) -> None:
     """gVisor has no /proc/sysvipc/shm: the guard then asks shmctl(SHM_INFO/SHM_STAT)
     index by index, and must see the same segments with the same creator."""
-    from pytest_memsyscalls import leaks
+    from pytest_memsyscalls.plugin import leaks
 
     made = shm_segment(3 * 4096)
     by_proc = {seg.shmid: seg for seg in leaks._segments().values()}
@@ -303,7 +303,7 @@ def test_segments_are_found_without_proc_sysvipc(shm_segment: Any) -> None:
 def test_children_are_found_without_proc_children(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without /proc/PID/task/*/children (a kernel without CONFIG_PROC_CHILDREN, or
     gVisor) the guard scans /proc for processes whose parent is this one."""
-    from pytest_memsyscalls import leaks
+    from pytest_memsyscalls.plugin import leaks
 
     assert leaks._children() == {}
     r, w = os.pipe()

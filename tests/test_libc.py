@@ -7,9 +7,9 @@ import signal
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc
-from pytest_memsyscalls.probe import Fault, read
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel.probe import Fault, read
 
 RW = C.PROT_READ | C.PROT_WRITE
 ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS

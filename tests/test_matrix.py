@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import guest, matrix, seccomp_profile, targets
-from pytest_memsyscalls.matrix import Result
+from pytest_memsyscalls.matrix import guest, seccomp_profile, targets
+from pytest_memsyscalls.matrix import runner as matrix
+from pytest_memsyscalls.matrix.runner import Result
 
 
 def semantic(sid: str, outcome: str, reason: str | None = None, expected: str | None = None,

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls import procfs
-from pytest_memsyscalls.cli import conformance_dir
+from pytest_memsyscalls.cli.main import conformance_dir
+from pytest_memsyscalls.kernel import procfs
 
 SLICE = ["test_sysv_shm.py", "test_posix_shm.py", "test_mprotect.py", "test_mlock.py", "test_fork_exec.py"]
 

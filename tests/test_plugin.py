@@ -143,7 +143,7 @@ def test_option_beats_environment_beats_ini(pytester: pytest.Pytester, monkeypat
     pytester.makeini("[pytest]\nmemsys_child_timeout = 3\n")
     pytester.makepyfile(
         """
-        from pytest_memsyscalls import settings
+        from pytest_memsyscalls.plugin import settings
 
         def test_value(pytestconfig):
             print("TIMEOUT", settings.get(pytestconfig).child_timeout)

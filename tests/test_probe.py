@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, probe
-from pytest_memsyscalls.probe import Fault, ProbeRefused
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe
+from pytest_memsyscalls.kernel.probe import Fault, ProbeRefused
 
 PAGE = libc.PAGE_SIZE
 RW = C.PROT_READ | C.PROT_WRITE

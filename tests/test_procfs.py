@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls import procfs
+from pytest_memsyscalls.kernel import procfs
 
 DATA = Path(__file__).parent / "data" / "proc"
 
@@ -371,8 +371,8 @@ def test_vma_at_and_smaps_at_live() -> None:
 def test_smaps_overlapping_is_the_filtered_whole_file() -> None:
     """The fast path (records found by their headers) gives what filtering the whole
     parsed file gives, for ranges inside, across and beside three VMAs of one mapping."""
-    from pytest_memsyscalls import constants as C
-    from pytest_memsyscalls import libc
+    from pytest_memsyscalls.kernel import constants as C
+    from pytest_memsyscalls.kernel import libc
 
     page = libc.PAGE_SIZE
     addr = libc.mmap(0, 5 * page, C.PROT_READ | C.PROT_WRITE, C.MAP_PRIVATE | C.MAP_ANONYMOUS)

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import report as rep
+from pytest_memsyscalls.plugin import reporting as rep
 
 SUITE = """
 import errno
 import pytest
 from pytest_memsyscalls import libc, requires, semantic
-from pytest_memsyscalls.assertions import fails_with
+from pytest_memsyscalls.memory.expectations import fails_with
 
 @semantic("demo.pass.ok", "Passes.", source="demo(2)", tier="posix")
 def test_pass():
@@ -97,7 +97,7 @@ def test_report_records_every_semantic_outcome(pytester: pytest.Pytester) -> Non
 
 
 def test_report_carries_the_semantic_and_the_environment(pytester: pytest.Pytester) -> None:
-    from pytest_memsyscalls.environment import detect
+    from pytest_memsyscalls.environment.fingerprint import detect
 
     _, report = run_suite(pytester)
     row = semantics_of(report)["demo.pass.ok"]
@@ -424,7 +424,7 @@ def test_xdist_report_is_complete_and_written_once(pytester: pytest.Pytester,
     pytester.makeconftest(
         """
         import os
-        from pytest_memsyscalls import report
+        from pytest_memsyscalls.plugin import reporting as report
 
         _write = report.write_report
 

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, records, requires, run_in_child
-from pytest_memsyscalls.shm import PosixShm, ShmSegment
+from pytest_memsyscalls import requires, run_in_child
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.memory import records
+from pytest_memsyscalls.memory.shm import PosixShm, ShmSegment
 
 NOBODY = 65534
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import ctypes
 import signal
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc, probe
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, probe
 
 PAGE = libc.PAGE_SIZE
 PROTECT_ON_SNAPSHOT = True  # the mechanism; the example's tests switch it off to show the check failing

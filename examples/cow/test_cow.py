@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from pytest_memsyscalls import Fault
-from pytest_memsyscalls import constants as C
+from pytest_memsyscalls.kernel import constants as C
 
 from . import Snapshot
 

@@ -21,8 +21,8 @@ import os
 import struct
 import zlib
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
 
 MAGIC = b"MMKV0001"
 RECORD_MAGIC = 0x5245434B  # "RECK"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import errno
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
 
 GUARD_PAGES = 1  # PROT_NONE pages after the blocks
 

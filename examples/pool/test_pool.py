@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_memsyscalls import Fault, procfs
-from pytest_memsyscalls import constants as C
+from pytest_memsyscalls import Fault
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import procfs
 
 from . import MemoryPool, PoolExhausted
 

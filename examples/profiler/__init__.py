@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pytest_memsyscalls import procfs
+from pytest_memsyscalls.kernel import procfs
 
 RSS_FIELD = "Rss"  # the smaps counter of resident memory
 KINDS = ("heap", "stack", "anon", "file", "shm", "special")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_memsyscalls import constants as C
+from pytest_memsyscalls.kernel import constants as C
 
 from . import Region, diff, snapshot, track
 

@@ -23,8 +23,8 @@ import select
 import struct
 import time
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import libc
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
 
 MAGIC = 0x474F4C4D454D5348  # "HSMEMLOG"
 HEADER = struct.Struct("<QQQ")

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pytest_memsyscalls import constants as C
-from pytest_memsyscalls import procfs
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import procfs
 
 from . import ShmLog
 

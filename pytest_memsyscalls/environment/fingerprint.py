@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from . import procfs
+from ..kernel import procfs
 
 __all__ = [
     "Capabilities",

@@ -34,8 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import native
-from .probe import Fault
+from ..kernel import native
+from ..kernel.probe import Fault
 
 # glibc <malloc.h> mallopt parameters (ABI values).
 M_TRIM_THRESHOLD = -1

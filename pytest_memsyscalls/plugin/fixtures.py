@@ -15,15 +15,16 @@ from typing import Any
 
 import pytest
 
-from . import constants as C
-from . import libc, probe, settings
-from .child import ChildOutcome
-from .child import expect_signal as _expect_signal
-from .child import run_in_child as _run_in_child
-from .environment import Environment
-from .mapping import PAGE_SIZE, Arena, Mapping
+from ..environment.fingerprint import Environment
+from ..kernel import constants as C
+from ..kernel import libc, probe
+from ..memory.child import ChildOutcome
+from ..memory.child import expect_signal as _expect_signal
+from ..memory.child import run_in_child as _run_in_child
+from ..memory.mapping import PAGE_SIZE, Arena, Mapping
+from ..memory.shm import PosixShm, ShmSegment
+from . import settings
 from .semantics import lockable_shortfall
-from .shm import PosixShm, ShmSegment
 
 RW = C.PROT_READ | C.PROT_WRITE
 
@@ -58,7 +59,7 @@ def _memsys_cleanup() -> Iterator[_Cleanup]:
 @pytest.fixture(scope="session")
 def memsys_env(pytestconfig: pytest.Config) -> Environment:
     """The environment fingerprint of this session (what the header shows)."""
-    from .plugin import get_environment
+    from . import get_environment
 
     return get_environment(pytestconfig)
 

@@ -11,7 +11,7 @@ with Docker's default capabilities (no CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_NI
 CAP_IPC_LOCK...) is refused. Every memory call the suite tests stays allowed except
 those Docker denies. Not modelled: personality(2) argument filtering.
 
-    python -m pytest_memsyscalls.seccomp_profile [--list] -- COMMAND...   (load, then exec)
+    python -m pytest_memsyscalls.matrix.seccomp_profile [--list] -- COMMAND...   (load, then exec)
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ def note_segment(shmid: int, key: int) -> None:
     """A SysV segment this process just created (called by ShmSegment)."""
     if _recorder is None:
         return
-    from . import libc
+    from ..kernel import libc
 
     try:
         ds = libc.shm_stat(shmid)
@@ -198,8 +198,8 @@ def _parse(path: str) -> Iterator[list[str]]:
 
 
 def _sweep_segment(parts: list[str], dry_run: bool, result: SweepResult) -> None:
-    from . import constants as C
-    from . import libc
+    from ..kernel import constants as C
+    from ..kernel import libc
 
     shmid, key, cpid, ctime = (int(p) for p in parts[1:5])
     since = int(parts[5]) if len(parts) > 5 else None  # from a "sysv-new" line: ctime unknown
@@ -226,7 +226,7 @@ def _sweep_segment(parts: list[str], dry_run: bool, result: SweepResult) -> None
 
 
 def _sweep_name(parts: list[str], dry_run: bool, result: SweepResult) -> None:
-    from . import libc
+    from ..kernel import libc
 
     name = parts[1]
     if not _NAME_RE.match(name):
@@ -263,7 +263,7 @@ def _sweep_group(parts: list[str], dry_run: bool, result: SweepResult) -> None:
 
 def _sweep_new_segments(parts: list[str], dry_run: bool, result: SweepResult) -> None:
     """Segments the recorded (dead) pid created at or after the recorded time, ours."""
-    from . import leaks
+    from ..plugin import leaks
 
     cpid, since = int(parts[1]), int(parts[2])
     for segment in leaks._segments().values():

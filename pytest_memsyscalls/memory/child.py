@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
 from typing import Any, NoReturn
 
-from . import _probe, native, records
-from .probe import Fault
+from ..kernel import _probe, native
+from ..kernel.probe import Fault
+from . import records
 
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 24 * 3600.0

@@ -64,7 +64,7 @@ def build_site(run_dir: Path) -> str:
     import hypothesis
     import pytest
 
-    from .cli import conformance_dir
+    from ..cli.main import conformance_dir
 
     deps = T.cache_dir() / f"site-deps-py311-pytest{pytest.__version__}-hypothesis{hypothesis.__version__}"
     if not (deps / "pytest").is_dir():
@@ -211,7 +211,7 @@ def baseline_name(spec: str) -> str:
 
 def run_target(target: T.Target, ctx: T.Context, run_dir: Path, progress: Progress,
                baselines: Path | None = None) -> Result:
-    from .report import ReportError, load_report
+    from ..plugin.reporting import ReportError, load_report
 
     label = target.label
     workdir = run_dir / _safe(label)
@@ -439,7 +439,7 @@ def merge(results: Sequence[Result]) -> Table:
 
 def results_from_reports(paths: Sequence[str]) -> list[Result]:
     """Results for ``--merge``: one column per report file, labelled by its file name."""
-    from .report import ReportError, load_report
+    from ..plugin.reporting import ReportError, load_report
 
     results = []
     for path in paths:

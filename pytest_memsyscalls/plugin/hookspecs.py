@@ -8,7 +8,7 @@ import pluggy
 import pytest
 
 if TYPE_CHECKING:
-    from .environment import Environment, Sandbox
+    from ..environment.fingerprint import Environment, Sandbox
 
 hookspec = pluggy.HookspecMarker("pytest")
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from . import records, settings
-from .records import Recorder, UnsafeDirectory, ensure_dir, sweep, sweep_file
+from ..memory import records
+from ..memory.records import Recorder, UnsafeDirectory, ensure_dir, sweep, sweep_file
+from . import settings
 
 # --- hooks ---------------------------------------------------------------------------
 

@@ -237,7 +237,7 @@ class Seccomp(Target):
 
         caps = ",".join("+" + c.removeprefix("CAP_").lower() for c in seccomp_profile.DOCKER_CAPABILITIES)
         setpriv = [_need_tool("setpriv", "util-linux"), f"--bounding-set=-all,{caps}", f"--inh-caps=-all,{caps}"]
-        wrapper = [SYSTEM_PYTHON, "-m", "pytest_memsyscalls.seccomp_profile", "--"]
+        wrapper = [SYSTEM_PYTHON, "-m", "pytest_memsyscalls.matrix.seccomp_profile", "--"]
         return self._plain(ctx, workdir, [*setpriv, *wrapper])
 
 

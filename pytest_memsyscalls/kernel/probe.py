@@ -64,7 +64,7 @@ def _check_foreign(call: str, addr: int, dangerous_perm: str) -> None:
             f"probe.{call}: {addr:#x} lies in {entry.perms} memory this package did not map "
             f"({entry.path or 'anonymous'} {entry.start:#x}-{entry.end:#x}); a successful {call} would "
             f"{'corrupt' if call == 'write' else 'run'} the interpreter's own memory. "
-            "Map the memory through pytest_memsyscalls.libc, or pass foreign=True if you own it."
+            "Map the memory through pytest_memsyscalls.kernel.libc, or pass foreign=True if you own it."
         )
 
 

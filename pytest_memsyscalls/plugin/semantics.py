@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from . import procfs
-from .environment import Environment, format_bytes
+from ..environment.fingerprint import Environment, format_bytes
+from ..kernel import procfs
 
 TIERS = ("posix", "linux", "impl")
 _ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")

@@ -12,8 +12,9 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from . import constants as C
-from . import libc, records
+from ..kernel import constants as C
+from ..kernel import libc
+from . import records
 from .mapping import PAGE_SIZE, Mapping
 
 NAME_PREFIX = "memsys-"  # /dev/shm names and leak records start with it

@@ -10,11 +10,14 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
-from . import environment, hooks, procfs, settings
+from ..environment import fingerprint as environment
+from ..kernel import procfs
+from . import hookspecs as hooks
+from . import settings
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of, unmet_needs
 
-pytest_plugins = ["pytest_memsyscalls.records_plugin", "pytest_memsyscalls.fixtures", "pytest_memsyscalls.leaks",
-                  "pytest_memsyscalls.report"]
+pytest_plugins = ["pytest_memsyscalls.plugin.records", "pytest_memsyscalls.plugin.fixtures",
+                  "pytest_memsyscalls.plugin.leaks", "pytest_memsyscalls.plugin.reporting"]
 
 ENVIRONMENT_KEY = pytest.StashKey[environment.Environment]()
 

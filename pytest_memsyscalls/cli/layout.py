@@ -39,8 +39,8 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
-from . import procfs
-from .procfs import MapsEntry, ProcStat
+from ..kernel import procfs
+from ..kernel.procfs import MapsEntry, ProcStat
 
 __all__ = ["Layout", "Region", "cmd_layout", "fresh_child", "read_layout", "render_text"]
 
@@ -302,7 +302,7 @@ def fresh_child(steps: Sequence[str] = FRESH_CHILD_STEPS) -> Iterator[int]:
 
     The exit stop (PTRACE_O_TRACEEXIT) comes before the kernel tears the address space down, so
     maps, smaps and stat describe the process as it was after its last step."""
-    from .native import brk_helper_path
+    from ..kernel.native import brk_helper_path
 
     helper = str(brk_helper_path())
     devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)

@@ -40,9 +40,11 @@ from typing import Any
 
 import pytest
 
-from . import child, libc, procfs, settings
-from . import constants as C
-from .shm import NAME_PREFIX
+from ..kernel import constants as C
+from ..kernel import libc, procfs
+from ..memory import child
+from ..memory.shm import NAME_PREFIX
+from . import settings
 
 SHM_DIR = "/dev/shm"
 _NAME_RE = re.compile(rf"^{re.escape(NAME_PREFIX)}(\d+)-[0-9a-f]+$")

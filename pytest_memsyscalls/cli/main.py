@@ -58,7 +58,7 @@ def preimport_for_speed() -> None:
     import hypothesis.stateful
     import hypothesis.strategies  # noqa: F401
 
-    from . import plugin
+    from .. import plugin
 
     for module in plugin.pytest_plugins:
         importlib.import_module(module)
@@ -73,7 +73,7 @@ def cmd_env(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="memsyscalls env", description="the environment fingerprint")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     options = parser.parse_args(argv)
-    from .environment import detect
+    from ..environment.fingerprint import detect
 
     env = detect()
     if options.json:
@@ -88,7 +88,7 @@ class _SemanticCollector:
         self.rows: dict[str, dict[str, object]] = {}
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        from .semantics import semantic_of
+        from ..plugin.semantics import semantic_of
 
         for item in items:
             found = semantic_of(item)
@@ -147,10 +147,10 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": cmd_run,
     "env": cmd_env,
     "semantics": cmd_semantics,
-    "diff": _lazy("report", "cmd_diff"),
-    "matrix": _lazy("matrix", "cmd_matrix"),
-    "layout": _lazy("layout", "cmd_layout"),
-    "sweep": _lazy("records", "cmd_sweep"),
+    "diff": _lazy("plugin.reporting", "cmd_diff"),
+    "matrix": _lazy("matrix.runner", "cmd_matrix"),
+    "layout": _lazy("cli.layout", "cmd_layout"),
+    "sweep": _lazy("memory.records", "cmd_sweep"),
 }
 
 

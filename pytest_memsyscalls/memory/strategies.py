@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from . import constants as C
-from .libc import PAGE_SIZE
+from ..kernel import constants as C
+from ..kernel.libc import PAGE_SIZE
 
 __all__ = [
     "ADVICE_NONDESTRUCTIVE",
@@ -96,7 +96,7 @@ def msync_flags() -> st.SearchStrategy[int]:
 @dataclass(frozen=True)
 class InvalidCall:
     """A call with arguments its man page rejects: ``call`` names a function of
-    ``pytest_memsyscalls.libc``, ``errno`` is the documented error, ``why`` the ERRORS line."""
+    ``pytest_memsyscalls.kernel.libc``, ``errno`` is the documented error, ``why`` the ERRORS line."""
 
     call: str
     args: tuple[int, ...]

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .probe import Fault
+from ..kernel.probe import Fault
 
 
 def errno_name(number: int) -> str:

@@ -553,7 +553,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     baseline = config.stash.get(_BASELINE_KEY, None)
     if not collector.tests and not chosen.report and baseline is None:
         return
-    from .plugin import get_environment
+    from . import get_environment
 
     report = build_report(collector.tests.values(), get_environment(config).as_dict())
     state = config.stash[_STATE_KEY]

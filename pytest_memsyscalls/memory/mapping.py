@@ -13,11 +13,11 @@ import ctypes
 import os
 from dataclasses import dataclass
 
-from . import constants as C
-from . import libc, procfs
-from .probe import Fault
-from .probe import read_value as _probe_read_value
-from .probe import write as _probe_write
+from ..kernel import constants as C
+from ..kernel import libc, procfs
+from ..kernel.probe import Fault
+from ..kernel.probe import read_value as _probe_read_value
+from ..kernel.probe import write as _probe_write
 
 PAGE_SIZE = libc.PAGE_SIZE
 

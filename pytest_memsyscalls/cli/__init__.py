@@ -1,0 +1,1 @@
+"""The ``memsyscalls`` command (also ``python -m pytest_memsyscalls``): the top layer."""
