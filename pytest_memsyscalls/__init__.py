@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .kernel import constants, libc, procfs  # noqa: F401 (public submodules)
     from .kernel.probe import Fault
     from .memory.child import ChildOutcome, expect_signal, run_in_child
-    from .memory.expectations import fails_with, faults_with, succeeds
+    from .memory.expectations import ExpectationFailed, fails_with, faults_with, succeeds
     from .memory.mapping import Arena, Mapping
     from .memory.shm import PosixShm, ShmSegment, ShmStat
     from .plugin.semantics import Semantic, requires, semantic
@@ -37,6 +37,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "Arena": ".memory.mapping",
     "ChildOutcome": ".memory.child",
+    "ExpectationFailed": ".memory.expectations",
     "Fault": ".kernel.probe",
     "Mapping": ".memory.mapping",
     "PosixShm": ".memory.shm",
@@ -54,8 +55,8 @@ _PUBLIC = {
 _MODULES = {"constants": ".kernel.constants", "libc": ".kernel.libc", "procfs": ".kernel.procfs"}
 
 __all__ = [  # spelled out for linters and readers; a test checks it equals _PUBLIC
-    "Arena", "ChildOutcome", "Fault", "Mapping", "PosixShm", "Semantic", "ShmSegment", "ShmStat", "expect_signal",
-    "fails_with", "faults_with", "requires", "run_in_child", "semantic", "succeeds",
+    "Arena", "ChildOutcome", "ExpectationFailed", "Fault", "Mapping", "PosixShm", "Semantic", "ShmSegment",
+    "ShmStat", "expect_signal", "fails_with", "faults_with", "requires", "run_in_child", "semantic", "succeeds",
 ]
 
 

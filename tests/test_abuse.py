@@ -521,7 +521,8 @@ def test_cli_bad_arguments_exit_2_with_a_message(argv):
 
 def test_every_public_name_is_covered_here():
     """Adding a public name without abusing it here is a gap this test points out."""
-    covered = {"Arena", "ChildOutcome", "Fault", "Mapping", "PosixShm", "Semantic", "ShmSegment", "ShmStat",
+    covered = {"Arena", "ChildOutcome", "ExpectationFailed", "Fault", "Mapping", "PosixShm", "Semantic", "ShmSegment",
+               "ShmStat",
                "expect_signal", "fails_with", "faults_with", "requires", "run_in_child", "semantic", "succeeds"}
     assert set(pytest_memsyscalls.__all__) <= covered
 
@@ -534,7 +535,8 @@ def test_assertion_helpers_and_markers(args):
                  lambda: pytest_memsyscalls.faults_with(*args), lambda: pytest_memsyscalls.semantic(*args),
                  lambda: pytest_memsyscalls.requires(*args), lambda: pytest_memsyscalls.Semantic(*args),
                  lambda: pytest_memsyscalls.Fault(*args), lambda: pytest_memsyscalls.ShmStat(*args),
-                 lambda: pytest_memsyscalls.ChildOutcome(*args)):
+                 lambda: pytest_memsyscalls.ChildOutcome(*args),
+                 lambda: pytest_memsyscalls.ExpectationFailed(*args)):
         try:
             call()
         except (AssertionError, *ARGUMENT_ERRORS):

@@ -329,3 +329,20 @@ def test_children_are_found_without_proc_children(monkeypatch: pytest.MonkeyPatc
         os.close(w)
         os.close(r)
         os.waitpid(pid, 0)
+
+
+def test_the_json_report_gives_the_leak_as_the_reason(pytester: pytest.Pytester) -> None:
+    """The reason of a semantic whose test leaked names what leaked, not the guard's hint."""
+    pytester.makepyfile(test_leaky_semantic="""
+        from pytest_memsyscalls import semantic
+        from pytest_memsyscalls.memory.shm import ShmSegment
+
+        @semantic("demo.leak.segment", "Leaks a segment.", source="demo(2)")
+        def test_leaks():
+            ShmSegment()  # and never removed
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--memsys-report=r.json")
+    result.assert_outcomes(passed=1, errors=1)
+    [row] = json.loads((pytester.path / "r.json").read_text())["semantics"]
+    assert row["outcome"] == "failed"
+    assert "left behind:" in row["reason"] and "SysV segment" in row["reason"], row["reason"]

@@ -147,7 +147,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "run": cmd_run,
     "env": cmd_env,
     "semantics": cmd_semantics,
-    "diff": _lazy("plugin.reporting", "cmd_diff"),
+    "diff": _lazy("cli.diff", "cmd_diff"),
     "matrix": _lazy("matrix.runner", "cmd_matrix"),
     "layout": _lazy("cli.layout", "cmd_layout"),
     "sweep": _lazy("memory.records", "cmd_sweep"),

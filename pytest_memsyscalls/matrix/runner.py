@@ -211,7 +211,7 @@ def baseline_name(spec: str) -> str:
 
 def run_target(target: T.Target, ctx: T.Context, run_dir: Path, progress: Progress,
                baselines: Path | None = None) -> Result:
-    from ..plugin.reporting import ReportError, load_report
+    from ..report.model import ReportError, load_report
 
     label = target.label
     workdir = run_dir / _safe(label)
@@ -439,7 +439,7 @@ def merge(results: Sequence[Result]) -> Table:
 
 def results_from_reports(paths: Sequence[str]) -> list[Result]:
     """Results for ``--merge``: one column per report file, labelled by its file name."""
-    from ..plugin.reporting import ReportError, load_report
+    from ..report.model import ReportError, load_report
 
     results = []
     for path in paths:

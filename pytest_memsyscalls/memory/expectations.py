@@ -1,5 +1,10 @@
 """Assertions in gVisor's style: one call, one expected errno, a message that shows
-the call with its arguments, the errno expected by name, and what came back."""
+the call with its arguments, the errno expected by name, and what came back.
+
+Why a class of its own: a failed expectation carries its parts (the call, what the
+documentation predicts, what was observed) as fields, so the report and the matrix
+read them from the exception instead of parsing English messages.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,32 @@ from collections.abc import Callable
 from typing import Any
 
 from ..kernel.probe import Fault
+
+
+class ExpectationFailed(AssertionError):
+    """A documented expectation did not hold. ``call`` is the call as text (None where
+    the expectation is not about one call), ``expected`` what the documentation
+    predicts, ``observed`` what happened instead; ``str()`` is the full message."""
+
+    def __init__(self, message: str, *, call: str | None, expected: str, observed: str) -> None:
+        super().__init__(message)
+        self.call = call
+        self.expected = expected
+        self.observed = observed
+
+    @classmethod
+    def of_call(cls, call: str, expected: str, observed: str) -> ExpectationFailed:
+        """'CALL should EXPECTED; it OBSERVED'."""
+        return cls(f"{call} should {expected}; it {observed}", call=call, expected=expected, observed=observed)
+
+    @classmethod
+    def of_event(cls, expected: str, observed: str, *, joiner: str = "got ") -> ExpectationFailed:
+        """'expected EXPECTED; got OBSERVED' (or another joiner, e.g. '' for a sentence)."""
+        return cls(f"expected {expected}; {joiner}{observed}", call=None, expected=expected, observed=observed)
+
+    def predicted(self) -> str:
+        """What the documentation predicts, with the call when there is one."""
+        return self.expected if self.call is None else f"{self.call} should {self.expected}"
 
 
 def errno_name(number: int) -> str:
@@ -28,12 +59,11 @@ def fails_with(expected: int, fn: Callable[..., Any], *args: Any) -> OSError:
         result = fn(*args)
     except OSError as error:
         if error.errno != expected:
-            raise AssertionError(
-                f"{_call_text(fn, args)} should fail with {errno_name(expected)}; it failed with "
-                f"{errno_name(error.errno or 0)} ({os.strerror(error.errno or 0)})") from error
+            raise ExpectationFailed.of_call(_call_text(fn, args), f"fail with {errno_name(expected)}",
+                                            f"failed with {_errno_text(error)}") from error
         return error
-    raise AssertionError(f"{_call_text(fn, args)} should fail with {errno_name(expected)}; it succeeded"
-                         + ("" if result is None else f" and returned {_show(result)}"))
+    raise ExpectationFailed.of_call(_call_text(fn, args), f"fail with {errno_name(expected)}",
+                                    "succeeded" + ("" if result is None else f" and returned {_show(result)}"))
 
 
 def succeeds(fn: Callable[..., Any], *args: Any) -> Any:
@@ -41,8 +71,7 @@ def succeeds(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
     except OSError as error:
-        raise AssertionError(f"{_call_text(fn, args)} should succeed; it failed with "
-                             f"{errno_name(error.errno or 0)} ({os.strerror(error.errno or 0)})") from error
+        raise ExpectationFailed.of_call(_call_text(fn, args), "succeed", f"failed with {_errno_text(error)}") from error
 
 
 def faults_with(observed: Fault | int | None, signo: int, code: int | None = None,
@@ -52,12 +81,16 @@ def faults_with(observed: Fault | int | None, signo: int, code: int | None = Non
     wanted = expected.signal_name + (f" ({expected.code_name})" if code is not None else "") + (
         f" at {addr:#x}" if addr is not None else "")
     if not isinstance(observed, Fault):
-        raise AssertionError(f"expected {wanted}; the access completed"
-                             + ("" if observed is None else f" (read {observed!r})"))
+        raise ExpectationFailed.of_event(wanted, "the access completed"
+                                         + ("" if observed is None else f" (read {observed!r})"), joiner="")
     if (observed.signo != signo or (code is not None and observed.code != code)
             or (addr is not None and observed.addr != addr)):
-        raise AssertionError(f"expected {wanted}; got {observed}")
+        raise ExpectationFailed.of_event(wanted, str(observed))
     return observed
+
+
+def _errno_text(error: OSError) -> str:
+    return f"{errno_name(error.errno or 0)} ({os.strerror(error.errno or 0)})"
 
 
 def _show(value: Any) -> str:

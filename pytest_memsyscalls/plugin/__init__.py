@@ -1,26 +1,24 @@
-"""The pytest plugin: hooks only. Fixtures live in ``fixtures``, settings in
-``settings``, semantics and requirements in ``semantics``, the report in ``report``."""
+"""The pytest plugin (the ``pytest11`` entry point): options, markers, the header and
+requirement checks. Fixtures live in ``fixtures``, settings in ``settings``, markers in
+``semantics``, the session's fingerprint in ``session``, the leak guard in ``leaks``, the
+records of what a session made in ``records`` and the report's hooks in ``reporting``."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Generator
 
 import pluggy
 import pytest
 
-from ..environment import fingerprint as environment
 from ..kernel import procfs
 from . import hookspecs as hooks
 from . import settings
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of, unmet_needs
+from .session import session_environment
 
 pytest_plugins = ["pytest_memsyscalls.plugin.records", "pytest_memsyscalls.plugin.fixtures",
                   "pytest_memsyscalls.plugin.leaks", "pytest_memsyscalls.plugin.reporting"]
-
-ENVIRONMENT_KEY = pytest.StashKey[environment.Environment]()
-
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hooks)
@@ -63,21 +61,8 @@ def _register_hypothesis_profiles(config: pytest.Config) -> None:
         register_profiles()
 
 
-def get_environment(config: pytest.Config) -> environment.Environment:
-    """The environment fingerprint of this session, with the sandbox a plugin named."""
-    found = config.stash.get(ENVIRONMENT_KEY, None)
-    if found is None:
-        found = environment.detect()
-        sandbox = config.hook.pytest_memsyscalls_sandbox(config=config)
-        if sandbox is not None:
-            found = dataclasses.replace(found, sandbox=sandbox)
-        config.stash[ENVIRONMENT_KEY] = found
-        config.hook.pytest_memsyscalls_environment_ready(config=config, environment=found)
-    return found
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return get_environment(config).header_lines()
+    return session_environment(config).header_lines()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -93,7 +78,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers(REQUIRES_MARK):
         needs.extend(mark.args)
     if needs:
-        reasons = unmet_needs(tuple(needs), get_environment(item.config))
+        reasons = unmet_needs(tuple(needs), session_environment(item.config))
         if reasons:
             pytest.skip("; ".join(reasons))
 

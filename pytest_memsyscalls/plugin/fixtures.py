@@ -25,6 +25,7 @@ from ..memory.mapping import PAGE_SIZE, Arena, Mapping
 from ..memory.shm import PosixShm, ShmSegment
 from . import settings
 from .semantics import lockable_shortfall
+from .session import session_environment
 
 RW = C.PROT_READ | C.PROT_WRITE
 
@@ -59,9 +60,7 @@ def _memsys_cleanup() -> Iterator[_Cleanup]:
 @pytest.fixture(scope="session")
 def memsys_env(pytestconfig: pytest.Config) -> Environment:
     """The environment fingerprint of this session (what the header shows)."""
-    from . import get_environment
-
-    return get_environment(pytestconfig)
+    return session_environment(pytestconfig)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,48 @@
+"""``memsyscalls diff OLD NEW``: what changed between two conformance reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from ..report.baseline import compare
+from ..report.diff import render_table
+from ..report.model import ReportError, load_report
+
+
+def cmd_diff(argv: Sequence[str]) -> int:
+    """``memsyscalls diff OLD NEW``: 0 when every semantic has the same outcome in both,
+    1 when any outcome differs (or a semantic is only in one), 2 when a report is unreadable."""
+    parser = argparse.ArgumentParser(prog="memsyscalls diff",
+                                     description="differences in outcome between two conformance reports")
+    parser.add_argument("old", help="the earlier report (e.g. the baseline)")
+    parser.add_argument("new", help="the later report")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--all", action="store_true", help="list unchanged semantics too")
+    options = parser.parse_args(list(argv))
+    try:
+        old, new = load_report(options.old), load_report(options.new)
+    except ReportError as error:
+        print(f"memsyscalls diff: {error}", file=sys.stderr)
+        return 2
+    comparison = compare(old, new)
+    status = 1 if comparison.outcome_changes else 0
+    if options.json:
+        document = comparison.as_dict()
+        document.pop("failing")
+        document["identical_outcomes"] = status == 0
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return status
+    shown = [d for d in comparison.differences if options.all or d.kind != "same"]
+    if shown:
+        print(render_table(comparison, include_same=options.all))
+        print()
+    counts = comparison.as_dict()["counts"]
+    total = len(comparison.differences)
+    parts = [f"{counts.get(kind, 0)} {kind}" for kind in ("changed", "new", "missing") if counts.get(kind)]
+    extra = [f"{counts.get(kind, 0)} {kind}" for kind in ("changed-failure", "reason-changed") if counts.get(kind)]
+    verdict = "outcomes differ: " + ", ".join(parts) if parts else "identical outcomes"
+    print(f"{total} semantics compared; {verdict}" + (f" (also {', '.join(extra)})" if extra else ""))
+    return status

@@ -1,0 +1,29 @@
+"""The session's environment fingerprint: detected once per session, with the sandbox a
+plugin or conftest named through ``pytest_memsyscalls_sandbox``.
+
+Why a module of its own: the hooks, the fixtures and the report all need the same
+fingerprint, and none of them should import another to get it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ..environment.fingerprint import Environment, detect
+
+ENVIRONMENT_KEY = pytest.StashKey[Environment]()
+
+
+def session_environment(config: pytest.Config) -> Environment:
+    """The environment fingerprint of this session, with the sandbox a plugin named."""
+    found = config.stash.get(ENVIRONMENT_KEY, None)
+    if found is None:
+        found = detect()
+        sandbox = config.hook.pytest_memsyscalls_sandbox(config=config)
+        if sandbox is not None:
+            found = dataclasses.replace(found, sandbox=sandbox)
+        config.stash[ENVIRONMENT_KEY] = found
+        config.hook.pytest_memsyscalls_environment_ready(config=config, environment=found)
+    return found
