@@ -23,9 +23,9 @@ import pytest
 
 from pytest_memsyscalls import Fault, Mapping, fails_with, requires, semantic, succeeds
 from pytest_memsyscalls.environment import fingerprint as environment
+from pytest_memsyscalls.environment.needs import lockable_shortfall
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
-from pytest_memsyscalls.plugin.semantics import lockable_shortfall
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 

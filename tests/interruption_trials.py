@@ -135,7 +135,7 @@ def one_trial(signo: int, delay: float, workdir: Path, conformance: bool, timeou
     notes.write_text("")
     env = dict(os.environ, MEMSYS_RECORDS_DIR=str(records_dir), MEMSYS_TRIAL_NOTES=str(notes))
     if conformance:
-        from pytest_memsyscalls.cli.main import conformance_dir
+        from pytest_memsyscalls.matrix.suite import conformance_dir
         target = [str(conformance_dir()), f"--rootdir={conformance_dir()}"]
     else:
         (workdir / "test_workload.py").write_text(WORKLOAD)

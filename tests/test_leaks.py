@@ -290,11 +290,11 @@ def test_two_xdist_workers_are_each_blamed_for_their_own_segment(pytester: pytes
 def test_segments_are_found_without_proc_sysvipc(shm_segment: Any) -> None:
     """gVisor has no /proc/sysvipc/shm: the guard then asks shmctl(SHM_INFO/SHM_STAT)
     index by index, and must see the same segments with the same creator."""
-    from pytest_memsyscalls.plugin import leaks
+    from pytest_memsyscalls.kernel import ipc
 
     made = shm_segment(3 * 4096)
-    by_proc = {seg.shmid: seg for seg in leaks._segments().values()}
-    by_index = {seg.shmid: seg for seg in leaks._segments_by_index()}
+    by_proc = {seg.shmid: seg for seg in ipc.sysv_segments().values()}
+    by_index = {seg.shmid: seg for seg in ipc.segments_by_index()}
     assert made.shmid in by_index
     assert (by_index[made.shmid].cpid, by_index[made.shmid].size) == (os.getpid(), 3 * 4096)
     assert by_index[made.shmid] == by_proc[made.shmid]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls.cli.main import conformance_dir
 from pytest_memsyscalls.kernel import procfs
+from pytest_memsyscalls.matrix.suite import conformance_dir
 
 SLICE = ["test_sysv_shm.py", "test_posix_shm.py", "test_mprotect.py", "test_mlock.py", "test_fork_exec.py"]
 

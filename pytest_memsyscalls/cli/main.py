@@ -16,17 +16,10 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pytest
 
-
-def conformance_dir() -> Path:
-    """The installed conformance suite (the repository's conformance/ directory)."""
-    import importlib
-
-    suite = importlib.import_module("pytest_memsyscalls.conformance")
-    return Path(str(suite.__file__)).resolve().parent
+from ..matrix.suite import conformance_dir
 
 
 def suite_args(extra: Sequence[str]) -> list[str]:

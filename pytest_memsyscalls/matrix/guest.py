@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import re
 import shlex
 import stat
 import subprocess
@@ -38,8 +39,6 @@ def _module_index(modules: Path) -> dict[str, Path]:
 
 def module_load_order(modules: Path, wanted: Sequence[str] = ROOT_MODULES) -> list[Path]:
     """The module files to insmod, dependencies first; built-in modules are skipped."""
-    from .targets import read_modinfo_depends
-
     index = _module_index(modules)
     order: list[Path] = []
     seen: set[str] = set()
@@ -159,3 +158,15 @@ def qemu_command(kernel: Path, initrd: Path, workdir: str, accel: str = "tcg", m
         "-device", f"virtio-9p-pci,fsdev=out,mount_tag={OUT_TAG}",
     ]
 
+
+def read_modinfo_depends(path: Path) -> list[str]:
+    """The ``depends=`` of a kernel module (.ko, .ko.xz), read from its .modinfo strings."""
+    data = path.read_bytes()
+    if path.suffix == ".xz":
+        data = lzma.decompress(data)
+    elif path.suffix == ".zst":
+        data = subprocess.run(["zstd", "-dcq"], input=data, capture_output=True, check=True).stdout
+    found = re.search(rb"(?:^|\x00)depends=([^\x00]*)\x00", data)
+    if not found or not found.group(1):
+        return []
+    return [name.decode() for name in found.group(1).split(b",") if name]

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import targets as T
+from .suite import conformance_dir
+from .unavailable import Unavailable
 
 STATES = ("differs", "passed", "skipped", "absent", "unavailable", "error")
 
@@ -64,8 +66,6 @@ def build_site(run_dir: Path) -> str:
     import hypothesis
     import pytest
 
-    from ..cli.main import conformance_dir
-
     deps = T.cache_dir() / f"site-deps-py311-pytest{pytest.__version__}-hypothesis{hypothesis.__version__}"
     if not (deps / "pytest").is_dir():
         tmp = deps.with_name(deps.name + ".tmp")
@@ -75,7 +75,7 @@ def build_site(run_dir: Path) -> str:
                                f"pytest=={pytest.__version__}", f"hypothesis=={hypothesis.__version__}"],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise T.Unavailable(f"pytest and hypothesis in {deps} (pip install --target failed: "
+            raise Unavailable(f"pytest and hypothesis in {deps} (pip install --target failed: "
                                 f"{done.stderr.strip()[-300:]})")
         os.replace(tmp, deps)
     site = run_dir / "site"
@@ -224,7 +224,7 @@ def run_target(target: T.Target, ctx: T.Context, run_dir: Path, progress: Progre
     start = time.monotonic()
     try:
         inv = target.invocation(ctx, workdir)
-    except T.Unavailable as missing:
+    except Unavailable as missing:
         return Result(target.spec, label, "unavailable", str(missing))
     progress.started(label, inv.log)
     out_path = inv.stdout or inv.log
@@ -277,7 +277,7 @@ def check_targets(specs: Sequence[str]) -> list[tuple[T.Target, str | None]]:
         try:
             target.check()
             out.append((target, None))
-        except T.Unavailable as missing:
+        except Unavailable as missing:
             out.append((target, str(missing)))
     return out
 
@@ -310,7 +310,7 @@ def run_matrix(specs: Sequence[str], out_dir: Path, jobs: int, pytest_args: Sequ
                 progress.line("building the site directory for /usr/bin/python3")
                 try:
                     ctx = T.Context(build_site(run_dir), list(pytest_args))
-                except T.Unavailable as missing:
+                except Unavailable as missing:
                     for target in runnable:
                         results[target.spec] = Result(target.spec, target.label, "unavailable", str(missing))
                     runnable = []

@@ -74,7 +74,7 @@ def load_library() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(name, use_errno=True)
     except OSError:
-        from .targets import Unavailable
+        from .unavailable import Unavailable
 
         raise Unavailable("libseccomp (apt-get install libseccomp2)") from None
     lib.seccomp_init.restype = ctypes.c_void_p

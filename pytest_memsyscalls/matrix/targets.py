@@ -16,7 +16,6 @@ directory that every sandbox can write, or, for gVisor, to stdout (a file).
 
 from __future__ import annotations
 
-import lzma
 import os
 import re
 import shlex
@@ -26,6 +25,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .unavailable import Unavailable
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = 65534
@@ -43,10 +44,6 @@ def cache_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/cache/memsyscalls")
     return Path.home() / ".cache" / "memsyscalls"
-
-
-class Unavailable(Exception):
-    """A target cannot run here; the message says what to install or change."""
 
 
 @dataclass
@@ -397,15 +394,3 @@ def make_target(spec: str) -> Target:
         raise ValueError(f"unknown target {spec!r} (known: {', '.join(KINDS)}; gvisor:RUNSC, qemu:KERNEL)")
     return KINDS[kind](spec)
 
-
-def read_modinfo_depends(path: Path) -> list[str]:
-    """The ``depends=`` of a kernel module (.ko, .ko.xz), read from its .modinfo strings."""
-    data = path.read_bytes()
-    if path.suffix == ".xz":
-        data = lzma.decompress(data)
-    elif path.suffix == ".zst":
-        data = subprocess.run(["zstd", "-dcq"], input=data, capture_output=True, check=True).stdout
-    found = re.search(rb"(?:^|\x00)depends=([^\x00]*)\x00", data)
-    if not found or not found.group(1):
-        return []
-    return [name.decode() for name in found.group(1).split(b",") if name]

@@ -41,9 +41,8 @@ from typing import Any, NoReturn
 from ..kernel import _probe, native
 from ..kernel.probe import Fault
 from . import records
+from .timeouts import DEFAULT_TIMEOUT, check_timeout
 
-DEFAULT_TIMEOUT = 30.0
-MAX_TIMEOUT = 24 * 3600.0
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout/stderr kept per child
 
 #: (serial, pid) of the children forked here, newest last: the leak guard blames the
@@ -136,16 +135,6 @@ def _signal_name(signo: int) -> str:
         return signal.Signals(signo).name
     except ValueError:
         return f"signal {signo}"
-
-
-def check_timeout(timeout: object, where: str = "timeout") -> float:
-    """A finite, positive number of seconds (at most a day); the error names ``where``."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"{where} must be a number of seconds, got {type(timeout).__name__} {timeout!r}")
-    value = float(timeout)
-    if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT:
-        raise ValueError(f"{where} must be a finite number of seconds in (0, {MAX_TIMEOUT:g}], got {timeout!r}")
-    return value
 
 
 # --- the fork itself -------------------------------------------------------------

@@ -35,6 +35,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..kernel.ipc import sysv_segments
+
 ENV_DIR = "MEMSYS_RECORDS_DIR"  # override of the directory (tests use a private one)
 _FILE_RE = re.compile(r"^(\d+)-(\d+)\.rec$")
 _NAME_RE = re.compile(r"^/memsys-(\d+)-[0-9a-f]+$")
@@ -263,10 +265,8 @@ def _sweep_group(parts: list[str], dry_run: bool, result: SweepResult) -> None:
 
 def _sweep_new_segments(parts: list[str], dry_run: bool, result: SweepResult) -> None:
     """Segments the recorded (dead) pid created at or after the recorded time, ours."""
-    from ..plugin import leaks
-
     cpid, since = int(parts[1]), int(parts[2])
-    for segment in leaks._segments().values():
+    for segment in sysv_segments().values():
         if segment.cpid != cpid or segment.uid != os.geteuid():
             continue
         _sweep_segment(["sysv", str(segment.shmid), str(segment.key), str(cpid), "-1", str(since)],

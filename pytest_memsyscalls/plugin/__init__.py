@@ -11,10 +11,11 @@ from collections.abc import Generator
 import pluggy
 import pytest
 
+from ..environment.needs import unmet_needs
 from ..kernel import procfs
 from . import hookspecs as hooks
 from . import settings
-from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of, unmet_needs
+from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of
 from .session import session_environment
 
 pytest_plugins = ["pytest_memsyscalls.plugin.records", "pytest_memsyscalls.plugin.fixtures",

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ..environment.fingerprint import Environment
+from ..environment.needs import lockable_shortfall
 from ..kernel import constants as C
 from ..kernel import libc, probe
 from ..memory.child import ChildOutcome
@@ -24,7 +25,6 @@ from ..memory.child import run_in_child as _run_in_child
 from ..memory.mapping import PAGE_SIZE, Arena, Mapping
 from ..memory.shm import PosixShm, ShmSegment
 from . import settings
-from .semantics import lockable_shortfall
 from .session import session_environment
 
 RW = C.PROT_READ | C.PROT_WRITE

@@ -42,6 +42,7 @@ import pytest
 
 from ..kernel import constants as C
 from ..kernel import libc, procfs
+from ..kernel.ipc import Segment, sysv_segments
 from ..memory import child
 from ..memory.shm import NAME_PREFIX
 from . import settings
@@ -55,26 +56,6 @@ class MemsysLeakWarning(pytest.PytestWarning):
 
 
 # --- what exists now -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Segment:
-    shmid: int
-    key: int
-    size: int
-    mode: int
-    cpid: int
-    nattch: int
-    uid: int
-
-    @property
-    def ident(self) -> tuple[str, int, int]:
-        return ("sysv", self.shmid, self.cpid)
-
-    def describe(self) -> str:
-        state = " marked for destruction" if self.mode & C.SHM_DEST else ""
-        return (f"SysV segment shmid={self.shmid} key={self.key:#x} size={self.size} "
-                f"mode={self.mode & 0o777:04o} created by pid {self.cpid} nattch={self.nattch}{state}")
-
 
 @dataclass(frozen=True)
 class ShmName:
@@ -127,31 +108,6 @@ class Snapshot:
         found.update(self.names)
         found.update(self.children)
         return found
-
-
-def _segments() -> dict[tuple[str, int, int], Segment]:
-    try:
-        entries = procfs.read_sysvipc_shm()
-    except OSError:  # no /proc/sysvipc (gVisor): ask the kernel index by index
-        return {seg.ident: seg for seg in _segments_by_index()}
-    found = (Segment(e.shmid, e.key, e.size, e.perms, e.cpid, e.nattch, e.uid) for e in entries)
-    return {seg.ident: seg for seg in found}
-
-
-def _segments_by_index() -> Iterator[Segment]:
-    usage = libc.ShmInfoUsage()
-    try:
-        highest = libc.shmctl(0, C.SHM_INFO, usage)
-    except OSError:
-        return
-    for index in range(highest + 1):
-        ds = libc.ShmidDs()
-        try:
-            shmid = libc.shmctl(index, C.SHM_STAT, ds)
-        except OSError:
-            continue
-        perm = ds.shm_perm
-        yield Segment(shmid, perm.key, ds.shm_segsz, perm.mode, ds.shm_cpid, ds.shm_nattch, perm.uid)
 
 
 def _names() -> dict[tuple[str, str], ShmName]:
@@ -225,7 +181,7 @@ def _locked_kb() -> int | None:
 
 
 def snapshot() -> Snapshot:
-    return Snapshot(_segments(), _names(), _children(), _locked_kb())
+    return Snapshot(sysv_segments(), _names(), _children(), _locked_kb())
 
 
 def _locked_ranges() -> set[tuple[int, int]]:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import pytest
 
-from ..memory.child import DEFAULT_TIMEOUT, check_timeout
+from ..memory.timeouts import DEFAULT_TIMEOUT, check_timeout
 
 LEAK_MODES = ("fail", "warn", "off")
 
