@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls.matrix import guest, seccomp_profile, targets
-from pytest_memsyscalls.matrix import runner as matrix
+from pytest_memsyscalls.cli import matrix as matrix_cli
+from pytest_memsyscalls.matrix import guest, render, runner, seccomp_profile, targets
+from pytest_memsyscalls.matrix import table as matrix_table
 from pytest_memsyscalls.matrix.runner import Result
 
 
@@ -39,8 +40,8 @@ GVISOR = report(semantic("a.one", "passed"),
                 kernel={"release": "4.4.0"}, rlimits={"memlock": {"soft": 65536}}, sandbox={"kind": "gvisor"})
 
 
-def table() -> matrix.Table:
-    return matrix.merge([Result("native", "native", "ok", report=NATIVE, exit_code=0, elapsed=1.0),
+def table() -> matrix_table.Table:
+    return matrix_table.merge([Result("native", "native", "ok", report=NATIVE, exit_code=0, elapsed=1.0),
                          Result("gvisor", "gvisor", "ok", report=GVISOR, exit_code=1, elapsed=2.0),
                          Result("qemu:9.9", "qemu-9.9", "unavailable", "kernel 9.9 (ci/prepare.sh qemu:9.9)")])
 
@@ -75,7 +76,7 @@ def test_unavailable_column_marks_every_cell_with_what_to_install() -> None:
     assert column.status == "unavailable"
     assert all(r.cells["qemu-9.9"].state == "unavailable" for r in merged.rows)
     assert "ci/prepare.sh qemu:9.9" in merged.rows[0].cells["qemu-9.9"].text
-    assert matrix.column_summary(column) == "unavailable: kernel 9.9 (ci/prepare.sh qemu:9.9)"
+    assert render.column_summary(column) == "unavailable: kernel 9.9 (ci/prepare.sh qemu:9.9)"
 
 
 def test_counts_per_column() -> None:
@@ -85,14 +86,14 @@ def test_counts_per_column() -> None:
 
 
 def test_environment_facts() -> None:
-    assert matrix.environment_facts(NATIVE["environment"]) == (
+    assert matrix_table.environment_facts(NATIVE["environment"]) == (
         "kernel 6.1.0, uid 0, 1 caps, memlock 8 MiB, sandbox none")
-    assert "memlock 64 KiB" in matrix.environment_facts(GVISOR["environment"])
-    assert matrix.environment_facts({}) == ""
+    assert "memlock 64 KiB" in matrix_table.environment_facts(GVISOR["environment"])
+    assert matrix_table.environment_facts({}) == ""
 
 
 def test_markdown_lists_differences_with_their_cells() -> None:
-    text = matrix.render_markdown(table(), wall=12.0)
+    text = render.render_markdown(table(), wall=12.0)
     assert "Wall time: 12 s for 3 targets." in text
     assert "### `b.two`" in text
     assert "| gvisor | **differs** | documented: madvise(...) should fail with EINVAL; observed: succeeded |" in text
@@ -102,12 +103,12 @@ def test_markdown_lists_differences_with_their_cells() -> None:
 
 
 def test_markdown_escapes_pipes() -> None:
-    merged = matrix.merge([Result("x", "x", "ok", report=report(semantic("a.b", "failed", "x | y")))])
-    assert "x \\| y" in matrix.render_markdown(merged)
+    merged = matrix_table.merge([Result("x", "x", "ok", report=report(semantic("a.b", "failed", "x | y")))])
+    assert "x \\| y" in render.render_markdown(merged)
 
 
 def test_html_is_self_contained_and_escaped() -> None:
-    page = matrix.render_html(table())
+    page = render.render_html(table())
     assert "<script src" not in page and "<link" not in page
     assert "assert &#x27;dd&#x27; in {&#x27;rd&#x27;}" in page
     assert page.index("b.two") < page.index("a.one")
@@ -115,7 +116,7 @@ def test_html_is_self_contained_and_escaped() -> None:
 
 
 def test_json_round_trip(tmp_path: Path) -> None:
-    written = matrix.write_outputs(table(), tmp_path, 3.0)
+    written = render.write_outputs(table(), tmp_path, 3.0)
     assert [p.name for p in written] == ["matrix.md", "matrix.html", "matrix.json"]
     data = json.loads((tmp_path / "matrix.json").read_text())
     assert data["rows"][0]["cells"]["gvisor"]["state"] == "differs"
@@ -127,7 +128,7 @@ def test_merge_command_on_report_files(tmp_path: Path) -> None:
     (tmp_path / "gvisor.json").write_text(json.dumps(GVISOR))
     (tmp_path / "broken.json").write_text("{}")
     out = tmp_path / "out"
-    status = matrix.cmd_matrix(["--merge", str(tmp_path / "native.json"), str(tmp_path / "gvisor.json"),
+    status = matrix_cli.cmd_matrix(["--merge", str(tmp_path / "native.json"), str(tmp_path / "gvisor.json"),
                                 str(tmp_path / "broken.json"), "--out", str(out)])
     assert status == 0
     data = json.loads((out / "matrix.json").read_text())
@@ -137,7 +138,7 @@ def test_merge_command_on_report_files(tmp_path: Path) -> None:
 
 def test_progress_lines_name_target_and_elapsed(tmp_path: Path) -> None:
     stream = io.StringIO()
-    with matrix.Progress(stream, tty=False) as progress:
+    with runner.Progress(stream, tty=False) as progress:
         progress.started("native", tmp_path / "log")
         progress.finished(Result("native", "native", "ok", report=NATIVE, exit_code=0, elapsed=4.2))
     lines = stream.getvalue().splitlines()
@@ -148,8 +149,8 @@ def test_progress_lines_name_target_and_elapsed(tmp_path: Path) -> None:
 def test_log_progress_reads_pytest_percent(tmp_path: Path) -> None:
     log = tmp_path / "log"
     log.write_bytes(b"....  [ 23%]\n...... [ 47%]\n..")
-    assert matrix._log_progress(log) == "47%"
-    assert matrix._log_progress(tmp_path / "none") == "starting"
+    assert runner._log_progress(log) == "47%"
+    assert runner._log_progress(tmp_path / "none") == "starting"
 
 
 def test_unknown_target_is_a_usage_error() -> None:

@@ -141,9 +141,9 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "env": cmd_env,
     "semantics": cmd_semantics,
     "diff": _lazy("cli.diff", "cmd_diff"),
-    "matrix": _lazy("matrix.runner", "cmd_matrix"),
+    "matrix": _lazy("cli.matrix", "cmd_matrix"),
     "layout": _lazy("cli.layout", "cmd_layout"),
-    "sweep": _lazy("memory.records", "cmd_sweep"),
+    "sweep": _lazy("cli.sweep", "cmd_sweep"),
 }
 
 

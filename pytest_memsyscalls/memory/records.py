@@ -30,9 +30,8 @@ import os
 import re
 import signal
 import stat
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..kernel.ipc import sysv_segments
@@ -322,28 +321,3 @@ def sweep(directory: str | None = None, *, dry_run: bool = False) -> SweepResult
             except FileNotFoundError:
                 pass
     return result
-
-
-def cmd_sweep(argv: Sequence[str]) -> int:
-    """``python -m pytest_memsyscalls sweep [--dry-run] [--dir DIR]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="memsyscalls sweep",
-                                     description="remove what dead pytest-memsyscalls runs recorded and left")
-    parser.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
-    parser.add_argument("--dir", default=None, help=f"records directory (default {records_dir()})")
-    options = parser.parse_args(argv)
-    try:
-        result = sweep(options.dir, dry_run=options.dry_run)
-    except UnsafeDirectory as error:
-        print(f"memsyscalls sweep: refusing: {error}", file=sys.stderr)
-        return 1
-    verb = "would remove" if options.dry_run else "removed"
-    for line in result.removed:
-        print(f"{verb}: {line}")
-    for line in result.kept:
-        print(f"not touched: {line}")
-    print(f"{result.files} record file(s) of dead runs, {len(result.removed)} object(s) "
-          f"{'would be removed' if options.dry_run else 'removed'}, "
-          f"{result.live} live run(s) left alone")
-    return 0

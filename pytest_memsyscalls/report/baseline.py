@@ -1,11 +1,18 @@
 """The baseline gate: a run compared with a saved report, semantic by semantic.
 
-The gate compares outcomes by semantic id. Changed outcome: fails. Failed in both with the
-same reason (addresses and long numbers normalised): known deviation, passes. Failed in both
-with a different reason: fails. New semantics are reported; a new skip fails with
-``--memsys-strict``. Semantics the baseline had but this run lacks are reported; they fail
-with ``--memsys-strict``. When the gate passes and every failed test belongs to a known
-deviation, the session's exit status becomes 0.
+The gate compares outcomes by semantic id:
+
+- changed outcome (passed, failed, skipped): fails;
+- failed in both: a known deviation, which passes; reported as ``known`` when the reasons
+  agree (addresses and long numbers normalised), as ``changed-failure`` when they do not
+  (messages carry addresses, pids and timings that no normalisation makes stable);
+- same outcome, another skip reason: ``reason-changed``, reported, passes;
+- new semantics are reported; a new skip fails with ``--memsys-strict``;
+- semantics the baseline had but this run lacks are reported; they fail with
+  ``--memsys-strict``.
+
+When the gate passes and every failed test belongs to a known deviation, the session's
+exit status becomes 0.
 """
 
 from __future__ import annotations
