@@ -307,8 +307,11 @@ def test_seed_example(mapped_pages: Callable[..., Mapping], expect_signal: Calla
     memory.buffer[:6] = b"Hello\0"
     memory.protect(C.PROT_READ)
     assert bytes(memory.buffer[:5]) == b"Hello"
-    with expect_signal(signal.SIGSEGV, code=C.SEGV_ACCERR, addr=memory.addr):  # type: ignore[attr-defined]
+
+    def store() -> None:
         memory.buffer[0] = ord("h")
+
+    expect_signal(signal.SIGSEGV, store, code=C.SEGV_ACCERR, addr=memory.addr)
 
 
 # --- VMAs and lengths -----------------------------------------------------------------------

@@ -11,16 +11,18 @@
  * one the steps caused: /proc files are read with open/read into static buffers.
  *
  * Steps (numbers are decimal or 0x hex, may be negative; EXPR is start, cur, slotN,
- * or a number, optionally followed by +N or -N; PAGES is a page count >= 0):
+ * or a number, optionally followed by +N or -N; PAGES is a page count >= 0); each is
+ * one entry of the table step_kinds and one step_NAME function, and
+ * `memsys-brk-helper --steps` prints the table as JSON (a test holds brk.py's to it):
  *   sbrk:N         glibc sbrk(N)             -> ret, errno
  *   brk:EXPR       glibc brk(EXPR)           -> ret (0 / -1), errno
  *   rawbrk:EXPR    syscall(SYS_brk, EXPR)    -> ret (the break the kernel reports)
  *   read:EXPR      probe a read              -> value, or fault {signo, code, addr}
- *   write:EXPR=V   probe a write of byte V   -> fault or null
+ *   write:EXPR=BYTE  probe a write of BYTE  -> fault or null
  *   rlimit-data:N  setrlimit(RLIMIT_DATA) soft=N, hard unchanged -> ret, errno
  *   malloc:N       malloc(N) into the next slot -> ret (slotK in later EXPRs)
- *   free:K         free(slotK), a malloc slot
- *   mallopt:P=V    mallopt(P, V)             -> ret
+ *   free:SLOT      free(slotSLOT), a malloc slot
+ *   mallopt:PARAM=VALUE  mallopt(PARAM, VALUE) -> ret
  *   trim:N         malloc_trim(N)            -> ret
  *   vma:EXPR       the /proc/self/maps line covering EXPR -> {start, end, perms, path} or null
  *   mmap:PAGES     anonymous private read-write mmap into the next slot -> ret, errno, slot
@@ -334,28 +336,264 @@ static void emit_result(long ret, int saved_errno)
     emit_int(ret == -1 ? saved_errno : 0);
 }
 
-static int run_step(const char *step, int nested);
+static int run_steps(const char *const *steps, int count, int nested);
 
-/* Runs the steps in order, their JSON records separated by commas; a step that does
- * not parse ends the run with a record saying so. The exit status: 0, or 2 then. */
-static int run_steps(const char *const *steps, int count, int nested)
+/* Stores a malloc or mmap result in the next slot (the caller checked there is one)
+ * and records "slot" and "ret". */
+static void keep_in_slot(void *ret, int is_mapping)
 {
-    for (int i = 0; i < count; i++) {
-        if (i)
-            emit(",");
-        if (!run_step(steps[i], nested)) {
-            emit("{\"step\":");
-            emit_string(steps[i], strlen(steps[i]));
-            emit(",\"error\":\"cannot parse step\"}");
-            return 2;
-        }
+    emit(",\"slot\":");
+    emit_int(slot_count);
+    slot_is_mapping[slot_count] = (char)is_mapping;
+    slots[slot_count++] = ret;
+    emit(",\"ret\":");
+    emit_uint((uintptr_t)ret);
+}
+
+/* Splits "LEFT=RIGHT" at the first '=' into left (fewer than size bytes) and right. */
+static int split_equals(const char *arg, char *left, size_t size, const char **right)
+{
+    const char *equals = strchr(arg, '=');
+    if (!equals || (size_t)(equals - arg) >= size)
+        return 0;
+    memcpy(left, arg, (size_t)(equals - arg));
+    left[equals - arg] = '\0';
+    *right = equals + 1;
+    return 1;
+}
+
+/* --- the steps: each parses its argument (returning 0, having emitted nothing, when it
+ * does not parse), runs, and emits its fields after the "step" one. --- */
+
+static int step_sbrk(const char *arg)
+{
+    long long number;
+    if (!parse_number(arg, &number))
+        return 0;
+    void *ret = sbrk((intptr_t)number);
+    int saved = errno;
+    emit(",\"ret\":");
+    emit_uint((uintptr_t)ret);
+    emit(",\"errno\":");
+    emit_int(ret == (void *)-1 ? saved : 0);
+    return 1;
+}
+
+static int step_brk(const char *arg)
+{
+    uintptr_t addr;
+    if (!parse_expr(arg, &addr))
+        return 0;
+    int ret = brk((void *)addr);
+    emit_result(ret, errno);
+    return 1;
+}
+
+static int step_rawbrk(const char *arg)
+{
+    uintptr_t addr;
+    if (!parse_expr(arg, &addr))
+        return 0;
+    long ret = syscall(SYS_brk, addr);
+    emit(",\"ret\":");
+    emit_uint((unsigned long)ret);
+    return 1;
+}
+
+static int step_read(const char *arg)
+{
+    uintptr_t addr;
+    memsys_fault fault;
+    uint8_t value = 0;
+    if (!parse_expr(arg, &addr))
+        return 0;
+    emit(",\"addr\":");
+    emit_uint(addr);
+    if (memsys_probe_read(addr, &fault, &value)) {
+        emit(",\"fault\":");
+        emit_fault(&fault);
+    } else {
+        emit(",\"fault\":null,\"value\":");
+        emit_int(value);
     }
-    return 0;
+    return 1;
+}
+
+static int step_write(const char *arg)
+{
+    char target[128];
+    const char *byte;
+    uintptr_t addr;
+    long long number;
+    memsys_fault fault;
+    if (!split_equals(arg, target, sizeof target, &byte) || !parse_expr(target, &addr) ||
+        !parse_number(byte, &number))
+        return 0;
+    emit(",\"addr\":");
+    emit_uint(addr);
+    emit(",\"fault\":");
+    if (memsys_probe_write(addr, (uint8_t)number, &fault))
+        emit_fault(&fault);
+    else
+        emit("null");
+    return 1;
+}
+
+static int step_rlimit_data(const char *arg)
+{
+    long long number;
+    if (!parse_number(arg, &number))
+        return 0;
+    struct rlimit limit;
+    getrlimit(RLIMIT_DATA, &limit);
+    limit.rlim_cur = (rlim_t)number;
+    int ret = setrlimit(RLIMIT_DATA, &limit);
+    emit_result(ret, errno);
+    return 1;
+}
+
+static int step_malloc(const char *arg)
+{
+    long long number;
+    if (!parse_number(arg, &number) || slot_count == MAX_SLOTS)
+        return 0;
+    keep_in_slot(malloc((size_t)number), 0);
+    return 1;
+}
+
+static int step_free(const char *arg)
+{
+    long long number;
+    if (!parse_number(arg, &number) || number < 0 || number >= slot_count || slot_is_mapping[number])
+        return 0;
+    free(slots[number]);
+    slots[number] = NULL;
+    return 1;
+}
+
+static int step_mallopt(const char *arg)
+{
+    char left[32];
+    const char *right;
+    long long parameter, value;
+    if (!split_equals(arg, left, sizeof left, &right) || !parse_number(left, &parameter) ||
+        !parse_number(right, &value))
+        return 0;
+    emit(",\"ret\":");
+    emit_int(mallopt((int)parameter, (int)value));
+    return 1;
+}
+
+static int step_trim(const char *arg)
+{
+    long long number;
+    if (!parse_number(arg, &number))
+        return 0;
+    emit(",\"ret\":");
+    emit_int(malloc_trim((size_t)number));
+    return 1;
+}
+
+static int step_vma(const char *arg)
+{
+    uintptr_t addr;
+    if (!parse_expr(arg, &addr))
+        return 0;
+    emit(",\"addr\":");
+    emit_uint(addr);
+    emit_vma(addr);
+    return 1;
+}
+
+static int step_mmap(const char *arg)
+{
+    size_t pages;
+    if (!parse_pages(arg, &pages) || slot_count == MAX_SLOTS)
+        return 0;
+    void *ret = mmap(NULL, pages * (size_t)page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int saved = errno;
+    keep_in_slot(ret, 1);
+    emit(",\"errno\":");
+    emit_int(ret == MAP_FAILED ? saved : 0);
+    return 1;
+}
+
+static int step_mlockall(const char *arg)
+{
+    int flags;
+    if (!parse_int(arg, &flags))
+        return 0;
+    int ret = mlockall(flags);
+    emit_result(ret, errno);
+    return 1;
+}
+
+static int step_munlockall(const char *arg)
+{
+    (void)arg;
+    int ret = munlockall();
+    emit_result(ret, errno);
+    return 1;
+}
+
+static int step_msync(const char *arg)
+{
+    char parts[3][MAX_ARG];
+    uintptr_t addr;
+    size_t pages;
+    int flags;
+    if (split(arg, ',', parts, 3) != 3 || !parse_expr(parts[0], &addr) || !parse_pages(parts[1], &pages) ||
+        !parse_int(parts[2], &flags))
+        return 0;
+    int ret = msync((void *)addr, pages * (size_t)page_size, flags);
+    emit_result(ret, errno);
+    return 1;
+}
+
+static int step_mincore(const char *arg)
+{
+    char parts[2][MAX_ARG];
+    uintptr_t addr;
+    size_t pages;
+    if (split(arg, ',', parts, 2) != 2 || !parse_expr(parts[0], &addr) || !parse_pages(parts[1], &pages) ||
+        pages > MAX_MINCORE_PAGES)
+        return 0;
+    int ret = mincore((void *)addr, pages * (size_t)page_size, residency);
+    emit_result(ret, errno);
+    emit(",\"resident\":");
+    if (ret != 0) {
+        emit("null");
+        return 1;
+    }
+    emit("[");
+    for (size_t i = 0; i < pages; i++)
+        emit(i ? ((residency[i] & 1) ? ",true" : ",false") : ((residency[i] & 1) ? "true" : "false"));
+    emit("]");
+    return 1;
+}
+
+static int step_vmflags(const char *arg)
+{
+    uintptr_t addr;
+    if (!parse_expr(arg, &addr))
+        return 0;
+    emit(",\"addr\":");
+    emit_uint(addr);
+    emit_vmflags(addr);
+    return 1;
+}
+
+static int step_status(const char *arg)
+{
+    if (!*arg || strlen(arg) >= 64 || strpbrk(arg, ":\n") != NULL)
+        return 0;
+    emit_status(arg);
+    return 1;
 }
 
 /* The fork step: the child runs steps (its own copy of every slot) and writes their
  * JSON to a pipe, the parent copies that into its output and reaps the child. */
-static int run_fork(const char *arg)
+static int step_fork(const char *arg)
 {
     static char steps[16][MAX_ARG];
     int count = split(arg, ';', steps, 16);
@@ -411,193 +649,116 @@ static int run_fork(const char *arg)
     return 1;
 }
 
-/* Stores a malloc or mmap result in the next slot (the caller checked there is one)
- * and records "slot" and "ret". */
-static void keep_in_slot(void *ret, int is_mapping)
-{
-    emit(",\"slot\":");
-    emit_int(slot_count);
-    slot_is_mapping[slot_count] = (char)is_mapping;
-    slots[slot_count++] = ret;
-    emit(",\"ret\":");
-    emit_uint((uintptr_t)ret);
-}
+/* Every step: its name, its argument's form (as brk.py's errors spell it; NULL for the
+ * one step that takes none, and no colon), whether a forked child may run it, and the
+ * function that parses the argument and runs it. `memsys-brk-helper --steps` prints
+ * this table, which tests/test_brk_helper.py compares with brk.py's. */
+static const struct step_kind {
+    const char *name;
+    const char *arg;
+    int in_fork;
+    int (*run)(const char *arg);
+} step_kinds[] = {
+    {"sbrk", "N", 1, step_sbrk},
+    {"brk", "EXPR", 1, step_brk},
+    {"rawbrk", "EXPR", 1, step_rawbrk},
+    {"read", "EXPR", 1, step_read},
+    {"write", "EXPR=BYTE", 1, step_write},
+    {"rlimit-data", "N", 1, step_rlimit_data},
+    {"malloc", "N", 1, step_malloc},
+    {"free", "SLOT", 1, step_free},
+    {"mallopt", "PARAM=VALUE", 1, step_mallopt},
+    {"trim", "N", 1, step_trim},
+    {"vma", "EXPR", 1, step_vma},
+    {"mmap", "PAGES", 1, step_mmap},
+    {"mlockall", "FLAGS", 1, step_mlockall},
+    {"munlockall", NULL, 1, step_munlockall},
+    {"msync", "EXPR,PAGES,FLAGS", 1, step_msync},
+    {"mincore", "EXPR,PAGES", 1, step_mincore},
+    {"vmflags", "EXPR", 1, step_vmflags},
+    {"status", "NAME", 1, step_status},
+    {"fork", "STEP;STEP...", 0, step_fork},
+};
+#define STEP_KINDS (sizeof step_kinds / sizeof step_kinds[0])
 
+/* Runs one step and emits its record; 0 (nothing emitted) when the step is unknown,
+ * has or lacks an argument wrongly, is a fork inside a fork, or does not parse. */
 static int run_step(const char *step, int nested)
 {
     const char *colon = strchr(step, ':');
     size_t name_length = colon ? (size_t)(colon - step) : strlen(step);
-    const char *arg = colon ? colon + 1 : "";
-    char parts[3][MAX_ARG];
-    size_t pages;
-    int flags;
-    long long number;
-    uintptr_t addr;
-    memsys_fault fault;
+    const struct step_kind *kind = NULL;
+    for (size_t i = 0; i < STEP_KINDS && !kind; i++)
+        if (strlen(step_kinds[i].name) == name_length && strncmp(step, step_kinds[i].name, name_length) == 0)
+            kind = &step_kinds[i];
+    if (!kind || !colon != !kind->arg || (nested && !kind->in_fork))
+        return 0;
     size_t rollback = out_len;
-
     emit("{\"step\":");
     emit_string(step, strlen(step));
     errno = 0;
-#define IS(name) (name_length == strlen(name) && strncmp(step, name, name_length) == 0)
-    if (!colon && !IS("munlockall")) {
-        out_len = rollback; /* every other step takes an argument */
-        return 0;
-    }
-    if (IS("sbrk") && parse_number(arg, &number)) {
-        void *ret = sbrk((intptr_t)number);
-        int saved = errno;
-        emit(",\"ret\":");
-        emit_uint((uintptr_t)ret);
-        emit(",\"errno\":");
-        emit_int(ret == (void *)-1 ? saved : 0);
-    } else if (IS("brk") && parse_expr(arg, &addr)) {
-        int ret = brk((void *)addr);
-        int saved = errno;
-        emit(",\"ret\":");
-        emit_int(ret);
-        emit(",\"errno\":");
-        emit_int(ret == -1 ? saved : 0);
-    } else if (IS("rawbrk") && parse_expr(arg, &addr)) {
-        long ret = syscall(SYS_brk, addr);
-        emit(",\"ret\":");
-        emit_uint((unsigned long)ret);
-    } else if (IS("read") && parse_expr(arg, &addr)) {
-        uint8_t value = 0;
-        emit(",\"addr\":");
-        emit_uint(addr);
-        if (memsys_probe_read(addr, &fault, &value)) {
-            emit(",\"fault\":");
-            emit_fault(&fault);
-        } else {
-            emit(",\"fault\":null,\"value\":");
-            emit_int(value);
-        }
-    } else if (IS("write")) {
-        char target[128];
-        const char *equals = strchr(arg, '=');
-        if (!equals || (size_t)(equals - arg) >= sizeof target) {
-            out_len = rollback;
-            return 0;
-        }
-        memcpy(target, arg, (size_t)(equals - arg));
-        target[equals - arg] = '\0';
-        if (!parse_expr(target, &addr) || !parse_number(equals + 1, &number)) {
-            out_len = rollback;
-            return 0;
-        }
-        emit(",\"addr\":");
-        emit_uint(addr);
-        emit(",\"fault\":");
-        if (memsys_probe_write(addr, (uint8_t)number, &fault))
-            emit_fault(&fault);
-        else
-            emit("null");
-    } else if (IS("rlimit-data") && parse_number(arg, &number)) {
-        struct rlimit limit;
-        getrlimit(RLIMIT_DATA, &limit);
-        limit.rlim_cur = (rlim_t)number;
-        int ret = setrlimit(RLIMIT_DATA, &limit);
-        int saved = errno;
-        emit(",\"ret\":");
-        emit_int(ret);
-        emit(",\"errno\":");
-        emit_int(ret == -1 ? saved : 0);
-    } else if (IS("malloc") && parse_number(arg, &number) && slot_count < MAX_SLOTS) {
-        void *ret = malloc((size_t)number);
-        keep_in_slot(ret, 0);
-    } else if (IS("free") && parse_number(arg, &number) && number >= 0 && number < slot_count &&
-               !slot_is_mapping[number]) {
-        free(slots[number]);
-        slots[number] = NULL;
-    } else if (IS("mallopt")) {
-        long long parameter, value;
-        char left[32];
-        const char *equals = strchr(arg, '=');
-        if (!equals || (size_t)(equals - arg) >= sizeof left) {
-            out_len = rollback;
-            return 0;
-        }
-        memcpy(left, arg, (size_t)(equals - arg));
-        left[equals - arg] = '\0';
-        if (!parse_number(left, &parameter) || !parse_number(equals + 1, &value)) {
-            out_len = rollback;
-            return 0;
-        }
-        emit(",\"ret\":");
-        emit_int(mallopt((int)parameter, (int)value));
-    } else if (IS("trim") && parse_number(arg, &number)) {
-        emit(",\"ret\":");
-        emit_int(malloc_trim((size_t)number));
-    } else if (IS("vma") && parse_expr(arg, &addr)) {
-        emit(",\"addr\":");
-        emit_uint(addr);
-        emit_vma(addr);
-    } else if (IS("mmap") && parse_pages(arg, &pages) && slot_count < MAX_SLOTS) {
-        void *ret = mmap(NULL, pages * (size_t)page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                         -1, 0);
-        int saved = errno;
-        keep_in_slot(ret, 1);
-        emit(",\"errno\":");
-        emit_int(ret == MAP_FAILED ? saved : 0);
-    } else if (IS("mlockall") && parse_int(arg, &flags)) {
-        int ret = mlockall(flags);
-        emit_result(ret, errno);
-    } else if (IS("munlockall") && !colon) {
-        int ret = munlockall();
-        emit_result(ret, errno);
-    } else if (IS("msync") && split(arg, ',', parts, 3) == 3 && parse_expr(parts[0], &addr) &&
-               parse_pages(parts[1], &pages) && parse_int(parts[2], &flags)) {
-        int ret = msync((void *)addr, pages * (size_t)page_size, flags);
-        emit_result(ret, errno);
-    } else if (IS("mincore") && split(arg, ',', parts, 2) == 2 && parse_expr(parts[0], &addr) &&
-               parse_pages(parts[1], &pages) && pages <= MAX_MINCORE_PAGES) {
-        int ret = mincore((void *)addr, pages * (size_t)page_size, residency);
-        emit_result(ret, errno);
-        emit(",\"resident\":");
-        if (ret == 0) {
-            emit("[");
-            for (size_t i = 0; i < pages; i++)
-                emit(i ? ((residency[i] & 1) ? ",true" : ",false") : ((residency[i] & 1) ? "true" : "false"));
-            emit("]");
-        } else {
-            emit("null");
-        }
-    } else if (IS("vmflags") && parse_expr(arg, &addr)) {
-        emit(",\"addr\":");
-        emit_uint(addr);
-        emit_vmflags(addr);
-    } else if (IS("status") && *arg && strlen(arg) < 64 && strpbrk(arg, ":\n") == NULL) {
-        emit_status(arg);
-    } else if (IS("fork") && !nested) {
-        if (!run_fork(arg)) {
-            out_len = rollback;
-            return 0;
-        }
-    } else {
+    if (!kind->run(colon ? colon + 1 : "")) {
         out_len = rollback;
         return 0;
     }
-#undef IS
     emit(",\"brk_after\":");
     emit_uint((uintptr_t)syscall(SYS_brk, 0));
     emit("}");
     return 1;
 }
 
+/* Runs the steps in order, their JSON records separated by commas; a step that does
+ * not parse ends the run with a record saying so. The exit status: 0, or 2 then. */
+static int run_steps(const char *const *steps, int count, int nested)
+{
+    for (int i = 0; i < count; i++) {
+        if (i)
+            emit(",");
+        if (!run_step(steps[i], nested)) {
+            emit("{\"step\":");
+            emit_string(steps[i], strlen(steps[i]));
+            emit(",\"error\":\"cannot parse step\"}");
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* --steps: the step table as JSON, {"steps":[{"name":..., "arg":... or null, "in_fork":bool}...]}. */
+static void emit_step_kinds(void)
+{
+    emit("{\"steps\":[");
+    for (size_t i = 0; i < STEP_KINDS; i++) {
+        emit(i ? ",{\"name\":" : "{\"name\":");
+        emit_string(step_kinds[i].name, strlen(step_kinds[i].name));
+        emit(",\"arg\":");
+        if (step_kinds[i].arg)
+            emit_string(step_kinds[i].arg, strlen(step_kinds[i].arg));
+        else
+            emit("null");
+        emit(step_kinds[i].in_fork ? ",\"in_fork\":true}" : ",\"in_fork\":false}");
+    }
+    emit("]}\n");
+}
+
 int main(int argc, char **argv)
 {
-    initial_break = (uintptr_t)sbrk(0);
-    page_size = sysconf(_SC_PAGESIZE);
-    emit("{\"pid\":");
-    emit_int(getpid());
-    emit(",\"page_size\":");
-    emit_int(page_size);
-    emit(",\"start\":");
-    emit_uint(initial_break);
-    emit(",\"steps\":[");
-    int status = run_steps((const char *const *)argv + 1, argc - 1, 0);
-    emit("]}\n");
+    int status = 0;
+    if (argc == 2 && strcmp(argv[1], "--steps") == 0) {
+        emit_step_kinds();
+    } else {
+        initial_break = (uintptr_t)sbrk(0);
+        page_size = sysconf(_SC_PAGESIZE);
+        emit("{\"pid\":");
+        emit_int(getpid());
+        emit(",\"page_size\":");
+        emit_int(page_size);
+        emit(",\"start\":");
+        emit_uint(initial_break);
+        emit(",\"steps\":[");
+        status = run_steps((const char *const *)argv + 1, argc - 1, 0);
+        emit("]}\n");
+    }
     ssize_t written = write(1, out, out_len);
     return written == (ssize_t)out_len ? status : 1;
 }

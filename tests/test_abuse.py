@@ -426,11 +426,16 @@ def test_expect_signal_bad_arguments(signo, code, addr, timeout):
 @given(code=st.one_of(st.none(), hostile), addr=st.one_of(st.none(), hostile))
 def test_expect_signal_hostile_expectations_fail_as_assertions(code, addr):
     """A code or addr that cannot match makes the expectation fail as an assertion (or
-    pass when it matches): never a crash or another exception type."""
+    pass when it matches), in the with-form and the callable form: never a crash or
+    another exception type."""
     with Mapping.create(1, prot=C.PROT_NONE) as m:
         try:
             with expect_signal(signal.SIGSEGV, code=code, addr=addr):
                 probe_byte = m.buffer[0]  # noqa: F841 -- the fault under test
+        except (AssertionError, *ARGUMENT_ERRORS):
+            pass
+        try:
+            expect_signal(signal.SIGSEGV, m.buffer.__getitem__, 0, code=code, addr=addr)
         except (AssertionError, *ARGUMENT_ERRORS):
             pass
 

@@ -8,10 +8,13 @@ step (and, inside ``fork:``, the sub-step), because the helper itself can only s
 from __future__ import annotations
 
 import errno
+import json
+import subprocess
 
 import pytest
 
 from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import native
 from pytest_memsyscalls.memory import brk
 
 BAD_STEPS = [
@@ -62,3 +65,37 @@ def test_process_wide_steps_report() -> None:
     assert child_mmap.slot == 1 and child_flags.vmflags is not None and "wr" in child_flags.vmflags
     assert zero.errno == errno.EINVAL
     assert unlocked.errno == 0
+
+
+def test_brk_py_and_the_helper_know_the_same_steps() -> None:
+    """brk.py checks steps by its own grammar; the helper runs them by its step table
+    (printed by --steps): same names, argument forms and fork rule, in the same order."""
+    listed = subprocess.run([str(native.brk_helper_path()), "--steps"], capture_output=True, check=True).stdout
+    helper = [(kind["name"], kind["arg"], kind["in_fork"]) for kind in json.loads(listed)["steps"]]
+    assert helper == brk.step_table()
+
+
+def test_unknown_step_is_rejected_by_name() -> None:
+    with pytest.raises(ValueError, match=r"brk helper step 1 'sbrk4096': unknown step; known: sbrk:, brk:, "):
+        brk.check_steps(["sbrk:0", "sbrk4096"])
+
+
+@pytest.mark.parametrize("step", ["bogus:1", "sbrk4096", "sbrk", "munlockall:", "brk:slot0", ""])
+def test_the_helper_itself_rejects_what_it_cannot_run(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past brk.py's check, the helper stops at a step it does not know (or whose
+    argument does not parse) with a record naming it and exit status 2, and brk.run
+    turns that into a ValueError naming the step."""
+    completed = subprocess.run([str(native.brk_helper_path()), "sbrk:0", step, "sbrk:0"], capture_output=True,
+                               check=False)
+    assert completed.returncode == 2
+    assert [record["step"] for record in json.loads(completed.stdout)["steps"]] == ["sbrk:0", step]
+    assert json.loads(completed.stdout)["steps"][1] == {"step": step, "error": "cannot parse step"}
+    monkeypatch.setattr(brk, "check_steps", list)
+    with pytest.raises(ValueError, match=f"memsys-brk-helper rejected step {step!r}: cannot parse step"):
+        brk.run("sbrk:0", step)
+
+
+def test_the_helpers_fork_child_rejects_a_nested_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(brk, "check_steps", list)
+    with pytest.raises(ValueError, match="memsys-brk-helper rejected step 'fork:sbrk:0': cannot parse step"):
+        brk.run("fork:sbrk:0;fork:sbrk:0")

@@ -298,11 +298,76 @@ def test_expect_signal_never_runs_the_block_in_the_parent(expect_signal: Callabl
                                                            mapped_pages: Callable[..., Mapping]) -> None:
     page = mapped_pages(1, prot=C.PROT_NONE)
     ran_here: list[int] = []
-    with expect_signal(signal.SIGSEGV, code=C.SEGV_ACCERR, addr=page.addr) as caught:
+    expected = expect_signal(signal.SIGSEGV, code=C.SEGV_ACCERR, addr=page.addr)
+    with expected:
         ran_here.append(os.getpid())
         ctypes.string_at(page.addr, 1)
     assert ran_here == []
-    assert caught.outcome.fault == Fault(signal.SIGSEGV, C.SEGV_ACCERR, page.addr)
+    assert expected.outcome.fault == Fault(signal.SIGSEGV, C.SEGV_ACCERR, page.addr)
+
+
+def test_expect_signal_skips_every_shape_of_block_in_the_parent(expect_signal: Callable[..., Any],
+                                                                mapped_pages: Callable[..., Mapping]) -> None:
+    """The parent skips from the first instruction after __enter__, inside the with
+    statement's try by its specification: a body on the with line, an empty body, an
+    as target (bound only in the child) and a second context manager are all skipped,
+    and the trace function in force before (none, or a coverage tool's) is back after."""
+    page = mapped_pages(1, prot=C.PROT_NONE)
+    ran_here: list[str] = []
+    before = sys.gettrace()
+    with expect_signal(signal.SIGSEGV): ran_here.append("one line"); ctypes.string_at(page.addr, 1)  # noqa: E701, E702
+    with pytest.raises(SignalExpectationFailed, match="RETURNED None"), expect_signal(signal.SIGSEGV):
+        pass
+    with expect_signal(signal.SIGSEGV) as target:
+        ran_here.append(f"as {target!r}")
+        ctypes.string_at(page.addr, 1)
+    assert "target" not in locals()  # the assignment to the target is part of what is skipped
+    with expect_signal(signal.SIGSEGV), open(os.devnull) as ignored:
+        ran_here.append(f"second manager {ignored}")
+        ctypes.string_at(page.addr, 1)
+    assert ran_here == []
+    assert sys.gettrace() is before
+
+
+def test_expect_signal_calls_fn_in_a_child(expect_signal: Callable[..., Any],
+                                           mapped_pages: Callable[..., Mapping]) -> None:
+    """The callable form forks through run_in_child, passes fn its arguments (keywords
+    other than code, addr and timeout included) and returns the outcome."""
+    page = mapped_pages(1, prot=C.PROT_READ)
+
+    def store(addr: int, *, value: int) -> None:
+        ctypes.memset(addr, value, 1)
+
+    outcome = expect_signal(signal.SIGSEGV, store, page.addr, value=7, code=C.SEGV_ACCERR, addr=page.addr)
+    assert isinstance(outcome, ChildOutcome) and outcome.pid != os.getpid()
+    assert outcome.fault == Fault(signal.SIGSEGV, C.SEGV_ACCERR, page.addr)
+    assert child_module.forked_children[-1][1] == outcome.pid
+    assert expect_signal(signal.SIGABRT, os.abort).signal == signal.SIGABRT
+
+
+@pytest.mark.parametrize(("fn", "args", "message"), [
+    (lambda: None, (), r"^expected <lambda>\(\) to die of SIGSEGV \(SEGV_MAPERR\) at 0x10; it RETURNED None$"),
+    (os.abort, (), r"^expected abort\(\) to die of SIGSEGV \(SEGV_MAPERR\) at 0x10; it CRASHED with signal 6 "
+                   r"\(SIGABRT\) at 0x[0-9a-f]+ \(SI_TKILL\)$"),
+    (ctypes.string_at, (8, 1), r"^expected SIGSEGV \(SEGV_MAPERR\) at 0x10; the child CRASHED with signal 11 "
+                               r"\(SIGSEGV\) at 0x8 \(SEGV_MAPERR\)$"),
+    (int, ("x",), r"^expected int\(\) to die of SIGSEGV \(SEGV_MAPERR\) at 0x10; it RAISED ValueError: "),
+])
+def test_expect_signal_callable_form_failures(expect_signal: Callable[..., Any], fn: Callable[..., Any],
+                                              args: tuple[Any, ...], message: str) -> None:
+    with pytest.raises(SignalExpectationFailed, match=message):
+        expect_signal(signal.SIGSEGV, fn, *args, code=C.SEGV_MAPERR, addr=0x10)
+
+
+def test_expect_signal_callable_form_rejects_bad_input(expect_signal: Callable[..., Any]) -> None:
+    last_fork = child_module.forked_children[-1]
+    with pytest.raises(TypeError, match="expect_signal: fn must be callable, got int"):
+        expect_signal(signal.SIGSEGV, 42)
+    with pytest.raises(TypeError, match="arguments given without a function"):
+        expect_signal(signal.SIGSEGV, None, 1)
+    with pytest.raises(ValueError, match="expect_signal: signo"):
+        expect_signal(0, os.abort)
+    assert child_module.forked_children[-1] == last_fork
 
 
 @pytest.mark.parametrize("wrong", ["signal", "code", "addr", "no-crash"])

@@ -212,10 +212,13 @@ def test_run_in_child(run_in_child, rec, finish):
 
 def test_expect_signal(expect_signal, mapped_pages, rec, finish):
     m = mapped_pages(1, prot=C.PROT_READ)
-    with expect_signal(signal.SIGSEGV, code=C.SEGV_ACCERR, addr=m.addr) as caught:
+
+    def store():
         m.buffer[0] = 1
-    rec("child", caught.outcome.pid)
-    assert caught.outcome.fault == Fault(11, C.SEGV_ACCERR, m.addr)
+
+    outcome = expect_signal(signal.SIGSEGV, store, code=C.SEGV_ACCERR, addr=m.addr)
+    rec("child", outcome.pid)
+    assert outcome.fault == Fault(11, C.SEGV_ACCERR, m.addr)
     finish()
 
 

@@ -71,6 +71,12 @@ _STEP_FORMS: dict[str, str | None] = {
     "status": r"[A-Za-z_][A-Za-z0-9_]{0,62}",
     "fork": r"[^;]+(?:;[^;]+){0,15}",
 }
+# kind -> the argument's form in error messages, as the helper's step table names it
+# (EXPR for the kinds not listed).
+_ARG_NAMES = {"write": "EXPR=BYTE", "mallopt": "PARAM=VALUE", "free": "SLOT",
+              "sbrk": "N", "rlimit-data": "N", "malloc": "N", "trim": "N",
+              "mmap": "PAGES", "mlockall": "FLAGS", "msync": "EXPR,PAGES,FLAGS", "mincore": "EXPR,PAGES",
+              "status": "NAME", "fork": "STEP;STEP..."}
 _MAX_SLOTS = 64
 _MAX_MINCORE_PAGES = 4096  # the helper's static mincore vector
 _MAX_ARG = 255  # the longest comma- or semicolon-separated part the helper copies
@@ -215,10 +221,14 @@ def _check_step(where: str, step: str, slots: list[str], *, nested: bool) -> Non
 
 
 def _describe(kind: str) -> str:
-    return {"write": "EXPR=BYTE", "mallopt": "PARAM=VALUE", "free": "SLOT",
-            "sbrk": "N", "rlimit-data": "N", "malloc": "N", "trim": "N",
-            "mmap": "PAGES", "mlockall": "FLAGS", "msync": "EXPR,PAGES,FLAGS", "mincore": "EXPR,PAGES",
-            "status": "NAME", "fork": "STEP;STEP..."}.get(kind, "EXPR")
+    return _ARG_NAMES.get(kind, "EXPR")
+
+
+def step_table() -> list[tuple[str, str | None, bool]]:
+    """Each step as (name, its argument's form or None, whether a ``fork:`` child may run
+    it), in the order of the helper's own table, which ``memsys-brk-helper --steps``
+    prints as JSON: tests/test_brk_helper.py checks that the two agree."""
+    return [(kind, None if form is None else _describe(kind), kind != "fork") for kind, form in _STEP_FORMS.items()]
 
 
 def _scrubbed_environment() -> dict[str, str]:

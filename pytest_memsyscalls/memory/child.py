@@ -1,7 +1,7 @@
 """Fault catching in forked children: ``run_in_child`` and ``expect_signal``.
 
 Fork around the risky code, not around whole tests: the child runs one function
-(or one ``with`` block), never touches pytest or Hypothesis machinery, and always
+(or the body of one ``with expect_signal(...)`` statement), never touches pytest or Hypothesis machinery, and always
 ends in ``os._exit``. What it returns or raises crosses a pipe as a pickle; the
 signal that kills it is described by a C handler (csrc/child_report.c) that
 writes the siginfo to a second pipe and re-raises, so the parent knows both the
@@ -20,7 +20,7 @@ lost in the fork, so callbacks registered with ``os.register_at_fork`` do not ru
 from __future__ import annotations
 
 import ctypes
-import dis
+import inspect
 import io
 import itertools
 import math
@@ -35,8 +35,8 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import CodeType, FrameType, TracebackType
-from typing import Any, NoReturn
+from types import FrameType, TracebackType
+from typing import Any, NoReturn, overload
 
 from ..kernel import _probe, native
 from ..kernel.probe import Fault
@@ -503,23 +503,27 @@ def run_in_child(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TI
 
 
 class SignalExpectationFailed(AssertionError):
-    """The block in ``expect_signal`` did not end with the expected signal."""
+    """The call or block in ``expect_signal`` did not end with the expected signal."""
 
 
 class _SkipBlock(Exception):
-    """Raised by the parent's trace function so the parent never runs the block."""
+    """Raised in the parent where the ``with`` body would begin, so it never runs there."""
 
 
-# The one instruction between __enter__ returning and the block's first instruction.
-_BLOCK_PREAMBLE = {"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF", "POP_TOP"}
+class SignalExpectation:
+    """An expected death by signal: ``expect_signal`` without a function returns one,
+    to use as ``with expect_signal(SIGSEGV, code=..., addr=...): body``.
 
-
-class expect_signal:  # named like pytest.raises, which it imitates
-    """``with expect_signal(SIGSEGV, code=SEGV_ACCERR, addr=a): ...`` runs the block in
-    a forked child and asserts that the child died of that signal, with that si_code
-    and si_addr when given. The parent never executes the block: a trace function
-    makes its first instruction raise, and ``__exit__`` swallows that. After the
-    ``with`` statement, ``.outcome`` holds the child's ChildOutcome.
+    ``__enter__`` forks. The child runs the body, and ``__exit__`` in the child reports
+    how the body ended and exits. The parent waits for the child in ``__enter__`` and
+    then skips the body: a trace function raises on the first event in the ``with``
+    statement's frame after ``__enter__`` returns. By the ``with`` statement's
+    specification (the language reference's equivalent code) everything after
+    ``__enter__`` returns, the ``as`` target's assignment included, lies inside the
+    ``try`` whose handler calls ``__exit__``, so ``__exit__`` always gets that exception,
+    whatever the body's code; no bytecode is read. It follows that the parent binds no
+    ``as`` target: the outcome is ``.outcome`` of this object, or what the callable form
+    returns.
     """
 
     def __init__(self, signo: int, *, code: int | None = None, addr: int | None = None,
@@ -537,8 +541,6 @@ class expect_signal:  # named like pytest.raises, which it imitates
         self._saved_trace: Any = None
         self._saved_frame_trace: Any = None
         self._saved_opcodes = False
-        self._preamble_at: int | None = None
-        self._block_done = False
 
     def expectation(self) -> str:
         text = _signal_name(self.signo)
@@ -548,38 +550,40 @@ class expect_signal:  # named like pytest.raises, which it imitates
             text += f" at {self.addr:#x}"
         return text
 
-    def __enter__(self) -> expect_signal:
+    def check(self, outcome: ChildOutcome, what: str = "the block") -> ChildOutcome:
+        """``outcome`` (kept as ``.outcome``) if the child died as expected; otherwise
+        SignalExpectationFailed saying how it ended. ``what`` names the code that ran."""
+        self.outcome = outcome
+        if outcome.signal != self.signo:
+            raise SignalExpectationFailed(f"expected {what} to die of {self.expectation()}; "
+                                          f"it {outcome.describe()}" + _stderr_tail(outcome))
+        fault = outcome.fault
+        if self.code is not None and (fault is None or fault.code != self.code):
+            raise SignalExpectationFailed(f"expected {self.expectation()}; the child {outcome.describe()}")
+        if self.addr is not None and (fault is None or fault.addr != self.addr):
+            raise SignalExpectationFailed(f"expected {self.expectation()}; the child {outcome.describe()}")
+        return outcome
+
+    def __enter__(self) -> SignalExpectation:
+        here = inspect.currentframe()
+        frame = here.f_back if here is not None else None
+        if frame is None:
+            raise RuntimeError("expect_signal: the with-form needs frame introspection; call "
+                               "expect_signal(signo, fn, *args) instead")
         outcome = _run_child(None, self.timeout)
         if isinstance(outcome, _Pipes):  # the child: it runs the block
             self._in_child = True
             self._pipes = outcome
             return self
         self.outcome = outcome
-        frame = sys._getframe(1)
         self._frame = frame
         self._saved_trace = sys.gettrace()
         self._saved_frame_trace = frame.f_trace
         self._saved_opcodes = frame.f_trace_opcodes
-        sys.settrace(self._global_trace)
-        frame.f_trace = self._skip_block
-        frame.f_trace_opcodes = True
+        sys.settrace(_trace_no_calls)  # tracing on, so the frame's own trace function runs
+        frame.f_trace = _skip_block
+        frame.f_trace_opcodes = True  # a body on the with statement's line is skipped too
         return self
-
-    def _global_trace(self, frame: FrameType, event: str, arg: Any) -> None:
-        return None
-
-    def _skip_block(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if event not in ("opcode", "line") or self._block_done:
-            return self._skip_block
-        offset = frame.f_lasti
-        if self._preamble_at is None and dis.opname[frame.f_code.co_code[offset]] in _BLOCK_PREAMBLE:
-            self._preamble_at = offset
-        if offset == self._preamble_at:
-            return self._skip_block  # binding the `as` target (or popping it): not the block yet
-        self._block_done = True
-        if _inside_block(frame.f_code, offset):
-            raise _SkipBlock
-        return self._skip_block  # an empty block: nothing to skip
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
@@ -590,18 +594,16 @@ class expect_signal:  # named like pytest.raises, which it imitates
             finally:
                 os._exit(112)  # only if _finish itself was interrupted
         self._restore_tracing()
-        if exc_type is not None and not issubclass(exc_type, _SkipBlock):
+        if exc_type is None:  # something switched the trace function off: the body ran here
+            raise RuntimeError("expect_signal: the with-body was not skipped in the parent (was tracing "
+                               "taken over?); use expect_signal(signo, fn, *args) instead")
+        if not issubclass(exc_type, _SkipBlock):
             return False
-        outcome = self.outcome
-        assert outcome is not None
-        if outcome.signal != self.signo:
-            raise SignalExpectationFailed(f"expected the block to die of {self.expectation()}; "
-                                          f"it {outcome.describe()}" + _stderr_tail(outcome))
-        fault = outcome.fault
-        if self.code is not None and (fault is None or fault.code != self.code):
-            raise SignalExpectationFailed(f"expected {self.expectation()}; the child {outcome.describe()}")
-        if self.addr is not None and (fault is None or fault.addr != self.addr):
-            raise SignalExpectationFailed(f"expected {self.expectation()}; the child {outcome.describe()}")
+        assert self.outcome is not None
+        try:
+            self.check(self.outcome)
+        except SignalExpectationFailed as failed:
+            raise failed from None  # a failure, not one "during handling of _SkipBlock"
         return True
 
     def _restore_tracing(self) -> None:
@@ -612,19 +614,45 @@ class expect_signal:  # named like pytest.raises, which it imitates
             self._frame = None
 
 
-def _inside_block(code: CodeType, offset: int) -> bool:
-    """Whether raising at offset reaches a with statement's __exit__: the exception
-    table entry covering it must lead to WITH_EXCEPT_START. An empty block has no
-    such instruction, and raising in the exit sequence would escape the statement."""
-    parse = getattr(dis, "_parse_exception_table", None)
-    if parse is None:  # Python 3.10 and older: a block stack, closed by POP_BLOCK
-        return dis.opname[code.co_code[offset]] != "POP_BLOCK"
-    raw = code.co_code
-    for entry in parse(code):
-        if entry.start <= offset < entry.end:
-            handler = [dis.opname[raw[i]] for i in range(entry.target, min(entry.target + 6, len(raw)), 2)]
-            return "WITH_EXCEPT_START" in handler
-    return False
+def _trace_no_calls(frame: FrameType, event: str, arg: Any) -> None:
+    return None
+
+
+def _skip_block(frame: FrameType, event: str, arg: Any) -> Any:
+    if event in ("line", "opcode"):
+        raise _SkipBlock
+    return _skip_block
+
+
+@overload
+def expect_signal(signo: int, /, *, code: int | None = None, addr: int | None = None,
+                  timeout: float = DEFAULT_TIMEOUT) -> SignalExpectation: ...
+
+
+@overload
+def expect_signal(signo: int, fn: Callable[..., object], /, *args: Any, code: int | None = None,
+                  addr: int | None = None, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> ChildOutcome: ...
+
+
+def expect_signal(signo: int, fn: Callable[..., object] | None = None, /, *args: Any, code: int | None = None,
+                  addr: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+                  **kwargs: Any) -> SignalExpectation | ChildOutcome:
+    """Assert that ``fn(*args, **kwargs)``, run in a forked child by ``run_in_child``, dies
+    of signal ``signo``, with si_code ``code`` and si_addr ``addr`` when given; returns
+    the child's ChildOutcome, or raises SignalExpectationFailed (an AssertionError)
+    saying how the child ended. Like ``pytest.raises``, without ``fn`` it returns a
+    context manager, SignalExpectation: ``with expect_signal(SIGSEGV): body``.
+    ``code``, ``addr`` and ``timeout`` are expect_signal's own; other keywords go to fn.
+    """
+    expected = SignalExpectation(signo, code=code, addr=addr, timeout=timeout)
+    if fn is None:
+        if args or kwargs:
+            raise TypeError("expect_signal: arguments given without a function to call")
+        return expected
+    if not callable(fn):
+        raise TypeError(f"expect_signal: fn must be callable, got {type(fn).__name__}")
+    what = f"{getattr(fn, '__qualname__', None) or repr(fn)}()"
+    return expected.check(run_in_child(fn, *args, timeout=expected.timeout, **kwargs), what)
 
 
 def _stderr_tail(outcome: ChildOutcome) -> str:

@@ -19,7 +19,7 @@ from ..environment.fingerprint import Environment
 from ..environment.needs import lockable_shortfall
 from ..kernel import constants as C
 from ..kernel import libc, probe
-from ..memory.child import ChildOutcome
+from ..memory.child import ChildOutcome, SignalExpectation
 from ..memory.child import expect_signal as _expect_signal
 from ..memory.child import run_in_child as _run_in_child
 from ..memory.mapping import PAGE_SIZE, Arena, Mapping
@@ -185,12 +185,19 @@ def run_in_child(pytestconfig: pytest.Config) -> Callable[..., ChildOutcome]:
 
 
 @pytest.fixture
-def expect_signal(pytestconfig: pytest.Config) -> Callable[..., _expect_signal]:
-    """``with expect_signal(SIGSEGV, code=SEGV_ACCERR, addr=a): ...`` runs the block in a child."""
+def expect_signal(pytestconfig: pytest.Config) -> Callable[..., ChildOutcome | SignalExpectation]:
+    """``expect_signal(SIGSEGV, fn, *args, code=SEGV_ACCERR, addr=a)`` runs ``fn`` in a child and
+    asserts it dies of that signal; ``with expect_signal(SIGSEGV, ...): ...`` runs the block there."""
     default = settings.get(pytestconfig).child_timeout
 
-    def make(signo: int, *, code: int | None = None, addr: int | None = None,
-             timeout: float | None = None) -> _expect_signal:
-        return _expect_signal(signo, code=code, addr=addr, timeout=default if timeout is None else timeout)
+    def make(signo: int, fn: Callable[..., object] | None = None, /, *args: Any, code: int | None = None,
+             addr: int | None = None, timeout: float | None = None,
+             **kwargs: Any) -> ChildOutcome | SignalExpectation:
+        timeout = default if timeout is None else timeout
+        if fn is None:
+            if args or kwargs:
+                raise TypeError("expect_signal: arguments given without a function to call")
+            return _expect_signal(signo, code=code, addr=addr, timeout=timeout)
+        return _expect_signal(signo, fn, *args, code=code, addr=addr, timeout=timeout, **kwargs)
 
     return make
