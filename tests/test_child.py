@@ -494,3 +494,14 @@ def test_fork_child_rejects_a_bad_plan_before_forking(close_fds: tuple[Any, ...]
         _probe.fork_child(-1, -1, -1, -1, close_fds, reset_signals, core_hard, 0, -1, (sys.stdout, sys.stderr),
                           None, forked)
     assert children.read_text() == before and forked == [0]
+
+
+def test_a_failed_signal_expectation_carries_its_parts() -> None:
+    """The report reads expected and observed from the exception (ExpectationFailed), not its message."""
+    from pytest_memsyscalls import ExpectationFailed, expect_signal
+
+    with pytest.raises(ExpectationFailed) as caught:
+        expect_signal(signal.SIGSEGV, int, code=C.SEGV_MAPERR)
+    assert caught.value.expected == "die of SIGSEGV (SEGV_MAPERR)"
+    assert caught.value.observed.startswith("RETURNED"), caught.value.observed
+    assert caught.value.predicted().endswith("should die of SIGSEGV (SEGV_MAPERR)")

@@ -41,6 +41,7 @@ from typing import Any, NoReturn, overload
 from ..kernel import _probe, native
 from ..kernel.probe import Fault
 from . import records
+from .expectations import ExpectationFailed
 from .timeouts import DEFAULT_TIMEOUT, check_timeout
 
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout/stderr kept per child
@@ -502,7 +503,7 @@ def run_in_child(fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TI
     return outcome
 
 
-class SignalExpectationFailed(AssertionError):
+class SignalExpectationFailed(ExpectationFailed):
     """The call or block in ``expect_signal`` did not end with the expected signal."""
 
 
@@ -554,14 +555,16 @@ class SignalExpectation:
         """``outcome`` (kept as ``.outcome``) if the child died as expected; otherwise
         SignalExpectationFailed saying how it ended. ``what`` names the code that ran."""
         self.outcome = outcome
+        expected, observed = self.expectation(), outcome.describe()
         if outcome.signal != self.signo:
-            raise SignalExpectationFailed(f"expected {what} to die of {self.expectation()}; "
-                                          f"it {outcome.describe()}" + _stderr_tail(outcome))
+            raise SignalExpectationFailed(f"expected {what} to die of {expected}; it {observed}"
+                                          + _stderr_tail(outcome), call=what, expected=f"die of {expected}",
+                                          observed=observed)
         fault = outcome.fault
-        if self.code is not None and (fault is None or fault.code != self.code):
-            raise SignalExpectationFailed(f"expected {self.expectation()}; the child {outcome.describe()}")
-        if self.addr is not None and (fault is None or fault.addr != self.addr):
-            raise SignalExpectationFailed(f"expected {self.expectation()}; the child {outcome.describe()}")
+        if (self.code is not None and (fault is None or fault.code != self.code)) or (
+                self.addr is not None and (fault is None or fault.addr != self.addr)):
+            raise SignalExpectationFailed(f"expected {expected}; the child {observed}", call=None,
+                                          expected=expected, observed=f"the child {observed}")
         return outcome
 
     def __enter__(self) -> SignalExpectation:
