@@ -599,29 +599,11 @@ def _inject_error_child(advice: int) -> int | str:
     return 0
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
 def _drop_capability(number: int) -> None:
     """capset(2) in a child: clear one capability from all three sets."""
-    raw = ctypes.CDLL(None, use_errno=True)
-    header = _CapHeader(0x20080522, 0)
-    data = (_CapData * 2)()
-    if raw.capget(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capget failed")
-    word, bit = divmod(number, 32)
-    mask = ~(1 << bit) & 0xFFFFFFFF
-    data[word].effective &= mask
-    data[word].permitted &= mask
-    data[word].inheritable &= mask
-    if raw.capset(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capset failed")
+    caps = libc.capget()
+    mask = ~(1 << number)
+    libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
 
 
 @pytest.mark.parametrize("advice", [C.MADV_HWPOISON, C.MADV_SOFT_OFFLINE], ids=["hwpoison", "soft-offline"])
