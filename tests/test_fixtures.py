@@ -471,6 +471,8 @@ def test_arena_map_refuses_a_hole_someone_else_took(arena: Arena, nothing_leaks:
     """A foreign mapping placed in an arena hole (here by libc's mmap called directly,
     past the libc layer's bookkeeping) must not be replaced by MAP_FIXED."""
     arena.hole(3, 2)
+    # Deliberately raw: the intruder must be mapped past the libc door, whose mmap() would
+    # record the range as ours (libc.owned) and so not be a foreign mapping.
     raw = ctypes.CDLL(None, use_errno=True)
     raw_mmap = raw.mmap
     raw_mmap.restype, raw_mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
