@@ -31,12 +31,12 @@ from pytest_memsyscalls import requires, semantic
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.native import brk_helper_path
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.kernel.procfs import MapsEntry, ProcStat, read_maps, read_proc_stat
 from pytest_memsyscalls.memory.brk import run as run_helper
 
-PAGE = libc.PAGE_SIZE
 HELPER = str(brk_helper_path())
 HEAP_STEPS = ("sbrk:65536", "vma:cur-1")
 NON_PIE_LINK_ADDRESS_X86_64 = 0x400000

@@ -25,13 +25,12 @@ from pytest_memsyscalls import Fault, Mapping, fails_with, requires, semantic, s
 from pytest_memsyscalls.environment import fingerprint as environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.constants import ANON, RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.plugin.semantics import lockable_shortfall
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 SHARED_ANON = C.MAP_SHARED | C.MAP_ANONYMOUS
 CAP_SYS_ADMIN = 21
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"

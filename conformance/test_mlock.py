@@ -31,14 +31,13 @@ from pytest_memsyscalls import Mapping, fails_with, requires, semantic, succeeds
 from pytest_memsyscalls.environment import fingerprint as environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel.constants import ANON, RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.memory import brk
 from pytest_memsyscalls.plugin.semantics import lockable_shortfall
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 CAP_IPC_LOCK = 14
 SECRET = b"SecretPassword123\0"
 

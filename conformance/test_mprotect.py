@@ -26,14 +26,14 @@ from pytest_memsyscalls import fails_with, requires, semantic
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.constants import RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.child import ChildOutcome
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
 RET = probe.RET_INSTRUCTION
 PT_GNU_STACK = 0x6474E551
 UNKNOWN_PROT_BIT = 0x40  # no PROT_* flag on x86_64, aarch64, powerpc or any other architecture

@@ -21,14 +21,14 @@ import pytest
 from pytest_memsyscalls import fails_with, requires, run_in_child, semantic, succeeds
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel.constants import RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.kernel.probe import read as probe_read
 from pytest_memsyscalls.memory.shm import PosixShm, unique_name
 
-PAGE = libc.PAGE_SIZE
 NAME_MAX = 255  # limits.h; tmpfs file names
 PATH_MAX = 4096
-RW = C.PROT_READ | C.PROT_WRITE
 
 
 def _umask() -> int:

@@ -23,11 +23,11 @@ from pytest_memsyscalls import fails_with, requires, semantic, succeeds
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.kernel.probe import write as probe_write
 from pytest_memsyscalls.memory.shm import ShmSegment, stat_segment, unique_key
 
-PAGE = libc.PAGE_SIZE
 SHMLBA = PAGE  # x86_64 and aarch64 (asm/shmparam.h)
 SHMMIN = 1  # include/uapi/linux/shm.h; shmget(2) "SHMMIN ... is 1"
 OTHER_UID = 65534  # nobody: the "another user" of the permission tests

@@ -119,7 +119,6 @@ INNER_TESTS = r'''
 import os, re, signal, stat
 from pytest_memsyscalls import Fault, libc, constants as C, procfs
 
-RW = C.PROT_READ | C.PROT_WRITE
 
 
 def test_mapped_pages(mapped_pages, rec, finish):
@@ -228,6 +227,7 @@ def test_memsys_env_and_page_size(memsys_env, page_size, finish):
 SETUP_ERROR_TESTS = r'''
 import pytest
 from pytest_memsyscalls import constants as C
+from pytest_memsyscalls.kernel.constants import RW
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ import pytest
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel.constants import ANON, RW
 from pytest_memsyscalls.kernel.probe import Fault, read
-
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 
 
 def test_failure_is_oserror_with_errno_and_call() -> None:

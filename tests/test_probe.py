@@ -14,11 +14,10 @@ from hypothesis import strategies as st
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe
+from pytest_memsyscalls.kernel.constants import ANON, RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault, ProbeRefused
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 KERNEL_HALF = 0xFFFF_8000_0000_0000
 NON_CANONICAL = 0x8000_0000_0000_0000
 

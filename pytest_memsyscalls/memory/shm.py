@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from ..kernel import constants as C
 from ..kernel import libc
+from ..kernel.libc import PAGE_SIZE
 from . import records
-from .mapping import PAGE_SIZE, Mapping
+from .mapping import Mapping
 
 NAME_PREFIX = "memsys-"  # /dev/shm names and leak records start with it
 
