@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.memory.shm import NAME_RE
 
 WORKLOAD = r'''
 import os
@@ -84,7 +84,7 @@ def sysv_segments() -> dict[int, tuple[int, int]]:
 def memsys_names() -> dict[str, int]:
     found = {}
     for entry in os.listdir("/dev/shm"):
-        match = re.match(r"^memsys-(\d+)-[0-9a-f]+$", entry)
+        match = NAME_RE.match(entry)
         if match:
             found[entry] = int(match.group(1))
     return found

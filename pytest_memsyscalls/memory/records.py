@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 
 ENV_DIR = "MEMSYS_RECORDS_DIR"  # override of the directory (tests use a private one)
 _FILE_RE = re.compile(r"^(\d+)-(\d+)\.rec$")
-_NAME_RE = re.compile(r"^/memsys-(\d+)-[0-9a-f]+$")
 
 
 class UnsafeDirectory(Exception):
@@ -157,7 +156,9 @@ def note_segment_intent() -> None:
 
 def note_name(name: str) -> None:
     """A POSIX shm name this process is about to create (called by PosixShm)."""
-    if _recorder is not None and _NAME_RE.match(name):
+    from .shm import is_unique_name  # shm imports this module: not at the top
+
+    if _recorder is not None and is_unique_name(name):
         _recorder.write("posix", name, os.getpid())
 
 
@@ -227,9 +228,10 @@ def _sweep_segment(parts: list[str], dry_run: bool, result: SweepResult) -> None
 
 def _sweep_name(parts: list[str], dry_run: bool, result: SweepResult) -> None:
     from ..kernel import libc
+    from .shm import is_unique_name
 
     name = parts[1]
-    if not _NAME_RE.match(name):
+    if not is_unique_name(name):
         return
     try:
         info = os.lstat("/dev/shm" + name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from . import records
 from .mapping import Mapping
 
 NAME_PREFIX = "memsys-"  # /dev/shm names and leak records start with it
+# The one pattern of the package's POSIX shm names, as /dev/shm lists them (without the
+# leading slash of the shm_open name); group 1 is the creating pid. unique_name() builds them.
+NAME_RE = re.compile(rf"^{re.escape(NAME_PREFIX)}(\d+)-[0-9a-f]+$")
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,12 @@ class ShmSegment:
 def unique_name() -> str:
     """An unpredictable POSIX shm name: /memsys-<pid>-<128 random bits>."""
     return f"/{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(16)}"
+
+
+def is_unique_name(name: str) -> bool:
+    """Whether a shm_open name ("/memsys-<pid>-<hex>", leading slash included) is of the
+    scheme unique_name() builds."""
+    return name.startswith("/") and NAME_RE.match(name[1:]) is not None
 
 
 class PosixShm:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import signal
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -43,11 +42,10 @@ import pytest
 from ..kernel import constants as C
 from ..kernel import libc, procfs
 from ..memory import child
-from ..memory.shm import NAME_PREFIX
+from ..memory.shm import NAME_RE as _NAME_RE
 from . import settings
 
 SHM_DIR = "/dev/shm"
-_NAME_RE = re.compile(rf"^{re.escape(NAME_PREFIX)}(\d+)-[0-9a-f]+$")
 
 
 class MemsysLeakWarning(pytest.PytestWarning):
