@@ -14,7 +14,7 @@ import ctypes.util
 import os
 from collections.abc import Sequence
 
-from .libc import _address, _bind, _fail, _format_args, _int
+from .libc import _address, _bind, _format_args, _int
 
 
 class LibseccompMissing(OSError):
@@ -54,10 +54,11 @@ class Libseccomp:
         ctypes.set_errno(0)
         context = self._init(*args)
         if not context:
-            if ctypes.get_errno():
-                raise _fail(call, args)
-            # NULL with errno untouched: libseccomp gives no reason, and none is made up
-            raise OSError(f"{call}({_format_args(args)}) returned NULL")
+            # seccomp_init(3) documents no errno for its NULL (whatever errno holds was left by
+            # some call inside libseccomp, e.g. EFAULT for a bad action), so none is reported.
+            error = OSError(f"{call}({_format_args(args)}) returned NULL")
+            error.syscall = call  # type: ignore[attr-defined]
+            raise error
         return int(context)
 
     def resolve_name(self, name: str) -> int:
