@@ -14,8 +14,7 @@ from readme_section import machine_line, replace_section
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, native, probe
-
-PAGE = libc.PAGE_SIZE
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 
 
 def python_ns(addr: int, calls: int) -> float:

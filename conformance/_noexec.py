@@ -8,7 +8,6 @@ are checked by probing in a separate child before the test relies on them.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 from collections.abc import Callable
@@ -16,14 +15,13 @@ from collections.abc import Callable
 import pytest
 
 from pytest_memsyscalls.environment.fingerprint import Environment
-from pytest_memsyscalls.kernel import procfs
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, procfs
 from pytest_memsyscalls.memory.child import ChildOutcome
 
 # File systems on which a test can create a regular file (not devpts, proc, sysfs, …).
 FILE_FSTYPES = {"tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "ramfs", "f2fs", "overlay", "9p"}
 
-_CLONE_NEWNS, _MS_REC, _MS_PRIVATE = 0x20000, 0x4000, 1 << 18
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 
 
 def writable_noexec_mount() -> str | None:
@@ -36,20 +34,24 @@ def writable_noexec_mount() -> str | None:
     return None
 
 
+def _step(label: str, call: Callable[..., None], *args: object) -> None:
+    """One system call of the mount set-up; a failure keeps the errno and is named by ``label``
+    (the probe child reports it as "<label> <ERRNO>")."""
+    try:
+        call(*args)
+    except OSError as error:
+        raise OSError(error.errno, label) from error
+
+
 def mount_private_noexec_tmpfs(directory: str) -> None:
     """In a child: a mount namespace of its own with a noexec tmpfs over ``directory``.
     Root is made private first where mounts are shared, so nothing propagates back
     (gVisor has no shared mounts and refuses the remount: there is nothing to do)."""
-    raw = ctypes.CDLL(None, use_errno=True)
-    raw.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    if raw.unshare(_CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-    if " shared:" in procfs._read("/proc/self/mountinfo") and raw.mount(
-            b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
-        raise OSError(ctypes.get_errno(), "mount(none, /, MS_REC|MS_PRIVATE)")
-    if raw.mount(b"memsys-noexec", directory.encode(), b"tmpfs", _MS_NOEXEC | _MS_NOSUID | _MS_NODEV,
-                 b"size=64k,mode=0700") != 0:
-        raise OSError(ctypes.get_errno(), "mount(tmpfs, MS_NOEXEC)")
+    _step("unshare(CLONE_NEWNS)", libc.unshare, C.CLONE_NEWNS)
+    if " shared:" in procfs._read("/proc/self/mountinfo"):
+        _step("mount(none, /, MS_REC|MS_PRIVATE)", libc.mount, b"none", b"/", None, C.MS_REC | C.MS_PRIVATE)
+    _step("mount(tmpfs, MS_NOEXEC)", libc.mount, b"memsys-noexec", directory, b"tmpfs",
+          C.MS_NOEXEC | C.MS_NOSUID | C.MS_NODEV, b"size=64k,mode=0700")
 
 
 def _probe_private_noexec_mount(directory: str) -> str | None:

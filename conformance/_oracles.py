@@ -12,8 +12,7 @@ import functools
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
-
-PAGE = libc.PAGE_SIZE
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 
 
 def is_mapped(addr: int, length: int = PAGE) -> bool:

@@ -24,14 +24,13 @@ import pytest
 
 from pytest_memsyscalls import semantic
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel import probe, procfs
+from pytest_memsyscalls.kernel.constants import RW
 from pytest_memsyscalls.kernel.native import brk_helper_path
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.child import ChildOutcome
 from pytest_memsyscalls.memory.mapping import Mapping
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
 HIGH_HINT = 0x6000_0000_0000  # between a PIE's heap (0x55..) and the top-down mmap area (0x7f..)
 
 

@@ -13,7 +13,6 @@ the legacy mmap layout) are computed from it.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import resource
@@ -21,7 +20,7 @@ import signal
 import struct
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,19 +31,18 @@ from pytest_memsyscalls import requires, semantic
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.native import brk_helper_path
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.kernel.procfs import MapsEntry, ProcStat, read_maps, read_proc_stat
 from pytest_memsyscalls.memory.brk import run as run_helper
 
-PAGE = libc.PAGE_SIZE
 HELPER = str(brk_helper_path())
 HEAP_STEPS = ("sbrk:65536", "vma:cur-1")
 NON_PIE_LINK_ADDRESS_X86_64 = 0x400000
 KERNEL_HALF_X86_64 = 0xFFFF_8000_0000_0000
 USER_TOP_X86_64 = 1 << 47  # the default user address-space window, also with 5-level paging
 ABOVE_STACK_SPECIAL = {"[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]"}
-ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
 
 ET_EXEC, ET_DYN = 2, 3
 PT_LOAD, PT_GNU_RELRO = 1, 0x6474E552
@@ -115,22 +113,6 @@ HELPER_ELF = Elf.read(HELPER)
 
 # --- a fresh process under ptrace --------------------------------------------------------------
 
-_PTRACE_TRACEME, _PTRACE_PEEKDATA, _PTRACE_CONT, _PTRACE_SETOPTIONS = 0, 2, 7, 0x4200
-_PTRACE_O_TRACEEXIT, _PTRACE_O_EXITKILL, _PTRACE_EVENT_EXIT = 0x40, 0x100000, 6
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.ptrace.restype = ctypes.c_long
-_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-
-
-def _ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> int:
-    ctypes.set_errno(0)
-    result = int(_libc.ptrace(request, pid, addr, data))
-    if result == -1 and ctypes.get_errno():
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), f"ptrace({request}, {pid}, {addr:#x}, {data:#x})")
-    return result
-
-
 class Traced:
     """A program started with PTRACE_TRACEME: stopped at its exec, then at its exit."""
 
@@ -141,7 +123,8 @@ class Traced:
         if self.pid == 0:  # the child: only system calls, then exec; never back into pytest
             try:
                 os.dup2(out_w, 1)
-                _libc.ptrace(_PTRACE_TRACEME, 0, None, None)
+                with suppress(OSError):  # refused: no exec stop, which __init__ reports
+                    libc.ptrace(C.PTRACE_TRACEME, 0)
                 os.execv(path, [path, *args])
             finally:
                 os._exit(127)
@@ -150,7 +133,7 @@ class Traced:
         status = self._wait()
         if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTRAP):
             raise RuntimeError(f"{path} did not stop at its exec (status {status:#x})")
-        _ptrace(_PTRACE_SETOPTIONS, self.pid, 0, _PTRACE_O_TRACEEXIT | _PTRACE_O_EXITKILL)
+        libc.ptrace(C.PTRACE_SETOPTIONS, self.pid, 0, C.PTRACE_O_TRACEEXIT | C.PTRACE_O_EXITKILL)
 
     def _wait(self) -> int:
         _, status = os.waitpid(self.pid, 0)
@@ -166,23 +149,23 @@ class Traced:
 
     def peek(self, addr: int) -> int:
         """The 8-byte word at addr in the tracee (PTRACE_PEEKDATA)."""
-        return _ptrace(_PTRACE_PEEKDATA, self.pid, addr) & ((1 << 64) - 1)
+        return libc.ptrace(C.PTRACE_PEEKDATA, self.pid, addr) & ((1 << 64) - 1)
 
     def run_to_exit(self) -> None:
         """Let it run to its exit stop (its address space is still there), passing signals on."""
         deliver = 0
         while True:
-            _ptrace(_PTRACE_CONT, self.pid, 0, deliver)
+            libc.ptrace(C.PTRACE_CONT, self.pid, 0, deliver)
             status = self._wait()
             if self.reaped:
                 raise RuntimeError(f"{self.path} ended before its exit stop (status {status:#x})")
-            if status >> 8 == signal.SIGTRAP | (_PTRACE_EVENT_EXIT << 8):
+            if status >> 8 == signal.SIGTRAP | (C.PTRACE_EVENT_EXIT << 8):
                 return
             deliver = os.WSTOPSIG(status)
 
     def finish(self) -> dict[str, Any]:
         """Let it exit; its JSON report."""
-        _ptrace(_PTRACE_CONT, self.pid, 0, 0)
+        libc.ptrace(C.PTRACE_CONT, self.pid, 0, 0)
         while not self.reaped:
             self._wait()
         chunks = []
@@ -201,7 +184,7 @@ class Traced:
 
     def _resume_quietly(self) -> None:
         try:
-            _ptrace(_PTRACE_CONT, self.pid, 0, 0)
+            libc.ptrace(C.PTRACE_CONT, self.pid, 0, 0)
         except ProcessLookupError:
             pass  # not in a ptrace stop (ESRCH)
 
@@ -275,9 +258,11 @@ def _randomize_va_space() -> int | None:
 
 
 def _personality() -> int:
-    _libc.personality.restype = ctypes.c_int
-    _libc.personality.argtypes = [ctypes.c_ulong]
-    return int(_libc.personality(0xFFFFFFFF))
+    """The current persona; -1 where the query is refused (gVisor answers EINVAL)."""
+    try:
+        return libc.personality(C.PERSONALITY_QUERY)
+    except OSError:
+        return -1
 
 
 def _legacy_mmap_layout() -> str | None:
@@ -450,7 +435,7 @@ def _need_aslr(_: object) -> str | None:
         return "unsupported:/proc/sys/kernel/randomize_va_space (missing: ASLR setting unknown)"
     if value == 0:
         return "needs:ASLR (kernel.randomize_va_space is 0)"
-    if _personality() & ADDR_NO_RANDOMIZE:
+    if _personality() & C.ADDR_NO_RANDOMIZE:
         return "needs:ASLR (the ADDR_NO_RANDOMIZE personality is set)"
     return None
 

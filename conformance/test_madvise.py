@@ -26,12 +26,11 @@ from pytest_memsyscalls.environment import fingerprint as environment
 from pytest_memsyscalls.environment.needs import lockable_shortfall
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.constants import ANON, RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 SHARED_ANON = C.MAP_SHARED | C.MAP_ANONYMOUS
 CAP_SYS_ADMIN = 21
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
@@ -599,29 +598,11 @@ def _inject_error_child(advice: int) -> int | str:
     return 0
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
 def _drop_capability(number: int) -> None:
     """capset(2) in a child: clear one capability from all three sets."""
-    raw = ctypes.CDLL(None, use_errno=True)
-    header = _CapHeader(0x20080522, 0)
-    data = (_CapData * 2)()
-    if raw.capget(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capget failed")
-    word, bit = divmod(number, 32)
-    mask = ~(1 << bit) & 0xFFFFFFFF
-    data[word].effective &= mask
-    data[word].permitted &= mask
-    data[word].inheritable &= mask
-    if raw.capset(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capset failed")
+    caps = libc.capget()
+    mask = ~(1 << number)
+    libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
 
 
 @pytest.mark.parametrize("advice", [C.MADV_HWPOISON, C.MADV_SOFT_OFFLINE], ids=["hwpoison", "soft-offline"])

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from pytest_memsyscalls import fails_with, semantic
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
-
-PAGE = libc.PAGE_SIZE
 
 
 def _resident(addr: int, length: int) -> list[bool]:

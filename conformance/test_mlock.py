@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
-import os
 import resource
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,13 +32,12 @@ from pytest_memsyscalls.environment import fingerprint as environment
 from pytest_memsyscalls.environment.needs import lockable_shortfall
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel.constants import ANON, RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.memory import brk
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 CAP_IPC_LOCK = 14
 SECRET = b"SecretPassword123\0"
 
@@ -87,35 +85,12 @@ def need_lockable(memsys_env: Any, length: int) -> None:
 
 # --- privilege changes, for children only ------------------------------------------
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-_CAP_V3 = 0x20080522
-_libc_raw = ctypes.CDLL(None, use_errno=True)
-
-
 def drop_capability(number: int, name: str) -> None:
     """capset(2): remove one capability from the effective, permitted and inheritable
     sets of this (child) process, then verify it is gone from CapEff."""
-    header = _CapHeader(_CAP_V3, 0)
-    data = (_CapData * 2)()
-    if _libc_raw.capget(ctypes.byref(header), data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), "capget")
-    word, bit = divmod(number, 32)
-    mask = ~(1 << bit) & 0xFFFFFFFF
-    data[word].effective &= mask
-    data[word].permitted &= mask
-    data[word].inheritable &= mask
-    if _libc_raw.capset(ctypes.byref(header), data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), "capset")
+    caps = libc.capget()
+    mask = ~(1 << number)
+    libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
     if name in effective_caps():
         raise RuntimeError(f"{name} is still effective after capset")
 

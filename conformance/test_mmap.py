@@ -29,13 +29,12 @@ from pytest_memsyscalls import ChildOutcome, fails_with, faults_with, requires, 
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.constants import ANON, RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
 
-P = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 # A flag bit no kernel uapi header defines (between MAP_FIXED_NOREPLACE and the
 # MAP_HUGE_* size field): MAP_SHARED must ignore it, MAP_SHARED_VALIDATE must refuse it.
 UNKNOWN_MAP_FLAG = 0x200000

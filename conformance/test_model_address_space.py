@@ -39,13 +39,13 @@ from hypothesis.stateful import (
 from pytest_memsyscalls import semantic
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.child import run_in_child
 from pytest_memsyscalls.memory.mapping import Arena
 from pytest_memsyscalls.memory.strategies import InvalidCall, invalid_calls, msync_flags, protections
 from pytest_memsyscalls.plugin.hypothesis_profiles import machine_settings
 
-P = libc.PAGE_SIZE
 N = 12  # arena pages the model covers
 FILE_PAGES = 6  # the memfd's size: mappings at higher offsets reach past its end (SIGBUS)
 MAX_RUN = 4  # pages one call touches at most

@@ -29,12 +29,12 @@ from hypothesis.stateful import (
 from pytest_memsyscalls import semantic
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.child import run_in_child
 from pytest_memsyscalls.memory.shm import ShmSegment
 from pytest_memsyscalls.plugin.hypothesis_profiles import machine_settings
 
-P = libc.PAGE_SIZE
 MAX_SEGMENTS = 3
 MAX_ATTACHMENTS = 6
 FORKS_PER_PROGRAM = 1

@@ -11,7 +11,6 @@ personality. MAP_FIXED only ever happens inside the ``arena``.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -27,16 +26,15 @@ from pytest_memsyscalls import fails_with, requires, semantic
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.constants import RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.child import ChildOutcome
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
 RET = probe.RET_INSTRUCTION
-READ_IMPLIES_EXEC = 0x0400000  # linux/personality.h
 PT_GNU_STACK = 0x6474E551
 UNKNOWN_PROT_BIT = 0x40  # no PROT_* flag on x86_64, aarch64, powerpc or any other architecture
 
@@ -67,13 +65,10 @@ def _has_gnu_stack(path: str) -> bool:
 def _read_implies_exec() -> bool:
     """READ_IMPLIES_EXEC from personality(0xffffffff), which only queries; where that query is
     refused (gVisor answers EINVAL) from the rule that sets it: no PT_GNU_STACK in the executable."""
-    libc_handle = ctypes.CDLL(None, use_errno=True)
-    libc_handle.personality.restype = ctypes.c_int
-    libc_handle.personality.argtypes = [ctypes.c_ulong]
-    persona = int(libc_handle.personality(0xFFFFFFFF))
-    if persona != -1:
-        return bool(persona & READ_IMPLIES_EXEC)
-    return not _has_gnu_stack(os.path.realpath(sys.executable))
+    try:
+        return bool(libc.personality(C.PERSONALITY_QUERY) & C.READ_IMPLIES_EXEC)
+    except OSError:
+        return not _has_gnu_stack(os.path.realpath(sys.executable))
 
 
 X86_64 = C.ARCH == "x86_64"

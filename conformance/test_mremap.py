@@ -19,10 +19,10 @@ import pytest
 from pytest_memsyscalls import fails_with, semantic
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
-PAGE = libc.PAGE_SIZE
 MAYMOVE = C.MREMAP_MAYMOVE
 
 

@@ -17,9 +17,8 @@ import pytest
 from pytest_memsyscalls import fails_with, semantic, succeeds
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
-
-P = libc.PAGE_SIZE
 
 
 @semantic("msync.einval.unaligned_addr", "msync with an address that is not a multiple of the page size "

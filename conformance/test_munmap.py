@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pytest_memsyscalls import Fault, fails_with, faults_with, semantic, succeeds
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._oracles import is_mapped
-
-P = libc.PAGE_SIZE
 
 
 @semantic("munmap.einval.unaligned_addr", "munmap with an address that is not page-aligned fails with EINVAL "

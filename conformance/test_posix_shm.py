@@ -1,7 +1,7 @@
 """POSIX shared memory: shm_open(3), shm_unlink(3), ftruncate and mmap of the object.
 
 Objects come from the posix_shm fixture (O_CREAT|O_EXCL, mode 0600, unlinked at teardown);
-every other name is built from pytest_memsyscalls.memory.shm.unique_name(), and any object a test
+every other name is built from pytest_memsyscalls.memory.names.unique_name(), and any object a test
 creates by hand is unlinked in a ``finally``. On Linux the objects are files in the tmpfs
 at /dev/shm, which glibc's shm_open opens with O_NOFOLLOW|O_CLOEXEC.
 """
@@ -21,14 +21,15 @@ import pytest
 from pytest_memsyscalls import fails_with, requires, run_in_child, semantic, succeeds
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel.constants import RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.kernel.probe import read as probe_read
-from pytest_memsyscalls.memory.shm import PosixShm, unique_name
+from pytest_memsyscalls.memory.names import unique_name
+from pytest_memsyscalls.memory.shm import PosixShm
 
-PAGE = libc.PAGE_SIZE
 NAME_MAX = 255  # limits.h; tmpfs file names
 PATH_MAX = 4096
-RW = C.PROT_READ | C.PROT_WRITE
 
 
 def _umask() -> int:

@@ -23,21 +23,17 @@ from pytest_memsyscalls import fails_with, requires, semantic, succeeds
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.kernel.probe import write as probe_write
 from pytest_memsyscalls.memory.shm import ShmSegment, stat_segment, unique_key
 
-PAGE = libc.PAGE_SIZE
 SHMLBA = PAGE  # x86_64 and aarch64 (asm/shmparam.h)
 SHMMIN = 1  # include/uapi/linux/shm.h; shmget(2) "SHMMIN ... is 1"
 OTHER_UID = 65534  # nobody: the "another user" of the permission tests
 # The kernel stamps IPC times from its coarse clock, which can still show the previous
 # second just after time.time() has moved on.
 COARSE_CLOCK_SLACK = 1
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 # --- helpers that run in children ---------------------------------------------------
@@ -72,11 +68,10 @@ def _enter_private_ipc_namespace() -> None:
     """unshare a new IPC namespace; unprivileged, through a new user namespace whose root
     maps to our uid (so the namespace's own /proc/sys/kernel/shm* are writable there)."""
     uid, gid = os.geteuid(), os.getegid()
-    flags = CLONE_NEWIPC if "CAP_SYS_ADMIN" in _effective_caps() and uid == 0 else CLONE_NEWUSER | CLONE_NEWIPC
-    if _libc.unshare(flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), f"unshare({flags:#x})")
-    if flags & CLONE_NEWUSER:
+    flags = (C.CLONE_NEWIPC if "CAP_SYS_ADMIN" in _effective_caps() and uid == 0
+             else C.CLONE_NEWUSER | C.CLONE_NEWIPC)
+    libc.unshare(flags)
+    if flags & C.CLONE_NEWUSER:
         for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"0 {uid} 1"),
                            ("/proc/self/gid_map", f"0 {gid} 1")):
             with open(path, "w") as handle:

@@ -19,11 +19,9 @@ leftover when it is new since before the trial and was created by one of those p
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -31,7 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-PR_SET_CHILD_SUBREAPER = 36
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.memory.names import NAME_RE
 
 WORKLOAD = r'''
 import os
@@ -84,7 +84,7 @@ def sysv_segments() -> dict[int, tuple[int, int]]:
 def memsys_names() -> dict[str, int]:
     found = {}
     for entry in os.listdir("/dev/shm"):
-        match = re.match(r"^memsys-(\d+)-[0-9a-f]+$", entry)
+        match = NAME_RE.match(entry)
         if match:
             found[entry] = int(match.group(1))
     return found
@@ -185,7 +185,7 @@ def run_trials(trials: int, seed: int, conformance: bool = False, max_delay: flo
                min_delay: float = 0.0) -> list[dict[str, object]]:
     """Each signal a random moment after the session's first fork (from the start, the
     signal mostly lands in interpreter start-up, before anything exists)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    libc.prctl(C.PR_SET_CHILD_SUBREAPER, 1)
     chooser = random.Random(seed)
     signals = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
     results = []

@@ -44,6 +44,7 @@ import pytest_memsyscalls
 from pytest_memsyscalls.cli import main as cli
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault, ProbeRefused
 from pytest_memsyscalls.memory import brk
 from pytest_memsyscalls.memory import child as child_module
@@ -52,7 +53,6 @@ from pytest_memsyscalls.memory.mapping import Arena, Mapping
 from pytest_memsyscalls.memory.shm import PosixShm, ShmSegment
 from pytest_memsyscalls.plugin import leaks
 
-PAGE = libc.PAGE_SIZE
 ARGUMENT_ERRORS = (TypeError, ValueError, IndexError)
 ALLOWED = (*ARGUMENT_ERRORS, OSError)
 

@@ -119,7 +119,6 @@ INNER_TESTS = r'''
 import os, re, signal, stat
 from pytest_memsyscalls import Fault, libc, constants as C, procfs
 
-RW = C.PROT_READ | C.PROT_WRITE
 
 
 def test_mapped_pages(mapped_pages, rec, finish):
@@ -231,6 +230,7 @@ def test_memsys_env_and_page_size(memsys_env, page_size, finish):
 SETUP_ERROR_TESTS = r'''
 import pytest
 from pytest_memsyscalls import constants as C
+from pytest_memsyscalls.kernel.constants import RW
 
 
 @pytest.fixture
@@ -474,6 +474,8 @@ def test_arena_map_refuses_a_hole_someone_else_took(arena: Arena, nothing_leaks:
     """A foreign mapping placed in an arena hole (here by libc's mmap called directly,
     past the libc layer's bookkeeping) must not be replaced by MAP_FIXED."""
     arena.hole(3, 2)
+    # Deliberately raw: the intruder must be mapped past the libc door, whose mmap() would
+    # record the range as ours (libc.owned) and so not be a foreign mapping.
     raw = ctypes.CDLL(None, use_errno=True)
     raw_mmap = raw.mmap
     raw_mmap.restype, raw_mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,

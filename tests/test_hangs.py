@@ -18,8 +18,7 @@ SECCOMP_HELPERS = r'''
 import ctypes, errno, os, platform, struct
 
 from pytest_memsyscalls import constants as C
-
-PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+from pytest_memsyscalls.kernel import libc as libc_door
 SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_ERRNO, SECCOMP_RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 
@@ -36,10 +35,8 @@ def install(syscall, action):
     raw = b"".join(struct.pack("HBBI", *insn) for insn in program)
     buffer = ctypes.create_string_buffer(raw)
     prog = SockFprog(len(program), ctypes.addressof(buffer))
-    libc = ctypes.CDLL(None, use_errno=True)
-    for args in ((PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0)):
-        if libc.prctl(*args) != 0:
-            raise OSError(ctypes.get_errno(), "prctl")
+    libc_door.prctl(C.PR_SET_NO_NEW_PRIVS, 1)
+    libc_door.prctl(C.PR_SET_SECCOMP, C.SECCOMP_MODE_FILTER, ctypes.addressof(prog))
 '''
 
 INNER = SECCOMP_HELPERS + r'''

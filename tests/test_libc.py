@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
+import re
 import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pytest_memsyscalls import run_in_child
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel import libc, procfs, seccomp
+from pytest_memsyscalls.kernel.constants import ANON, RW
 from pytest_memsyscalls.kernel.probe import Fault, read
-
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 
 
 def test_failure_is_oserror_with_errno_and_call() -> None:
@@ -108,3 +113,152 @@ def test_unmapped_read_is_a_maperr_fault() -> None:
     addr = libc.mmap(0, libc.PAGE_SIZE, RW, ANON)
     libc.munmap(addr, libc.PAGE_SIZE)
     assert read(addr) == Fault(signal.SIGSEGV, C.SEGV_MAPERR, addr)
+
+
+# --- the process-attribute calls: bound with explicit types, failures name the call --------------
+
+_BINDINGS = [
+    ("personality", libc._personality, ctypes.c_int, [ctypes.c_ulong]),
+    ("prctl", libc._prctl, ctypes.c_int, [ctypes.c_int] + [ctypes.c_ulong] * 4),
+    ("ptrace", libc._ptrace, ctypes.c_long, [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]),
+    ("capget", libc._capget, ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
+    ("capset", libc._capset, ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
+    ("unshare", libc._unshare, ctypes.c_int, [ctypes.c_int]),
+    ("mount", libc._mount, ctypes.c_int, [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]),
+]
+
+
+@pytest.mark.parametrize(("name", "function", "restype", "argtypes"), _BINDINGS, ids=[b[0] for b in _BINDINGS])
+def test_new_bindings_have_explicit_types(name: str, function: Any, restype: Any, argtypes: list[Any]) -> None:
+    assert function.__name__ == name
+    assert function.restype is restype
+    assert list(function.argtypes or []) == argtypes
+
+
+def _raised(fn: Callable[..., object], *args: object) -> tuple[int | None, str | None, str | None]:
+    """(errno, filename, syscall) of the OSError fn raises; picklable, for children too."""
+    try:
+        fn(*args)
+    except OSError as error:
+        return error.errno, error.filename, getattr(error, "syscall", None)
+    raise AssertionError(f"{fn.__name__}{args} did not fail")
+
+
+def _assert_names_call(raised: tuple[int | None, str | None, str | None], call: str, *errnos: int) -> None:
+    number, filename, syscall = raised
+    assert number in errnos, f"{call}: errno {number} ({errno.errorcode.get(number or 0)}), expected {errnos}"
+    assert filename is not None and filename.startswith(f"{call}("), filename
+    assert syscall == call
+
+
+def test_prctl_with_an_unknown_option_is_einval() -> None:
+    _assert_names_call(_raised(libc.prctl, 0x7FFF_FFF0), "prctl", errno.EINVAL)
+
+
+def test_prctl_returns_what_a_get_option_asks_for() -> None:
+    assert libc.prctl(C.PR_GET_DUMPABLE) in (0, 1, 2)
+    assert libc.prctl(C.PR_GET_NO_NEW_PRIVS) in (0, 1)
+
+
+def test_personality_query_changes_nothing_and_matches_proc() -> None:
+    persona = libc.personality(C.PERSONALITY_QUERY)
+    assert libc.personality(C.PERSONALITY_QUERY) == persona
+    try:
+        with open("/proc/self/personality") as handle:
+            assert int(handle.read(), 16) == persona
+    except PermissionError:
+        pass  # /proc/self/personality needs ptrace access to ourselves, which some sandboxes refuse
+
+
+def test_capget_returns_the_sets_proc_reports() -> None:
+    caps = libc.capget()
+    status = procfs.read_status()
+    assert caps == (int(status["CapEff"], 16), int(status["CapPrm"], 16), int(status["CapInh"], 16))
+    assert caps.effective == int(status["CapEff"], 16)
+
+
+def test_capget_of_no_such_process_names_the_call() -> None:
+    _assert_names_call(_raised(libc.capget, -5), "capget", errno.EINVAL, errno.ESRCH)
+
+
+def _capset_beyond_permitted() -> tuple[int | None, str | None, str | None]:
+    everything = (1 << 64) - 1  # capability 63 exists nowhere, so it is never permitted
+    return _raised(libc.capset, everything, everything, 0)
+
+
+def test_capset_beyond_the_permitted_set_is_eperm() -> None:
+    _assert_names_call(run_in_child(_capset_beyond_permitted).result(), "capset", errno.EPERM)
+
+
+def test_ptrace_of_a_process_we_do_not_trace_is_esrch() -> None:
+    _assert_names_call(_raised(libc.ptrace, C.PTRACE_CONT, os.getpid()), "ptrace", errno.ESRCH)
+
+
+def test_unshare_with_a_flag_it_does_not_take_is_einval() -> None:
+    clone_ptrace = 0x2000  # a clone(2) flag that unshare(2) refuses
+    _assert_names_call(run_in_child(_raised, libc.unshare, clone_ptrace).result(), "unshare", errno.EINVAL)
+
+
+def _mount_unknown_fstype(target: str) -> tuple[int | None, str | None, str | None]:
+    return _raised(libc.mount, "none", target, "memsys-no-such-fs", C.MS_NOSUID)
+
+
+def test_mount_of_an_unknown_file_system_type_names_the_call(tmp_path: Path) -> None:
+    """ENODEV with CAP_SYS_ADMIN; EPERM without it (checked before the type is looked up)."""
+    _assert_names_call(run_in_child(_mount_unknown_fstype, str(tmp_path)).result(), "mount",
+                       errno.ENODEV, errno.EPERM)
+
+
+def test_mount_rejects_nul_bytes_and_a_missing_target() -> None:
+    with pytest.raises(ValueError, match="mount: target"):
+        libc.mount(None, "/tmp/a\0b", "tmpfs")
+    with pytest.raises(TypeError, match="mount: target"):
+        libc.mount(None, None, "tmpfs")  # type: ignore[arg-type]
+
+
+def test_seccomp_door_binds_with_explicit_types_and_names_failures() -> None:
+    try:
+        lib = seccomp.load()
+    except seccomp.LibseccompMissing as error:
+        pytest.skip(f"needs:libseccomp ({error})")
+    assert lib._init.restype is ctypes.c_void_p and list(lib._init.argtypes) == [ctypes.c_uint32]
+    assert lib._load.restype is ctypes.c_int and list(lib._load.argtypes) == [ctypes.c_void_p]
+    assert lib.resolve_name("no_such_call") < 0 and lib.resolve_name("mmap") == C.SYS_mmap
+    context = lib.init(C.SCMP_ACT_ALLOW)
+    try:
+        # A rule whose action is the filter's default action is refused with EACCES.
+        _assert_names_call(_raised(lib.rule_add, context, C.SCMP_ACT_ALLOW, C.SYS_mmap, []),
+                           "seccomp_rule_add_array", errno.EACCES)
+    finally:
+        lib.release(context)
+
+
+# --- the door is the only door ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+_RAW_LIBRARY = re.compile(r"\b(?:ctypes\.)?(?:CDLL|PyDLL|cdll|pydll)\b|ctypes\.pythonapi")
+_REDEFINED = re.compile(r"^(?:PAGE|PAGE_SIZE|P|RW|ANON)\s*(?::[^=]*)?=", re.MULTILINE)
+
+
+def _sources(*folders: str) -> list[Path]:
+    return [path for folder in folders for path in sorted((ROOT / folder).rglob("*.py"))]
+
+
+def test_no_raw_library_loading_outside_the_kernel_door() -> None:
+    kernel = ROOT / "pytest_memsyscalls" / "kernel"
+    offenders = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+                 for path in _sources("pytest_memsyscalls", "conformance", "examples") if kernel not in path.parents
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if _RAW_LIBRARY.search(line)]
+    assert offenders == []
+
+
+def test_page_rw_and_anon_are_defined_once() -> None:
+    """PAGE is libc.PAGE_SIZE (the runtime page size), RW and ANON are in kernel/constants.py."""
+    kernel = ROOT / "pytest_memsyscalls" / "kernel"
+    allowed = {kernel / "libc.py", kernel / "constants.py"}
+    offenders = [f"{path.relative_to(ROOT)}: {match.group(0)}"
+                 for path in _sources("pytest_memsyscalls", "conformance", "examples", "bench", "tests")
+                 if path not in allowed for match in _REDEFINED.finditer(path.read_text())]
+    assert offenders == []
+    assert os.sysconf("SC_PAGE_SIZE") == libc.PAGE_SIZE
+    assert (C.RW, C.ANON) == (C.PROT_READ | C.PROT_WRITE, C.MAP_PRIVATE | C.MAP_ANONYMOUS)

@@ -22,13 +22,14 @@ import pytest
 
 from pytest_memsyscalls.kernel import procfs
 from pytest_memsyscalls.matrix.suite import conformance_dir
+from pytest_memsyscalls.memory.names import NAME_PREFIX
 
 SLICE = ["test_sysv_shm.py", "test_posix_shm.py", "test_mprotect.py", "test_mlock.py", "test_fork_exec.py"]
 
 
 def _objects() -> set[tuple[str, object]]:
     segments = {("sysv", entry.shmid) for entry in procfs.read_sysvipc_shm()}
-    names = {("posix", name) for name in os.listdir("/dev/shm") if name.startswith("memsys-")}
+    names = {("posix", name) for name in os.listdir("/dev/shm") if name.startswith(NAME_PREFIX)}
     return segments | names
 
 

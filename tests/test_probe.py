@@ -14,11 +14,10 @@ from hypothesis import strategies as st
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe
+from pytest_memsyscalls.kernel.constants import ANON, RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault, ProbeRefused
 
-PAGE = libc.PAGE_SIZE
-RW = C.PROT_READ | C.PROT_WRITE
-ANON = C.MAP_PRIVATE | C.MAP_ANONYMOUS
 KERNEL_HALF = 0xFFFF_8000_0000_0000
 NON_CANONICAL = 0x8000_0000_0000_0000
 
@@ -124,6 +123,8 @@ def test_write_into_interpreter_memory_is_refused() -> None:
 
 
 def test_execute_of_interpreter_code_is_refused() -> None:
+    # Only the address of some code of the C library's is wanted (nothing is called through this
+    # handle); the libc door exports no function objects, so a raw handle stays here.
     libc_function = ctypes.cast(ctypes.CDLL(None).getpid, ctypes.c_void_p).value
     assert libc_function is not None
     with pytest.raises(ProbeRefused):

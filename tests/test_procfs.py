@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls.kernel import procfs
+from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel import libc, procfs
 
 DATA = Path(__file__).parent / "data" / "proc"
 
@@ -404,15 +405,15 @@ def test_read_status_and_stat_live() -> None:
 
 @pytest.mark.skipif(not os.path.exists("/proc/sysvipc/shm"), reason="no /proc/sysvipc/shm (gVisor?)")
 def test_read_sysvipc_shm_lists_a_fresh_segment() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    shmid = libc.shmget(0, 8192, 0o1000 | 0o600)  # IPC_PRIVATE, IPC_CREAT | 0600
-    if shmid < 0:
-        pytest.skip(f"shmget failed with errno {ctypes.get_errno()}")
+    try:
+        shmid = libc.shmget(C.IPC_PRIVATE, 8192, C.IPC_CREAT | 0o600)
+    except OSError as error:
+        pytest.skip(f"shmget failed with errno {error.errno}")
     try:
         mine = [s for s in procfs.read_sysvipc_shm() if s.shmid == shmid]
         assert len(mine) == 1
         assert mine[0].cpid == os.getpid() and mine[0].size == 8192 and mine[0].perms == 0o600
         assert mine[0].nattch == 0
     finally:
-        assert libc.shmctl(shmid, 0, None) == 0  # IPC_RMID
+        assert libc.shmctl(shmid, C.IPC_RMID) == 0
     assert shmid not in {s.shmid for s in procfs.read_sysvipc_shm()}

@@ -23,8 +23,8 @@ import signal
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 
-PAGE = libc.PAGE_SIZE
 PROTECT_ON_SNAPSHOT = True  # the mechanism; the example's tests switch it off to show the check failing
 
 

@@ -23,13 +23,13 @@ import zlib
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 
 MAGIC = b"MMKV0001"
 RECORD_MAGIC = 0x5245434B  # "RECK"
 HEADER = struct.Struct("<8sQ")
 RECORD = struct.Struct("<IIII")
 TOMBSTONE = 0xFFFFFFFF
-PAGE = libc.PAGE_SIZE
 
 
 class DatabaseFull(Exception):

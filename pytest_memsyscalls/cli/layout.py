@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -39,7 +38,8 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
-from ..kernel import procfs
+from ..kernel import constants as C
+from ..kernel import libc, procfs
 from ..kernel.procfs import MapsEntry, ProcStat
 
 __all__ = ["Layout", "Region", "cmd_layout", "fresh_child", "read_layout", "render_text"]
@@ -281,20 +281,6 @@ def read_layout(pid: int) -> Layout:
 
 # --- a fresh child held at its exit stop ----------------------------------------------------------
 
-_PTRACE_TRACEME, _PTRACE_CONT, _PTRACE_SETOPTIONS = 0, 7, 0x4200
-_PTRACE_O_TRACEEXIT, _PTRACE_O_EXITKILL, _PTRACE_EVENT_EXIT = 0x40, 0x100000, 6
-
-
-def _ptrace(request: int, pid: int, data: int = 0) -> None:
-    libc_ = ctypes.CDLL(None, use_errno=True)
-    libc_.ptrace.restype = ctypes.c_long
-    libc_.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-    ctypes.set_errno(0)
-    if libc_.ptrace(request, pid, None, data) == -1 and ctypes.get_errno():
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), f"ptrace({request}, {pid})")
-
-
 @contextlib.contextmanager
 def fresh_child(steps: Sequence[str] = FRESH_CHILD_STEPS) -> Iterator[int]:
     """The brk helper (a small C program: the classic text/data/bss/heap/libraries/stack layout) run
@@ -310,7 +296,8 @@ def fresh_child(steps: Sequence[str] = FRESH_CHILD_STEPS) -> Iterator[int]:
     if pid == 0:  # the child: system calls and exec only, never back into the caller
         try:
             os.dup2(devnull, 1)
-            ctypes.CDLL(None).ptrace(_PTRACE_TRACEME, 0, None, None)
+            with contextlib.suppress(OSError):  # refused: the parent finds no exec stop and says so
+                libc.ptrace(C.PTRACE_TRACEME, 0)
             os.execv(helper, [helper, *steps])
         finally:
             os._exit(127)
@@ -327,14 +314,14 @@ def fresh_child(steps: Sequence[str] = FRESH_CHILD_STEPS) -> Iterator[int]:
         status = wait()
         if reaped or os.WSTOPSIG(status) != signal.SIGTRAP:
             raise LayoutError(f"the brk helper did not stop at its exec (status {status:#x}; is ptrace allowed?)")
-        _ptrace(_PTRACE_SETOPTIONS, pid, _PTRACE_O_TRACEEXIT | _PTRACE_O_EXITKILL)
+        libc.ptrace(C.PTRACE_SETOPTIONS, pid, 0, C.PTRACE_O_TRACEEXIT | C.PTRACE_O_EXITKILL)
         deliver = 0
         while True:
-            _ptrace(_PTRACE_CONT, pid, deliver)
+            libc.ptrace(C.PTRACE_CONT, pid, 0, deliver)
             status = wait()
             if reaped:
                 raise LayoutError(f"the brk helper ended before its exit stop (status {status:#x})")
-            if status >> 8 == signal.SIGTRAP | (_PTRACE_EVENT_EXIT << 8):
+            if status >> 8 == signal.SIGTRAP | (C.PTRACE_EVENT_EXIT << 8):
                 break
             deliver = os.WSTOPSIG(status)
         yield pid
@@ -343,7 +330,7 @@ def fresh_child(steps: Sequence[str] = FRESH_CHILD_STEPS) -> Iterator[int]:
             os.kill(pid, signal.SIGKILL)
             while not reaped:
                 with contextlib.suppress(OSError):
-                    _ptrace(_PTRACE_CONT, pid, 0)  # a tracee in a ptrace stop may need a nudge
+                    libc.ptrace(C.PTRACE_CONT, pid)  # a tracee in a ptrace stop may need a nudge
                 wait()
 
 

@@ -47,6 +47,10 @@ MAP_HUGE_1GB = 30 << MAP_HUGE_SHIFT
 
 MAP_FAILED = (1 << 64) - 1  # (void *) -1 as an unsigned 64-bit address
 
+# The two combinations nearly every call site uses, defined once.
+RW = PROT_READ | PROT_WRITE
+ANON = MAP_PRIVATE | MAP_ANONYMOUS
+
 # --- msync(2)
 MS_ASYNC = 1
 MS_INVALIDATE = 2
@@ -113,6 +117,56 @@ SHM_NORESERVE = 0o10000
 # Mode bits the kernel reports in shm_perm.mode (not settable by callers).
 SHM_DEST = 0o1000
 SHM_LOCKED = 0o2000
+
+# --- personality(2): linux/personality.h
+PERSONALITY_QUERY = 0xFFFFFFFF  # asks for the current persona without changing it
+ADDR_NO_RANDOMIZE = 0x0040000
+READ_IMPLIES_EXEC = 0x0400000
+
+# --- prctl(2): linux/prctl.h, linux/seccomp.h
+PR_GET_DUMPABLE = 3
+PR_GET_SECCOMP = 21
+PR_SET_SECCOMP = 22
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+SECCOMP_MODE_FILTER = 2
+
+# --- capget(2), capset(2): linux/capability.h (version 3: two 32-bit words per set)
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+LINUX_CAPABILITY_U32S_3 = 2
+
+# --- ptrace(2): linux/ptrace.h
+PTRACE_TRACEME = 0
+PTRACE_PEEKDATA = 2
+PTRACE_CONT = 7
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_O_TRACEEXIT = 0x40
+PTRACE_O_EXITKILL = 0x100000
+PTRACE_EVENT_EXIT = 6
+
+# --- unshare(2): linux/sched.h
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+
+# --- mount(2): linux/mount.h
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+
+# --- libseccomp (seccomp.h): actions and argument comparisons, for kernel.seccomp
+SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_CMP_MASKED_EQ = 7
+
+
+def SCMP_ACT_ERRNO(value: int) -> int:
+    """libseccomp's SCMP_ACT_ERRNO(x): fail the call with errno ``value``."""
+    return 0x00050000 | (value & 0xFFFF)
+
 
 # --- signal codes: asm-generic/siginfo.h
 SEGV_MAPERR = 1

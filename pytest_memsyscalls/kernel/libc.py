@@ -24,7 +24,7 @@ import errno
 import operator
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import constants as C
 
@@ -182,6 +182,15 @@ _shmdt = _bind(_libc, "shmdt", _c.c_int, [_c.c_void_p])
 _shmctl = _bind(_libc, "shmctl", _c.c_int, [_c.c_int, _c.c_int, _c.c_void_p])
 _shm_open = _bind(_rt, "shm_open", _c.c_int, [_c.c_char_p, _c.c_int, _c.c_uint])
 _shm_unlink = _bind(_rt, "shm_unlink", _c.c_int, [_c.c_char_p])
+# Process attributes the suite sets in children. prctl and ptrace are variadic in glibc;
+# the types below are what glibc reads with va_arg (unsigned long; pid_t, void *, void *).
+_personality = _bind(_libc, "personality", _c.c_int, [_c.c_ulong])
+_prctl = _bind(_libc, "prctl", _c.c_int, [_c.c_int, _c.c_ulong, _c.c_ulong, _c.c_ulong, _c.c_ulong])
+_ptrace = _bind(_libc, "ptrace", _c.c_long, [_c.c_int, _c.c_int, _c.c_void_p, _c.c_void_p])
+_capget = _bind(_libc, "capget", _c.c_int, [_c.c_void_p, _c.c_void_p])
+_capset = _bind(_libc, "capset", _c.c_int, [_c.c_void_p, _c.c_void_p])
+_unshare = _bind(_libc, "unshare", _c.c_int, [_c.c_int])
+_mount = _bind(_libc, "mount", _c.c_int, [_c.c_char_p, _c.c_char_p, _c.c_char_p, _c.c_ulong, _c.c_char_p])
 
 
 def _mlock2_syscall(addr: int, length: int, flags: int) -> int:
@@ -547,6 +556,133 @@ def shm_unlink(name: str | bytes) -> None:
     ctypes.set_errno(0)
     if _shm_unlink(encoded) == -1:
         raise _fail(call, (encoded,))
+
+
+# --- process attributes: personality, prctl, ptrace, capabilities, namespaces, mounts
+
+def personality(persona: int) -> int:
+    """personality(2); returns the previous persona. ``C.PERSONALITY_QUERY`` only asks."""
+    call = "personality"
+    number = _integer(call, "persona", persona)
+    if not 0 <= number <= 0xFFFFFFFF:
+        raise ValueError(f"personality: persona must fit in 32 bits, got {number:#x}")
+    ctypes.set_errno(0)
+    result = int(_personality(number))
+    if result == -1:
+        raise _fail(call, (number,))
+    return result
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2); returns its result (the value asked for by the PR_GET_* options).
+    Pointer arguments are passed as addresses (``ctypes.addressof``)."""
+    call = "prctl"
+    args = (_int(call, "option", option), _address(call, "arg2", arg2), _address(call, "arg3", arg3),
+            _address(call, "arg4", arg4), _address(call, "arg5", arg5))
+    ctypes.set_errno(0)
+    result = int(_prctl(*args))
+    if result == -1:
+        raise _fail(call, args)
+    return result
+
+
+def ptrace(request: int, pid: int, addr: int = 0, data: int = 0) -> int:
+    """ptrace(2); returns its result. The PEEK requests can return -1 as data, so a
+    failure is -1 with errno set (errno is reset before the call)."""
+    call = "ptrace"
+    args = (_int(call, "request", request), _int(call, "pid", pid), _address(call, "addr", addr),
+            _address(call, "data", data))
+    ctypes.set_errno(0)
+    result = int(_ptrace(*args))
+    if result == -1 and ctypes.get_errno():
+        raise _fail(call, args)
+    return result
+
+
+class CapUserHeader(ctypes.Structure):
+    """struct __user_cap_header_struct (linux/capability.h)."""
+
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapUserData(ctypes.Structure):
+    """struct __user_cap_data_struct; version 3 takes two of them (capabilities 0-31, 32-63)."""
+
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+class CapabilitySets(NamedTuple):
+    """The three capability sets of a thread as 64-bit masks (bit n is capability n)."""
+
+    effective: int
+    permitted: int
+    inheritable: int
+
+
+def capget(pid: int = 0) -> CapabilitySets:
+    """capget(2) with version 3 of the interface; pid 0 is the calling thread."""
+    call = "capget"
+    header = CapUserHeader(C.LINUX_CAPABILITY_VERSION_3, _int(call, "pid", pid))
+    data = (CapUserData * C.LINUX_CAPABILITY_U32S_3)()
+    ctypes.set_errno(0)
+    if _capget(ctypes.addressof(header), ctypes.addressof(data)) == -1:
+        raise _fail(call, (header.pid,))
+    low, high = data
+    return CapabilitySets(low.effective | high.effective << 32, low.permitted | high.permitted << 32,
+                          low.inheritable | high.inheritable << 32)
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) of the calling thread (version 3; each set a 64-bit mask). Process
+    attributes: call it in a child, never in the pytest process."""
+    call = "capset"
+    masks = tuple(_size(call, what, value) for what, value in
+                  (("effective", effective), ("permitted", permitted), ("inheritable", inheritable)))
+    if any(mask >> 64 for mask in masks):
+        raise ValueError(f"capset: each set must be a 64-bit mask, got {masks}")
+    header = CapUserHeader(C.LINUX_CAPABILITY_VERSION_3, 0)
+    data = (CapUserData * C.LINUX_CAPABILITY_U32S_3)()
+    for word, shift in enumerate((0, 32)):
+        data[word].effective, data[word].permitted, data[word].inheritable = (
+            (mask >> shift) & 0xFFFFFFFF for mask in masks)
+    ctypes.set_errno(0)
+    if _capset(ctypes.addressof(header), ctypes.addressof(data)) == -1:
+        raise _fail(call, masks)
+
+
+def unshare(flags: int) -> None:
+    """unshare(2). Process-wide: call it in a child, never in the pytest process."""
+    call = "unshare"
+    args = (_int(call, "flags", flags),)
+    ctypes.set_errno(0)
+    if _unshare(*args) == -1:
+        raise _fail(call, args)
+
+
+def _path_argument(call: str, what: str, value: object) -> bytes | None:
+    if value is None:
+        return None
+    encoded = _shm_name(call, value) if isinstance(value, (str, bytes)) else None
+    if encoded is None:
+        raise TypeError(f"{call}: {what} must be str, bytes or None, got {type(value).__name__}")
+    if b"\0" in encoded:
+        raise ValueError(f"{call}: {what} must not contain NUL bytes: {value!r}")
+    return encoded
+
+
+def mount(source: str | bytes | None, target: str | bytes, fstype: str | bytes | None, flags: int = 0,
+          data: str | bytes | None = None) -> None:
+    """mount(2). Needs CAP_SYS_ADMIN over the mount namespace: call it in a child."""
+    call = "mount"
+    target_bytes = _path_argument(call, "target", target)
+    if target_bytes is None:
+        raise TypeError("mount: target must be str or bytes, got NoneType")
+    args = (_path_argument(call, "source", source), target_bytes, _path_argument(call, "fstype", fstype),
+            _size(call, "mountflags", flags), _path_argument(call, "data", data))
+    ctypes.set_errno(0)
+    if _mount(*args) == -1:
+        raise _fail(call, args)
 
 
 def _round_up(length: int) -> int:

@@ -16,12 +16,14 @@ those Docker denies. Not modelled: personality(2) argument filtering.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import sys
 from collections.abc import Sequence
+
+from ..kernel import seccomp
+from ..kernel.constants import SCMP_ACT_ALLOW, SCMP_ACT_ERRNO, SCMP_CMP_MASKED_EQ
+from ..kernel.seccomp import ScmpArgCmp
 
 DOCKER_CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -52,38 +54,17 @@ DENIED_ENOSYS = ("clone3",)
 # clone with any CLONE_NEW* flag (Docker: only with CAP_SYS_ADMIN).
 CLONE_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 
-SCMP_ACT_ALLOW = 0x7FFF0000
-SCMP_CMP_MASKED_EQ = 7
-
-
-def SCMP_ACT_ERRNO(value: int) -> int:
-    return 0x00050000 | (value & 0xFFFF)
-
-
-class ScmpArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
-
-
 class SeccompUnavailable(RuntimeError):
     pass
 
 
-def load_library() -> ctypes.CDLL:
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+def load_library() -> seccomp.Libseccomp:
     try:
-        lib = ctypes.CDLL(name, use_errno=True)
-    except OSError:
+        lib = seccomp.load()
+    except seccomp.LibseccompMissing:
         from .unavailable import Unavailable
 
         raise Unavailable("libseccomp (apt-get install libseccomp2)") from None
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                           ctypes.POINTER(ScmpArgCmp)]
-    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    lib.seccomp_release.argtypes = [ctypes.c_void_p]
     return lib
 
 
@@ -103,27 +84,28 @@ def install() -> list[str]:
     """Load the filter into this process (inherited across fork and exec). Returns the
     syscall names it covers on this architecture."""
     lib = load_library()
-    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
-    if not ctx:
-        raise SeccompUnavailable("seccomp_init failed")
+    try:
+        ctx = lib.init(SCMP_ACT_ALLOW)
+    except OSError:
+        raise SeccompUnavailable("seccomp_init failed") from None
     covered = []
     try:
         for name, action, conditions in rules():
-            number = lib.seccomp_syscall_resolve_name(name.encode())
+            number = lib.resolve_name(name)
             if number < 0:
                 continue
-            array = (ScmpArgCmp * max(1, len(conditions)))()
-            for i, (index, mask, value) in enumerate(conditions):
-                array[i] = ScmpArgCmp(index, SCMP_CMP_MASKED_EQ, mask, value)
-            status = lib.seccomp_rule_add_array(ctx, action, number, len(conditions), array)
-            if status < 0:
-                raise SeccompUnavailable(f"seccomp_rule_add({name}) failed: {os.strerror(-status)}")
+            try:
+                lib.rule_add(ctx, action, number,
+                             [ScmpArgCmp(index, SCMP_CMP_MASKED_EQ, mask, value) for index, mask, value in conditions])
+            except OSError as error:
+                raise SeccompUnavailable(f"seccomp_rule_add({name}) failed: {error.strerror}") from None
             covered.append(name)
-        status = lib.seccomp_load(ctx)
-        if status < 0:
-            raise SeccompUnavailable(f"seccomp_load failed: {os.strerror(-status)}")
+        try:
+            lib.load(ctx)
+        except OSError as error:
+            raise SeccompUnavailable(f"seccomp_load failed: {error.strerror}") from None
     finally:
-        lib.seccomp_release(ctx)
+        lib.release(ctx)
     return sorted(set(covered))
 
 

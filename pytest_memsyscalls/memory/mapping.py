@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 from ..kernel import constants as C
 from ..kernel import libc, procfs
+from ..kernel.libc import PAGE_SIZE
 from ..kernel.probe import Fault
 from ..kernel.probe import read_value as _probe_read_value
 from ..kernel.probe import write as _probe_write
-
-PAGE_SIZE = libc.PAGE_SIZE
 
 
 def pages_to_bytes(call: str, pages: object) -> int:

@@ -35,10 +35,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..kernel.ipc import sysv_segments
+from .names import is_unique_name
 
 ENV_DIR = "MEMSYS_RECORDS_DIR"  # override of the directory (tests use a private one)
 _FILE_RE = re.compile(r"^(\d+)-(\d+)\.rec$")
-_NAME_RE = re.compile(r"^/memsys-(\d+)-[0-9a-f]+$")
 
 
 class UnsafeDirectory(Exception):
@@ -158,7 +158,8 @@ def note_segment_intent() -> None:
 
 def note_name(name: str) -> None:
     """A POSIX shm name this process is about to create (called by PosixShm)."""
-    if _recorder is not None and _NAME_RE.match(name):
+
+    if _recorder is not None and is_unique_name(name):
         _recorder.write("posix", name, os.getpid())
 
 
@@ -230,7 +231,7 @@ def _sweep_name(parts: list[str], dry_run: bool, result: SweepResult) -> None:
     from ..kernel import libc
 
     name = parts[1]
-    if not _NAME_RE.match(name):
+    if not is_unique_name(name):
         return
     try:
         info = os.lstat("/dev/shm" + name)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from ..kernel import constants as C
 from ..kernel import libc
+from ..kernel.libc import PAGE_SIZE
 from . import records
-from .mapping import PAGE_SIZE, Mapping
-
-NAME_PREFIX = "memsys-"  # /dev/shm names and leak records start with it
+from .mapping import Mapping
+from .names import unique_name
 
 
 @dataclass(frozen=True)
@@ -140,11 +140,6 @@ class ShmSegment:
             except OSError:
                 self.attachments.remove(addr)
         self.remove()
-
-
-def unique_name() -> str:
-    """An unpredictable POSIX shm name: /memsys-<pid>-<128 random bits>."""
-    return f"/{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(16)}"
 
 
 class PosixShm:

@@ -19,15 +19,15 @@ from ..environment.fingerprint import Environment
 from ..environment.needs import lockable_shortfall
 from ..kernel import constants as C
 from ..kernel import libc, probe
+from ..kernel.constants import RW
+from ..kernel.libc import PAGE_SIZE
 from ..memory.child import ChildOutcome, SignalExpectation
 from ..memory.child import expect_signal as _expect_signal
 from ..memory.child import run_in_child as _run_in_child
-from ..memory.mapping import PAGE_SIZE, Arena, Mapping
+from ..memory.mapping import Arena, Mapping
 from ..memory.shm import PosixShm, ShmSegment
 from . import settings
 from .session import session_environment
-
-RW = C.PROT_READ | C.PROT_WRITE
 
 
 class _Cleanup:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import signal
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -44,11 +43,10 @@ from ..kernel import constants as C
 from ..kernel import libc, procfs
 from ..kernel.ipc import Segment, sysv_segments
 from ..memory import child
-from ..memory.shm import NAME_PREFIX
+from ..memory.names import NAME_RE as _NAME_RE
 from . import settings
 
 SHM_DIR = "/dev/shm"
-_NAME_RE = re.compile(rf"^{re.escape(NAME_PREFIX)}(\d+)-[0-9a-f]+$")
 
 
 class MemsysLeakWarning(pytest.PytestWarning):
