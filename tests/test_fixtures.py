@@ -460,6 +460,23 @@ def test_arena_rejects_pages_outside(arena: Arena, nothing_leaks: None, page: in
         arena.hole(page, pages)
 
 
+@pytest.mark.parametrize("index", [-1, -64, 64, 65])
+def test_arena_page_rejects_indexes_outside(arena: Arena, nothing_leaks: None, index: int) -> None:
+    """Page 64 of a 64-page arena would be the first address past it."""
+    with pytest.raises(IndexError, match=f"page {index} is outside"):
+        arena.page(index)
+    assert arena.page(0) == arena.addr and arena.page(63) == arena.end - libc.PAGE_SIZE
+
+
+@pytest.mark.parametrize(("call", "args"), [
+    ("refill", (64,)), ("refill", (-1,)), ("remap", (0, 1, 1, 64)), ("remap", (-1, 1, 1)), ("remap", (63, 1, 2)),
+])
+def test_arena_index_taking_methods_reject_pages_outside(arena: Arena, nothing_leaks: None, call: str,
+                                                         args: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        getattr(arena, call)(*args)
+
+
 def test_arena_map_of_a_closed_fd_is_ebadf(arena: Arena, nothing_leaks: None) -> None:
     with pytest.raises(OSError) as caught:
         arena.map(0, 1, flags=C.MAP_SHARED, fd=_closed_fd())

@@ -218,7 +218,9 @@ class Arena(_PageRange):
         self.close()
 
     def page(self, index: int) -> int:
-        if not 0 <= index <= self.pages:
+        """The address of arena page ``index``, 0 <= index < pages (``end`` is the
+        address just past the arena)."""
+        if not 0 <= index < self.pages:
             raise IndexError(f"page {index} is outside this {self.pages}-page arena")
         return self.addr + index * PAGE_SIZE
 
