@@ -27,7 +27,7 @@ import pytest
 from xdist_barrier import BARRIER
 
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel import libc, procfs
 from pytest_memsyscalls.memory import child as child_module
 from pytest_memsyscalls.memory.child import ChildOutcome
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
@@ -128,6 +128,17 @@ def test_mapped_pages(mapped_pages, rec, finish):
     assert (m.pages, m.length) == (3, 3 * os.sysconf("SC_PAGE_SIZE"))
     assert m.read(0) == 0
     assert m.write(0, 1) == Fault(11, C.SEGV_ACCERR, m.addr)
+    finish()
+
+
+def test_mapped_pages_remap_dontunmap(mapped_pages, rec, finish):
+    m = mapped_pages(1)
+    old = m.addr
+    m.write(0, 7)
+    new = m.remap(m.length, C.MREMAP_MAYMOVE | C.MREMAP_DONTUNMAP)
+    rec("mapping", [old, m.length])
+    rec("mapping", [new, m.length])
+    assert new != old and procfs.vma_at(old) is not None and procfs.vma_at(new) is not None
     finish()
 
 
@@ -248,7 +259,7 @@ def test_never_runs(broken):
 '''
 
 EXPECTED_KINDS = {"mapping", "segment", "name", "fd", "child"}
-TESTS = 10
+TESTS = 11
 
 
 def _project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, modes: str) -> Path:
@@ -475,6 +486,23 @@ def test_arena_index_taking_methods_reject_pages_outside(arena: Arena, nothing_l
                                                          args: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="outside"):
         getattr(arena, call)(*args)
+
+
+def test_remap_dontunmap_owns_both_ranges(nothing_leaks: None) -> None:
+    """MREMAP_DONTUNMAP leaves the old range mapped and maps a new one: the Mapping
+    stays on the old range and unmap() unmaps both (oracle: /proc/self/maps)."""
+    mapping = Mapping.create(2)
+    old = mapping.addr
+    mapping.write(0, 7)
+    new = mapping.remap(mapping.length, C.MREMAP_MAYMOVE | C.MREMAP_DONTUNMAP)
+    assert new != old and mapping.addr == old
+    assert mapping.also_owned == [(new, 2 * libc.PAGE_SIZE)]
+    assert procfs.vma_at(old) is not None and procfs.vma_at(new) is not None
+    assert mapping.read(0) == 0  # the old range stays mapped, empty; the contents moved
+    mapping.unmap()
+    assert procfs.vma_at(old) is None and procfs.vma_at(new) is None
+    assert not libc.owned.covers(new, 1)
+    mapping.unmap()  # still idempotent
 
 
 def test_arena_map_of_a_closed_fd_is_ebadf(arena: Arena, nothing_leaks: None) -> None:

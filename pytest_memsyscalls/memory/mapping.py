@@ -71,6 +71,9 @@ class Mapping(_PageRange):
         self.offset = offset
         self._owner = owner
         self.unmapped = False
+        # other ranges this mapping made and unmaps with itself: the new ranges of an
+        # mremap(MREMAP_DONTUNMAP), (addr, length) each
+        self.also_owned: list[tuple[int, int]] = []
 
     @classmethod
     def create(cls, pages: int = 1, prot: int = C.PROT_READ | C.PROT_WRITE,
@@ -163,12 +166,18 @@ class Mapping(_PageRange):
         libc.msync(start, size, flags)
 
     def remap(self, new_length: int, flags: int = C.MREMAP_MAYMOVE, new_addr: int = 0) -> int:
-        """mremap this mapping; follows it to its new address and length."""
+        """mremap this mapping; follows it to its new address and length.
+
+        With MREMAP_DONTUNMAP the old range stays mapped (emptied) and the contents
+        move to a new range: the Mapping stays on the old range, records the new one
+        in ``also_owned`` and unmaps it too in ``unmap()``. Returns mremap's result."""
         self._check_live("remap")
         if self._owner is not None:
             raise ValueError("remap: mappings inside an arena cannot move; map a new one with arena.map")
         result = libc.mremap(self.addr, self.length, new_length, flags, new_addr)
-        if not flags & C.MREMAP_DONTUNMAP:
+        if flags & C.MREMAP_DONTUNMAP:
+            self.also_owned.append((result, new_length))
+        else:
             self.addr, self.length = result, new_length
         return result
 
@@ -189,8 +198,16 @@ class Mapping(_PageRange):
         self.unmapped = True
         if self._owner is not None:
             self._owner._release(self.addr, self.length)
-        else:
-            libc.munmap(self.addr, self.length)
+            return
+        first: OSError | None = None
+        for addr, length in [(self.addr, self.length), *self.also_owned]:
+            try:
+                libc.munmap(addr, length)
+            except OSError as error:  # still unmap the others
+                first = first or error
+        self.also_owned = []
+        if first is not None:
+            raise first
 
 
 class Arena(_PageRange):
