@@ -19,6 +19,7 @@ import json
 import math
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ from pytest_memsyscalls.memory.child import ChildOutcome
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 from pytest_memsyscalls.memory.shm import PosixShm, ShmSegment
 from pytest_memsyscalls.plugin import leaks
+
+if sys.version_info >= (3, 11):
+    from builtins import ExceptionGroup
+else:  # pytest depends on the backport there
+    from exceptiongroup import ExceptionGroup
 
 pytest.importorskip("xdist")
 pytest.importorskip("pytest_forked")
@@ -588,3 +594,41 @@ def test_expect_signal_rejects_bad_input(expect_signal: Callable[..., Any], noth
                                          signo: Any, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="expect_signal"):
         expect_signal(signo, **kwargs)
+
+
+# --- teardown: every cleanup runs, every error is reported ------------------------------
+
+def _failing(ran: list[int], number: int) -> Callable[[], None]:
+    def action() -> None:
+        ran.append(number)
+        raise OSError(number, f"cleanup {number} failed")
+    return action
+
+
+def test_cleanup_runs_every_action_and_reports_every_error() -> None:
+    from pytest_memsyscalls.plugin.fixtures import _Cleanup
+
+    ran: list[int] = []
+    cleanup = _Cleanup()
+    cleanup.add(_failing(ran, 1))
+    cleanup.add(lambda: ran.append(2))
+    cleanup.add(_failing(ran, 3))
+    with pytest.raises(ExceptionGroup) as caught:
+        cleanup.run()
+    assert ran == [3, 2, 1]  # newest first, and none skipped
+    assert "2 fixture cleanups failed" in str(caught.value)
+    assert [str(error) for error in caught.value.exceptions] == ["[Errno 3] cleanup 3 failed",
+                                                                 "[Errno 1] cleanup 1 failed"]
+    cleanup.run()  # nothing left to run
+
+
+def test_cleanup_with_one_error_raises_it_unchanged() -> None:
+    from pytest_memsyscalls.plugin.fixtures import _Cleanup
+
+    ran: list[int] = []
+    cleanup = _Cleanup()
+    cleanup.add(_failing(ran, 1))
+    cleanup.add(lambda: ran.append(2))
+    with pytest.raises(OSError, match="cleanup 1 failed"):
+        cleanup.run()
+    assert ran == [2, 1]

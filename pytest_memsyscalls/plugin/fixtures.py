@@ -9,6 +9,7 @@ which is the way to use them inside Hypothesis ``@given`` tests.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ from ..memory.shm import PosixShm, ShmSegment
 from . import settings
 from .semantics import lockable_shortfall
 
+if sys.version_info >= (3, 11):
+    from builtins import ExceptionGroup
+else:  # a dependency of pytest before 3.11
+    from exceptiongroup import ExceptionGroup
+
 RW = C.PROT_READ | C.PROT_WRITE
 
 
@@ -39,14 +45,19 @@ class _Cleanup:
         self._actions.append(action)
 
     def run(self) -> None:
-        errors: list[BaseException] = []
+        """Run every action, newest first, whatever raises. One error is re-raised
+        as it is; several are raised together in an ExceptionGroup, in the order they
+        happened, so no teardown failure goes unreported."""
+        errors: list[Exception] = []
         while self._actions:
             try:
                 self._actions.pop()()
             except Exception as error:  # noqa: BLE001 - collected and re-raised below
                 errors.append(error)
-        if errors:
+        if len(errors) == 1:
             raise errors[0]
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} fixture cleanups failed at teardown", errors)
 
 
 @pytest.fixture
