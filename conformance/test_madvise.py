@@ -15,7 +15,7 @@ import ctypes
 import errno
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,6 @@ def need_lockable(memsys_env: Any, length: int) -> None:
     reason = lockable_shortfall(memsys_env, length)
     if reason:
         pytest.skip(reason)
-
-
-@pytest.fixture(autouse=True)
-def no_lock_survives() -> Iterator[None]:
-    before = procfs.status_kb(procfs.read_status(), "VmLck")
-    yield
-    after = procfs.status_kb(procfs.read_status(), "VmLck")
-    assert after == before, f"locked memory leaked: VmLck {before} kB before, {after} kB after"
 
 
 # =====================================================================================
