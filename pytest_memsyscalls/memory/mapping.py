@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from ..kernel import constants as C
 from ..kernel import libc, procfs
@@ -20,6 +22,7 @@ from ..kernel.probe import read_value as _probe_read_value
 from ..kernel.probe import write as _probe_write
 
 PAGE_SIZE = libc.PAGE_SIZE
+_M = TypeVar("_M", bound="Mapping")
 
 
 def pages_to_bytes(call: str, pages: object) -> int:
@@ -76,9 +79,9 @@ class Mapping(_PageRange):
         self.also_owned: list[tuple[int, int]] = []
 
     @classmethod
-    def create(cls, pages: int = 1, prot: int = C.PROT_READ | C.PROT_WRITE,
+    def create(cls: type[_M], pages: int = 1, prot: int = C.PROT_READ | C.PROT_WRITE,
                flags: int = C.MAP_PRIVATE | C.MAP_ANONYMOUS, fd: int = -1, offset: int = 0,
-               addr: int = 0) -> Mapping:
+               addr: int = 0) -> _M:
         length = pages_to_bytes("mapped_pages", pages)
         if addr and not flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
             pass  # a hint: the kernel may place it elsewhere
@@ -208,6 +211,13 @@ class Mapping(_PageRange):
         self.also_owned = []
         if first is not None:
             raise first
+
+
+class FileMapping(Mapping):
+    """A Mapping of a file that also names the file (what the ``mapped_file`` fixture
+    returns); ``path`` is set by whoever made it."""
+
+    path: Path
 
 
 class Arena(_PageRange):

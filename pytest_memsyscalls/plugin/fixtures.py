@@ -22,9 +22,19 @@ from ..kernel import libc, probe
 from ..memory.child import ChildOutcome
 from ..memory.child import expect_signal as _expect_signal
 from ..memory.child import run_in_child as _run_in_child
-from ..memory.mapping import PAGE_SIZE, Arena, Mapping
+from ..memory.mapping import PAGE_SIZE, Arena, FileMapping, Mapping
 from ..memory.shm import PosixShm, ShmSegment
 from . import settings
+from .fixture_types import (
+    ExpectSignal,
+    FaultProbe,
+    LockedRegion,
+    MappedFile,
+    MappedPages,
+    PosixShmFactory,
+    RunInChild,
+    ShmSegmentFactory,
+)
 from .semantics import lockable_shortfall
 
 if sys.version_info >= (3, 11):
@@ -82,15 +92,17 @@ def page_size() -> int:
 
 
 @pytest.fixture
-def fault_probe() -> Any:
+def fault_probe() -> FaultProbe:
     """The in-process fault probe module: ``fault_probe.read(addr)``, ``.write``, ``.execute``."""
     return probe
 
 
 @pytest.fixture
-def mapped_pages(_memsys_cleanup: _Cleanup) -> Callable[..., Mapping]:
-    """Factory: ``mapped_pages(pages=1, prot=RW, flags=MAP_PRIVATE|MAP_ANONYMOUS, fd=-1,
-    offset=0, addr=0)`` -> Mapping, unmapped at teardown."""
+def mapped_pages(_memsys_cleanup: _Cleanup) -> MappedPages:
+    """Factory: ``mapped_pages(pages=1, prot=RW, flags=MAP_PRIVATE|MAP_ANONYMOUS, fd=None,
+    offset=0, addr=None)`` -> Mapping, unmapped at teardown. ``fd=None`` maps no file
+    (fd -1); ``addr=None`` gives no hint (0); ``addr`` with MAP_FIXED must lie in memory
+    this package mapped (use the arena fixture for MAP_FIXED)."""
 
     def make(pages: int = 1, prot: int = RW, flags: int = C.MAP_PRIVATE | C.MAP_ANONYMOUS,
              fd: int | None = None, offset: int = 0, addr: int | None = None) -> Mapping:
@@ -102,14 +114,14 @@ def mapped_pages(_memsys_cleanup: _Cleanup) -> Callable[..., Mapping]:
 
 
 @pytest.fixture
-def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> Callable[..., Mapping]:
-    """Factory: ``mapped_file(content=b"", size=None, shared=True, prot=RW, pages=None)``:
-    a file in tmp_path of ``size`` bytes (default: the content's length, at least one
-    byte) mapped shared or private; the Mapping has ``.path``."""
+def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> MappedFile:
+    """Factory: ``mapped_file(content=b"", size=None, shared=True, prot=RW, pages=None,
+    offset=0)``: a file in tmp_path of ``size`` bytes (default: the content's length, at
+    least one byte) mapped shared or private; the FileMapping has ``.path``."""
     counter = iter(range(1 << 30))
 
-    def make(content: bytes = b"", size: int | None = None, shared: bool = True, prot: int = RW,
-             pages: int | None = None, offset: int = 0) -> Mapping:
+    def make(content: bytes | bytearray | memoryview = b"", size: int | None = None, shared: bool = True,
+             prot: int = RW, pages: int | None = None, offset: int = 0) -> FileMapping:
         if not isinstance(content, (bytes, bytearray, memoryview)):
             raise TypeError(f"mapped_file: content must be bytes, got {type(content).__name__}")
         length = len(content) if size is None else libc._size("mapped_file", "size", size)
@@ -124,8 +136,8 @@ def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> Callable[..., Mapp
         _memsys_cleanup.add(lambda: os.close(fd))
         count = pages if pages is not None else max(1, -(-max(length, 1) // PAGE_SIZE))
         flags = C.MAP_SHARED if shared else C.MAP_PRIVATE
-        mapping = Mapping.create(count, prot, flags, fd, offset)
-        mapping.path = path  # type: ignore[attr-defined]
+        mapping = FileMapping.create(count, prot, flags, fd, offset)
+        mapping.path = path
         _memsys_cleanup.add(mapping.unmap)
         return mapping
 
@@ -142,7 +154,7 @@ def arena(_memsys_cleanup: _Cleanup) -> Arena:
 
 
 @pytest.fixture
-def locked_region(mapped_pages: Callable[..., Mapping], memsys_env: Environment) -> Callable[..., Mapping]:
+def locked_region(mapped_pages: MappedPages, memsys_env: Environment) -> LockedRegion:
     """Factory: ``locked_region(pages=1, onfault=False)`` -> a Mapping locked with mlock
     (mlock2(MLOCK_ONFAULT) when onfault). Skips, naming the limit, where this process
     cannot lock that much; unlocked and unmapped at teardown."""
@@ -159,7 +171,7 @@ def locked_region(mapped_pages: Callable[..., Mapping], memsys_env: Environment)
 
 
 @pytest.fixture
-def shm_segment(_memsys_cleanup: _Cleanup) -> Callable[..., ShmSegment]:
+def shm_segment(_memsys_cleanup: _Cleanup) -> ShmSegmentFactory:
     """Factory: ``shm_segment(size=PAGE, key=IPC_PRIVATE | 'unique' | int, mode=0o600, flags=0)``
     -> ShmSegment; every attachment detached and the segment removed at teardown."""
 
@@ -173,7 +185,7 @@ def shm_segment(_memsys_cleanup: _Cleanup) -> Callable[..., ShmSegment]:
 
 
 @pytest.fixture
-def posix_shm(_memsys_cleanup: _Cleanup) -> Callable[..., PosixShm]:
+def posix_shm(_memsys_cleanup: _Cleanup) -> PosixShmFactory:
     """Factory: ``posix_shm(size=PAGE, mode=0o600)`` -> PosixShm with an unpredictable
     name, opened O_CREAT|O_EXCL; unlinked and closed at teardown."""
 
@@ -186,18 +198,18 @@ def posix_shm(_memsys_cleanup: _Cleanup) -> Callable[..., PosixShm]:
 
 
 @pytest.fixture
-def run_in_child(pytestconfig: pytest.Config) -> Callable[..., ChildOutcome]:
+def run_in_child(pytestconfig: pytest.Config) -> RunInChild:
     """``run_in_child(fn, *args, timeout=--memsys-child-timeout, **kwargs)`` -> ChildOutcome."""
     default = settings.get(pytestconfig).child_timeout
 
-    def run(fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> ChildOutcome:
+    def run(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> ChildOutcome:
         return _run_in_child(fn, *args, timeout=default if timeout is None else timeout, **kwargs)
 
     return run
 
 
 @pytest.fixture
-def expect_signal(pytestconfig: pytest.Config) -> Callable[..., _expect_signal]:
+def expect_signal(pytestconfig: pytest.Config) -> ExpectSignal:
     """``with expect_signal(SIGSEGV, code=SEGV_ACCERR, addr=a): ...`` runs the block in a child."""
     default = settings.get(pytestconfig).child_timeout
 
