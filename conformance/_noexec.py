@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
+from pytest_memsyscalls import RunInChild
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
-from pytest_memsyscalls.memory.child import ChildOutcome
 
 # File systems on which a test can create a regular file (not devpts, proc, sysfs, …).
 FILE_FSTYPES = {"tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "ramfs", "f2fs", "overlay", "9p"}
@@ -67,7 +67,7 @@ def _probe_private_noexec_mount(directory: str) -> str | None:
 
 
 def noexec_directory(env: Environment, scratch: str,
-                     run_in_child: Callable[..., ChildOutcome]) -> tuple[str, bool]:
+                     run_in_child: RunInChild) -> tuple[str, bool]:
     """(directory, must_mount): an existing writable noexec mount, or ``scratch`` with the
     child to mount a noexec tmpfs over it. Skips, naming what is missing, when neither works."""
     existing = writable_noexec_mount()

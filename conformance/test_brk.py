@@ -89,7 +89,8 @@ def test_seed_sbrk_example() -> None:
     assert [w.fault for w in writes] == [None] * len(text)
     reads = result.steps[2 + len(text):-1]
     assert bytes(r.value or 0 for r in reads) == text
-    assert result[-1].ret - current == 1024
+    last = result[-1].ret
+    assert last is not None and current is not None and last - current == 1024
 
 
 @semantic("brk.shrink.released_pages_fault",

@@ -22,14 +22,12 @@ from contextlib import contextmanager
 
 import pytest
 
-from pytest_memsyscalls import semantic
+from pytest_memsyscalls import MappedPages, RunInChild, semantic
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import probe, procfs
 from pytest_memsyscalls.kernel.constants import RW
 from pytest_memsyscalls.kernel.native import brk_helper_path
 from pytest_memsyscalls.kernel.probe import Fault
-from pytest_memsyscalls.memory.child import ChildOutcome
-from pytest_memsyscalls.memory.mapping import Mapping
 
 HIGH_HINT = 0x6000_0000_0000  # between a PIE's heap (0x55..) and the top-down mmap area (0x7f..)
 
@@ -93,8 +91,8 @@ def _write_then_read(addr: int, value: int) -> int | Fault:
           "After fork, a write by the child to a MAP_PRIVATE page changes only the child's copy: the "
           "parent still reads its own value",
           source="fork(2) NOTES (copy-on-write); mmap(2) MAP_PRIVATE", tier="posix")
-def test_private_child_write_not_seen_by_parent(mapped_pages: Callable[..., Mapping],
-                                                run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_private_child_write_not_seen_by_parent(mapped_pages: MappedPages,
+                                                run_in_child: RunInChild) -> None:
     page = mapped_pages(1)
     page.write(0, 0xA1)
     assert run_in_child(_write_then_read, page.addr, 0xC1).result() == 0xC1
@@ -105,7 +103,7 @@ def test_private_child_write_not_seen_by_parent(mapped_pages: Callable[..., Mapp
           "After fork, a write by the parent to a MAP_PRIVATE page is not seen by the child, which keeps "
           "the value the page had at fork time",
           source="fork(2) NOTES (copy-on-write); mmap(2) MAP_PRIVATE", tier="posix")
-def test_private_parent_write_not_seen_by_child(mapped_pages: Callable[..., Mapping]) -> None:
+def test_private_parent_write_not_seen_by_child(mapped_pages: MappedPages) -> None:
     page = mapped_pages(1)
     page.write(0, 0xA2)
     with lockstep(lambda: page.buffer[0]) as child:
@@ -118,7 +116,7 @@ def test_private_parent_write_not_seen_by_child(mapped_pages: Callable[..., Mapp
           "A MAP_SHARED|MAP_ANONYMOUS page is the same memory in parent and child after fork: a write by "
           "either is read by the other",
           source="mmap(2) MAP_SHARED (shared with all other processes that map it); fork(2)", tier="posix")
-def test_shared_anonymous_shared_both_ways(mapped_pages: Callable[..., Mapping]) -> None:
+def test_shared_anonymous_shared_both_ways(mapped_pages: MappedPages) -> None:
     page = mapped_pages(1, flags=C.MAP_SHARED | C.MAP_ANONYMOUS)
     page.write(0, 0xA3)
 
@@ -151,8 +149,8 @@ def _observe(addr: int) -> tuple[str, Fault | None, Fault | None]:
           source="fork(2) DESCRIPTION (the child's virtual address space is a copy of the parent's)",
           tier="posix")
 @pytest.mark.parametrize("name", list(PROTECTIONS))
-def test_child_inherits_mapping_and_protection(mapped_pages: Callable[..., Mapping],
-                                               run_in_child: Callable[..., ChildOutcome], name: str) -> None:
+def test_child_inherits_mapping_and_protection(mapped_pages: MappedPages,
+                                               run_in_child: RunInChild, name: str) -> None:
     page = mapped_pages(1)
     page.write(0, 0xC3)  # a ret on x86_64; any byte will do elsewhere
     page.protect(PROTECTIONS[name])
@@ -165,8 +163,8 @@ def test_child_inherits_mapping_and_protection(mapped_pages: Callable[..., Mappi
           "A PROT_NONE mapping is still PROT_NONE in the child: a read there raises SIGSEGV with "
           "SEGV_ACCERR (not SEGV_MAPERR: the mapping is inherited)",
           source="fork(2) DESCRIPTION; mprotect(2) PROT_NONE", tier="posix")
-def test_prot_none_inherited(mapped_pages: Callable[..., Mapping],
-                             run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_prot_none_inherited(mapped_pages: MappedPages,
+                             run_in_child: RunInChild) -> None:
     page = mapped_pages(1, prot=C.PROT_NONE)
     assert run_in_child(_observe, page.addr).result() == (
         "---p", Fault(signal.SIGSEGV, C.SEGV_ACCERR, page.addr), Fault(signal.SIGSEGV, C.SEGV_ACCERR, page.addr))
@@ -185,8 +183,8 @@ def _exec_helper(addr: int) -> None:
           "execve replaces the address space: a mapping the process had before exec is absent from the new "
           "program's /proc/self/maps and a read there raises SIGSEGV with SEGV_MAPERR",
           source="execve(2) DESCRIPTION (new, initialized stack, heap and data segments)", tier="posix")
-def test_exec_replaces_mappings(mapped_pages: Callable[..., Mapping],
-                                run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_exec_replaces_mappings(mapped_pages: MappedPages,
+                                run_in_child: RunInChild) -> None:
     page = mapped_pages(1, addr=HIGH_HINT)  # a hint, not MAP_FIXED: the kernel may place it elsewhere
     page.write(0, 0x5A)
     outcome = run_in_child(_exec_helper, page.addr)

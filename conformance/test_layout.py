@@ -171,7 +171,8 @@ class Traced:
         chunks = []
         while chunk := os.read(self._out_r, 65536):
             chunks.append(chunk)
-        return json.loads(b"".join(chunks))
+        report: dict[str, Any] = json.loads(b"".join(chunks))
+        return report
 
     def close(self) -> None:
         if not self.reaped:

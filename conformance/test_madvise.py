@@ -15,13 +15,24 @@ import ctypes
 import errno
 import os
 import signal
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import Fault, Mapping, fails_with, requires, semantic, succeeds
+from pytest_memsyscalls import (
+    Fault,
+    LockedRegion,
+    MappedFile,
+    MappedPages,
+    Mapping,
+    PosixShmFactory,
+    RunInChild,
+    fails_with,
+    requires,
+    semantic,
+    succeeds,
+)
 from pytest_memsyscalls.environment import fingerprint as environment
 from pytest_memsyscalls.environment.needs import lockable_shortfall
 from pytest_memsyscalls.kernel import constants as C
@@ -71,21 +82,13 @@ def need_lockable(memsys_env: Any, length: int) -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(autouse=True)
-def no_lock_survives() -> Iterator[None]:
-    before = procfs.status_kb(procfs.read_status(), "VmLck")
-    yield
-    after = procfs.status_kb(procfs.read_status(), "VmLck")
-    assert after == before, f"locked memory leaked: VmLck {before} kB before, {after} kB after"
-
-
 # =====================================================================================
 # Access-pattern advice: NORMAL, RANDOM, SEQUENTIAL
 # =====================================================================================
 
 @semantic("madvise.random.vmflag", "MADV_RANDOM marks the VMA for random access ('rr' in VmFlags).",
           source="madvise(2) MADV_RANDOM; proc(5) VmFlags", tier="linux")
-def test_random_sets_rr(mapped_pages: Callable[..., Mapping]) -> None:
+def test_random_sets_rr(mapped_pages: MappedPages) -> None:
     m = mapped_pages(2)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_RANDOM)
     assert "rr" in vmflags(m.addr)
@@ -93,7 +96,7 @@ def test_random_sets_rr(mapped_pages: Callable[..., Mapping]) -> None:
 
 @semantic("madvise.sequential.vmflag", "MADV_SEQUENTIAL marks the VMA for sequential access ('sr').",
           source="madvise(2) MADV_SEQUENTIAL; proc(5) VmFlags", tier="linux")
-def test_sequential_sets_sr(mapped_pages: Callable[..., Mapping]) -> None:
+def test_sequential_sets_sr(mapped_pages: MappedPages) -> None:
     m = mapped_pages(2)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_SEQUENTIAL)
     assert "sr" in vmflags(m.addr)
@@ -102,7 +105,7 @@ def test_sequential_sets_sr(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("madvise.access_pattern.exclusive",
           "RANDOM and SEQUENTIAL exclude each other: the later advice replaces the earlier one.",
           source="madvise(2); mm/madvise.c madvise_update_vma", tier="impl")
-def test_random_replaces_sequential(mapped_pages: Callable[..., Mapping]) -> None:
+def test_random_replaces_sequential(mapped_pages: MappedPages) -> None:
     m = mapped_pages(2)
     libc.madvise(m.addr, m.length, C.MADV_SEQUENTIAL)
     libc.madvise(m.addr, m.length, C.MADV_RANDOM)
@@ -114,7 +117,7 @@ def test_random_replaces_sequential(mapped_pages: Callable[..., Mapping]) -> Non
 @semantic("madvise.normal.clears_access_pattern",
           "MADV_NORMAL restores the default: neither 'rr' nor 'sr' remains.",
           source="madvise(2) MADV_NORMAL", tier="linux")
-def test_normal_clears_pattern(mapped_pages: Callable[..., Mapping], advice: int) -> None:
+def test_normal_clears_pattern(mapped_pages: MappedPages, advice: int) -> None:
     m = mapped_pages(2)
     libc.madvise(m.addr, m.length, advice)
     assert {"rr", "sr"} & vmflags(m.addr), "precondition: the first advice set a flag"
@@ -130,7 +133,7 @@ def test_normal_clears_pattern(mapped_pages: Callable[..., Mapping], advice: int
           "MADV_WILLNEED on a file mapping succeeds and does not change what the mapping reads "
           "(it only schedules read-ahead; residency right after the call is not promised).",
           source="madvise(2) MADV_WILLNEED; conventional advice does not influence semantics", tier="linux")
-def test_willneed_file(mapped_file: Callable[..., Mapping]) -> None:
+def test_willneed_file(mapped_file: MappedFile) -> None:
     content = bytes(range(256)) * (4 * PAGE // 256)
     m = mapped_file(content, shared=True, prot=C.PROT_READ)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_WILLNEED)
@@ -141,7 +144,7 @@ def test_willneed_file(mapped_file: Callable[..., Mapping]) -> None:
           "MADV_WILLNEED on anonymous memory succeeds when the kernel has swap support "
           "(CONFIG_SWAP, /proc/swaps exists) and fails with EBADF ('not a file') otherwise.",
           source="madvise(2) ERRORS (EBADF); mm/madvise.c madvise_willneed", tier="linux")
-def test_willneed_anonymous(mapped_pages: Callable[..., Mapping]) -> None:
+def test_willneed_anonymous(mapped_pages: MappedPages) -> None:
     m = mapped_pages(2)
     if os.path.exists("/proc/swaps"):
         succeeds(libc.madvise, m.addr, m.length, C.MADV_WILLNEED)
@@ -156,7 +159,7 @@ def test_willneed_anonymous(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("madvise.dontneed.private_anon_zero_fill",
           "After MADV_DONTNEED, private anonymous pages are freed and read back zero-filled.",
           source="madvise(2) MADV_DONTNEED", tier="linux")
-def test_dontneed_private_anonymous(mapped_pages: Callable[..., Mapping]) -> None:
+def test_dontneed_private_anonymous(mapped_pages: MappedPages) -> None:
     m = mapped_pages(2)
     fill(m, 0xAB)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_DONTNEED)
@@ -168,21 +171,22 @@ def test_dontneed_private_anonymous(mapped_pages: Callable[..., Mapping]) -> Non
 @semantic("madvise.dontneed.private_file_rereads_file",
           "After MADV_DONTNEED a MAP_PRIVATE file mapping re-reads the file: private writes are lost.",
           source="madvise(2) MADV_DONTNEED", tier="linux")
-def test_dontneed_private_file(mapped_file: Callable[..., Mapping]) -> None:
+def test_dontneed_private_file(mapped_file: MappedFile) -> None:
     m = mapped_file(b"F" * PAGE, shared=False)
     assert m.write(0, ord("p")) is None
     assert byte_at(m.addr) == ord("p")
     succeeds(libc.madvise, m.addr, m.length, C.MADV_DONTNEED)
     assert byte_at(m.addr) == ord("F")
-    assert Path(m.path).read_bytes()[:1] == b"F"  # type: ignore[attr-defined]
+    assert Path(m.path).read_bytes()[:1] == b"F"
 
 
 @pytest.mark.parametrize("kind", ["shared-file", "shared-anon", "posix-shm"])
 @semantic("madvise.dontneed.shared_keeps_data",
           "MADV_DONTNEED on a shared mapping keeps the data: later reads see the up-to-date contents.",
           source="madvise(2) MADV_DONTNEED", tier="linux")
-def test_dontneed_shared(kind: str, mapped_file: Callable[..., Mapping],
-                         mapped_pages: Callable[..., Mapping], posix_shm: Callable[..., Any]) -> None:
+def test_dontneed_shared(kind: str, mapped_file: MappedFile,
+                         mapped_pages: MappedPages, posix_shm: PosixShmFactory) -> None:
+    m: Mapping
     if kind == "shared-file":
         m = mapped_file(bytes(PAGE), shared=True)
     elif kind == "shared-anon":
@@ -197,7 +201,7 @@ def test_dontneed_shared(kind: str, mapped_file: Callable[..., Mapping],
 
 @semantic("madvise.dontneed.locked_einval", "MADV_DONTNEED on locked pages fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
-def test_dontneed_locked(locked_region: Callable[..., Mapping]) -> None:
+def test_dontneed_locked(locked_region: LockedRegion) -> None:
     m = locked_region(1)
     fill(m, 0x42)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_DONTNEED)
@@ -207,7 +211,7 @@ def test_dontneed_locked(locked_region: Callable[..., Mapping]) -> None:
 @semantic("madvise.dontneed_locked.locked_zero_fill",
           "MADV_DONTNEED_LOCKED applies to locked pages: they read back zero and the range stays locked.",
           source="madvise(2) (Linux 5.18+) MADV_DONTNEED_LOCKED", tier="linux")
-def test_dontneed_locked_advice(locked_region: Callable[..., Mapping]) -> None:
+def test_dontneed_locked_advice(locked_region: LockedRegion) -> None:
     probe_advice(C.MADV_DONTNEED_LOCKED, "MADV_DONTNEED_LOCKED")
     m = locked_region(1)
     fill(m, 0x42)
@@ -224,7 +228,7 @@ def test_dontneed_locked_advice(locked_region: Callable[..., Mapping]) -> None:
           "MADV_FREE on private anonymous memory succeeds; each page then reads either its old data "
           "(not yet freed: freeing may be lazy) or zeros, and a write after it sticks.",
           source="madvise(2) MADV_FREE", tier="linux")
-def test_free_private_anonymous(mapped_pages: Callable[..., Mapping]) -> None:
+def test_free_private_anonymous(mapped_pages: MappedPages) -> None:
     probe_advice(C.MADV_FREE, "MADV_FREE")
     m = mapped_pages(2)
     fill(m, 0x5C)
@@ -239,8 +243,8 @@ def test_free_private_anonymous(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("madvise.free.non_private_anon_einval",
           "MADV_FREE on a shared or file-backed mapping fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
-def test_free_shared_einval(kind: str, mapped_pages: Callable[..., Mapping],
-                            mapped_file: Callable[..., Mapping]) -> None:
+def test_free_shared_einval(kind: str, mapped_pages: MappedPages,
+                            mapped_file: MappedFile) -> None:
     probe_advice(C.MADV_FREE, "MADV_FREE")
     m = mapped_pages(1, flags=SHARED_ANON) if kind == "shared-anon" else mapped_file(b"x" * PAGE, shared=False)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_FREE)
@@ -254,7 +258,7 @@ def test_free_shared_einval(kind: str, mapped_pages: Callable[..., Mapping],
           "MADV_REMOVE on a shared writable tmpfs mapping makes the range read zeros and frees the "
           "file's blocks (a hole is punched), leaving the rest of the file intact.",
           source="madvise(2) MADV_REMOVE", tier="linux")
-def test_remove_shared(posix_shm: Callable[..., Any], mapped_pages: Callable[..., Mapping]) -> None:
+def test_remove_shared(posix_shm: PosixShmFactory, mapped_pages: MappedPages) -> None:
     probe_advice(C.MADV_REMOVE, "MADV_REMOVE", SHARED_ANON)
     shm = posix_shm(2 * PAGE)
     m = mapped_pages(2, flags=C.MAP_SHARED, fd=shm.fd)
@@ -271,7 +275,7 @@ def test_remove_shared(posix_shm: Callable[..., Any], mapped_pages: Callable[...
 @semantic("madvise.remove.private_anon_einval",
           "MADV_REMOVE on private anonymous memory (no backing file) fails with EINVAL.",
           source="mm/madvise.c madvise_remove; madvise(2) MADV_REMOVE", tier="linux")
-def test_remove_private_anonymous(mapped_pages: Callable[..., Mapping]) -> None:
+def test_remove_private_anonymous(mapped_pages: MappedPages) -> None:
     probe_advice(C.MADV_REMOVE, "MADV_REMOVE", SHARED_ANON)
     m = mapped_pages(1)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_REMOVE)
@@ -280,7 +284,7 @@ def test_remove_private_anonymous(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("madvise.remove.private_file_eacces",
           "MADV_REMOVE on a file mapping that is not shared and writable fails with EACCES.",
           source="madvise(2) ERRORS (EACCES)", tier="linux")
-def test_remove_private_file(mapped_file: Callable[..., Mapping]) -> None:
+def test_remove_private_file(mapped_file: MappedFile) -> None:
     probe_advice(C.MADV_REMOVE, "MADV_REMOVE", SHARED_ANON)
     m = mapped_file(b"x" * PAGE, shared=False)
     fails_with(errno.EACCES, libc.madvise, m.addr, m.length, C.MADV_REMOVE)
@@ -288,7 +292,7 @@ def test_remove_private_file(mapped_file: Callable[..., Mapping]) -> None:
 
 @semantic("madvise.remove.locked_einval", "MADV_REMOVE on locked pages fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
-def test_remove_locked(posix_shm: Callable[..., Any], mapped_pages: Callable[..., Mapping],
+def test_remove_locked(posix_shm: PosixShmFactory, mapped_pages: MappedPages,
                        memsys_env: Any) -> None:
     probe_advice(C.MADV_REMOVE, "MADV_REMOVE", SHARED_ANON)
     shm = posix_shm(PAGE)
@@ -314,7 +318,7 @@ def _child_reads(addr: int) -> int | Fault:
 @semantic("madvise.dontfork.child_unmapped",
           "A MADV_DONTFORK range is absent in a fork child: reading it faults with SEGV_MAPERR there.",
           source="madvise(2) MADV_DONTFORK", tier="linux")
-def test_dontfork(mapped_pages: Callable[..., Mapping], run_in_child: Callable[..., Any]) -> None:
+def test_dontfork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
     m = mapped_pages(1)
     fill(m, 0x21)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_DONTFORK)
@@ -325,7 +329,7 @@ def test_dontfork(mapped_pages: Callable[..., Mapping], run_in_child: Callable[.
 @semantic("madvise.dofork.restores_inheritance",
           "MADV_DOFORK undoes MADV_DONTFORK: a later fork child sees the range and its data.",
           source="madvise(2) MADV_DOFORK", tier="linux")
-def test_dofork(mapped_pages: Callable[..., Mapping], run_in_child: Callable[..., Any]) -> None:
+def test_dofork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
     m = mapped_pages(1)
     fill(m, 0x22)
     libc.madvise(m.addr, m.length, C.MADV_DONTFORK)
@@ -336,7 +340,7 @@ def test_dofork(mapped_pages: Callable[..., Mapping], run_in_child: Callable[...
 @semantic("madvise.wipeonfork.child_sees_zeros",
           "A MADV_WIPEONFORK range reads zeros in a fork child while the parent keeps its data.",
           source="madvise(2) MADV_WIPEONFORK", tier="linux")
-def test_wipeonfork(mapped_pages: Callable[..., Mapping], run_in_child: Callable[..., Any]) -> None:
+def test_wipeonfork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
     probe_advice(C.MADV_WIPEONFORK, "MADV_WIPEONFORK")
     m = mapped_pages(1)
     fill(m, 0x23)
@@ -348,7 +352,7 @@ def test_wipeonfork(mapped_pages: Callable[..., Mapping], run_in_child: Callable
 @semantic("madvise.keeponfork.restores_inheritance",
           "MADV_KEEPONFORK undoes MADV_WIPEONFORK: a later fork child sees the data.",
           source="madvise(2) MADV_KEEPONFORK", tier="linux")
-def test_keeponfork(mapped_pages: Callable[..., Mapping], run_in_child: Callable[..., Any]) -> None:
+def test_keeponfork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
     probe_advice(C.MADV_WIPEONFORK, "MADV_WIPEONFORK")
     m = mapped_pages(1)
     fill(m, 0x24)
@@ -361,8 +365,8 @@ def test_keeponfork(mapped_pages: Callable[..., Mapping], run_in_child: Callable
 @semantic("madvise.wipeonfork.non_private_anon_einval",
           "MADV_WIPEONFORK on a shared or file-backed mapping fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
-def test_wipeonfork_shared(kind: str, mapped_pages: Callable[..., Mapping],
-                           mapped_file: Callable[..., Mapping]) -> None:
+def test_wipeonfork_shared(kind: str, mapped_pages: MappedPages,
+                           mapped_file: MappedFile) -> None:
     probe_advice(C.MADV_WIPEONFORK, "MADV_WIPEONFORK")
     m = mapped_pages(1, flags=SHARED_ANON) if kind == "shared-anon" else mapped_file(b"x" * PAGE, shared=False)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_WIPEONFORK)
@@ -374,7 +378,7 @@ def test_wipeonfork_shared(kind: str, mapped_pages: Callable[..., Mapping],
 
 @semantic("madvise.dontdump.vmflag", "MADV_DONTDUMP excludes the range from core dumps ('dd' in VmFlags).",
           source="madvise(2) MADV_DONTDUMP; proc(5) VmFlags", tier="linux")
-def test_dontdump(mapped_pages: Callable[..., Mapping]) -> None:
+def test_dontdump(mapped_pages: MappedPages) -> None:
     m = mapped_pages(1)
     assert "dd" not in vmflags(m.addr)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_DONTDUMP)
@@ -383,7 +387,7 @@ def test_dontdump(mapped_pages: Callable[..., Mapping]) -> None:
 
 @semantic("madvise.dodump.clears_dd", "MADV_DODUMP undoes MADV_DONTDUMP: 'dd' disappears.",
           source="madvise(2) MADV_DODUMP", tier="linux")
-def test_dodump(mapped_pages: Callable[..., Mapping]) -> None:
+def test_dodump(mapped_pages: MappedPages) -> None:
     m = mapped_pages(1)
     libc.madvise(m.addr, m.length, C.MADV_DONTDUMP)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_DODUMP)
@@ -404,7 +408,7 @@ def thp_configured() -> bool:
           "With THP configured (/sys/kernel/mm/transparent_hugepage exists) MADV_HUGEPAGE sets 'hg' and "
           "MADV_NOHUGEPAGE sets 'nh'; without CONFIG_TRANSPARENT_HUGEPAGE both fail with EINVAL.",
           source="madvise(2) MADV_HUGEPAGE/MADV_NOHUGEPAGE", tier="linux")
-def test_hugepage_flags(mapped_pages: Callable[..., Mapping], advice: int, flag: str) -> None:
+def test_hugepage_flags(mapped_pages: MappedPages, advice: int, flag: str) -> None:
     m = mapped_pages(2)
     if not thp_configured():
         fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, advice)
@@ -415,7 +419,7 @@ def test_hugepage_flags(mapped_pages: Callable[..., Mapping], advice: int, flag:
 
 @semantic("madvise.hugepage.exclusive", "MADV_NOHUGEPAGE replaces an earlier MADV_HUGEPAGE ('nh', no 'hg').",
           source="madvise(2) MADV_NOHUGEPAGE", tier="linux")
-def test_nohugepage_replaces_hugepage(mapped_pages: Callable[..., Mapping]) -> None:
+def test_nohugepage_replaces_hugepage(mapped_pages: MappedPages) -> None:
     if not thp_configured():
         pytest.skip(f"unsupported:CONFIG_TRANSPARENT_HUGEPAGE ({THP_DIR} missing)")
     m = mapped_pages(2)
@@ -433,7 +437,7 @@ HPAGE = 2 << 20
           "MADV_COLLAPSE synchronously collapses a populated, PMD-aligned private anonymous range into "
           "a transparent huge page (AnonHugePages counts it) and keeps its data.",
           source="madvise(2) MADV_COLLAPSE (Linux 6.1+)", tier="linux")
-def test_collapse(mapped_pages: Callable[..., Mapping]) -> None:
+def test_collapse(mapped_pages: MappedPages) -> None:
     if not thp_configured():
         pytest.skip(f"unsupported:CONFIG_TRANSPARENT_HUGEPAGE ({THP_DIR} missing)")
     if libc_probe_len0(C.MADV_COLLAPSE):
@@ -467,7 +471,7 @@ def libc_probe_len0(advice: int) -> bool:
 @semantic("madvise.mergeable.vmflag",
           "With CONFIG_KSM (/sys/kernel/mm/ksm exists) MADV_MERGEABLE sets 'mg'; without it, EINVAL.",
           source="madvise(2) MADV_MERGEABLE; ERRORS", tier="linux")
-def test_mergeable(mapped_pages: Callable[..., Mapping]) -> None:
+def test_mergeable(mapped_pages: MappedPages) -> None:
     m = mapped_pages(2)
     if not os.path.isdir(KSM_DIR):
         fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_MERGEABLE)
@@ -478,7 +482,7 @@ def test_mergeable(mapped_pages: Callable[..., Mapping]) -> None:
 
 @semantic("madvise.unmergeable.clears_mg", "MADV_UNMERGEABLE undoes MADV_MERGEABLE: 'mg' disappears.",
           source="madvise(2) MADV_UNMERGEABLE", tier="linux")
-def test_unmergeable(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unmergeable(mapped_pages: MappedPages) -> None:
     if not os.path.isdir(KSM_DIR):
         pytest.skip(f"unsupported:CONFIG_KSM ({KSM_DIR} missing)")
     m = mapped_pages(2)
@@ -497,7 +501,7 @@ def test_unmergeable(mapped_pages: Callable[..., Mapping]) -> None:
           "MADV_COLD and MADV_PAGEOUT only influence reclaim: the data reads back unchanged "
           "(an anonymous page is swapped out, not discarded; without swap it simply stays).",
           source="madvise(2) MADV_COLD, MADV_PAGEOUT (Linux 5.4+)", tier="linux")
-def test_cold_pageout_keep_data(mapped_pages: Callable[..., Mapping], advice: int, name: str) -> None:
+def test_cold_pageout_keep_data(mapped_pages: MappedPages, advice: int, name: str) -> None:
     probe_advice(advice, name)
     m = mapped_pages(2)
     fill(m, 0x6E)
@@ -510,7 +514,7 @@ def test_cold_pageout_keep_data(mapped_pages: Callable[..., Mapping], advice: in
 @semantic("madvise.cold_pageout.locked_einval",
           "MADV_COLD and MADV_PAGEOUT on locked pages fail with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
-def test_cold_pageout_locked(locked_region: Callable[..., Mapping], advice: int, name: str) -> None:
+def test_cold_pageout_locked(locked_region: LockedRegion, advice: int, name: str) -> None:
     probe_advice(advice, name)
     m = locked_region(1)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, advice)
@@ -523,7 +527,7 @@ def test_cold_pageout_locked(locked_region: Callable[..., Mapping], advice: int,
 @semantic("madvise.populate_read.resident",
           "MADV_POPULATE_READ prefaults the range readable: every page is resident afterwards.",
           source="madvise(2) MADV_POPULATE_READ (Linux 5.14+)", tier="linux")
-def test_populate_read(mapped_pages: Callable[..., Mapping]) -> None:
+def test_populate_read(mapped_pages: MappedPages) -> None:
     probe_advice(C.MADV_POPULATE_READ, "MADV_POPULATE_READ")
     if not mincore_sees_residency():
         pytest.skip("unsupported:mincore residency (a probe saw an untouched anonymous page reported resident)")
@@ -555,7 +559,7 @@ def test_populate_write(arena: Any) -> None:
 @semantic("madvise.populate.insufficient_permissions_einval",
           "MADV_POPULATE_READ/WRITE on a range without read/write permission fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
-def test_populate_permissions(mapped_pages: Callable[..., Mapping], advice: int, prot: int, name: str) -> None:
+def test_populate_permissions(mapped_pages: MappedPages, advice: int, prot: int, name: str) -> None:
     probe_advice(advice, name)
     m = mapped_pages(1, prot=prot)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, advice)
@@ -565,7 +569,7 @@ def test_populate_permissions(mapped_pages: Callable[..., Mapping], advice: int,
           "MADV_POPULATE_READ over file pages past EOF (where an access would raise SIGBUS) fails "
           "with EFAULT instead of signalling.",
           source="madvise(2) ERRORS (EFAULT)", tier="linux")
-def test_populate_past_eof(mapped_file: Callable[..., Mapping]) -> None:
+def test_populate_past_eof(mapped_file: MappedFile) -> None:
     probe_advice(C.MADV_POPULATE_READ, "MADV_POPULATE_READ")
     m = mapped_file(b"y" * PAGE, shared=True, pages=2)
     fails_with(errno.EFAULT, libc.madvise, m.page(1), PAGE, C.MADV_POPULATE_READ)
@@ -610,7 +614,7 @@ def _drop_capability(number: int) -> None:
           "MADV_HWPOISON/MADV_SOFT_OFFLINE without CAP_SYS_ADMIN fail with EPERM (kernels with "
           "CONFIG_MEMORY_FAILURE); checked in a child that dropped the capability.",
           source="madvise(2) ERRORS (EPERM)", tier="linux")
-def test_inject_error_eperm(run_in_child: Callable[..., Any], advice: int) -> None:
+def test_inject_error_eperm(run_in_child: RunInChild, advice: int) -> None:
     if not os.path.exists(MEMORY_FAILURE_SYSCTL):
         pytest.skip(f"unsupported:CONFIG_MEMORY_FAILURE ({MEMORY_FAILURE_SYSCTL} missing; "
                     "the advice is then simply invalid)")
@@ -623,14 +627,14 @@ def test_inject_error_eperm(run_in_child: Callable[..., Any], advice: int) -> No
 
 @semantic("madvise.errors.unknown_advice", "An advice value the kernel does not know fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
-def test_unknown_advice(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unknown_advice(mapped_pages: MappedPages) -> None:
     m = mapped_pages(1)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, 999)
 
 
 @semantic("madvise.errors.unaligned", "An addr that is not page-aligned fails with EINVAL.",
           source="madvise(2) ERRORS; Linux notes", tier="linux")
-def test_unaligned(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unaligned(mapped_pages: MappedPages) -> None:
     m = mapped_pages(2)
     fails_with(errno.EINVAL, libc.madvise, m.addr + 1, PAGE, C.MADV_NORMAL)
 
@@ -639,7 +643,7 @@ def test_unaligned(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("madvise.errors.negative_length",
           "A 'negative' length (a size_t that wraps the address space or rounds up to 0) fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
-def test_negative_length(mapped_pages: Callable[..., Mapping], length: int) -> None:
+def test_negative_length(mapped_pages: MappedPages, length: int) -> None:
     m = mapped_pages(1)
     fails_with(errno.EINVAL, libc.madvise, m.addr, length, C.MADV_NORMAL)
 

@@ -9,13 +9,12 @@ pre-faulted with MAP_POPULATE. Unmapped addresses come from holes in the ``arena
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
 
-from pytest_memsyscalls import fails_with, semantic
+from pytest_memsyscalls import MappedPages, fails_with, semantic
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
-from pytest_memsyscalls.memory.mapping import Arena, Mapping
+from pytest_memsyscalls.memory.mapping import Arena
 
 
 def _resident(addr: int, length: int) -> list[bool]:
@@ -26,7 +25,7 @@ def _resident(addr: int, length: int) -> list[bool]:
 @semantic("mincore.residency.untouched_anon_not_resident",
           "A private anonymous page that was never touched is not resident (bit 0 of its vector byte is 0)",
           source="mincore(2) DESCRIPTION", tier="linux")
-def test_untouched_page_not_resident(mapped_pages: Callable[..., Mapping]) -> None:
+def test_untouched_page_not_resident(mapped_pages: MappedPages) -> None:
     region = mapped_pages(3)
     assert _resident(region.addr, region.length) == [False, False, False]
 
@@ -34,7 +33,7 @@ def test_untouched_page_not_resident(mapped_pages: Callable[..., Mapping]) -> No
 @semantic("mincore.residency.written_page_resident",
           "Writing to a private anonymous page makes it resident",
           source="mincore(2) DESCRIPTION", tier="linux")
-def test_written_page_resident(mapped_pages: Callable[..., Mapping]) -> None:
+def test_written_page_resident(mapped_pages: MappedPages) -> None:
     region = mapped_pages(3)
     region.buffer[PAGE] = 1
     assert _resident(region.addr, region.length)[1] is True
@@ -43,7 +42,7 @@ def test_written_page_resident(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("mincore.residency.dontneed_not_resident",
           "After MADV_DONTNEED a written private anonymous page is no longer resident",
           source="mincore(2) DESCRIPTION; madvise(2) MADV_DONTNEED", tier="linux")
-def test_dontneed_drops_residency(mapped_pages: Callable[..., Mapping]) -> None:
+def test_dontneed_drops_residency(mapped_pages: MappedPages) -> None:
     region = mapped_pages(2)
     region.buffer[0] = 1
     region.buffer[PAGE] = 1
@@ -54,7 +53,7 @@ def test_dontneed_drops_residency(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("mincore.residency.map_populate_resident",
           "Every page of a MAP_POPULATE private anonymous mapping is resident before it is touched",
           source="mincore(2) DESCRIPTION; mmap(2) MAP_POPULATE", tier="linux")
-def test_map_populate_resident(mapped_pages: Callable[..., Mapping]) -> None:
+def test_map_populate_resident(mapped_pages: MappedPages) -> None:
     region = mapped_pages(4, flags=C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_POPULATE)
     assert _resident(region.addr, region.length) == [True] * 4
 
@@ -64,7 +63,7 @@ def test_map_populate_resident(mapped_pages: Callable[..., Mapping]) -> None:
           "than a page fills exactly two bytes of vec, each 0 or 1 for a private anonymous page",
           source="mincore(2) DESCRIPTION (vec must contain at least (length+PAGE_SIZE-1)/PAGE_SIZE bytes)",
           tier="linux")
-def test_partial_page_length_rounds_up(mapped_pages: Callable[..., Mapping]) -> None:
+def test_partial_page_length_rounds_up(mapped_pages: MappedPages) -> None:
     region = mapped_pages(2)
     region.buffer[0] = 1
     region.buffer[PAGE] = 1
@@ -77,7 +76,7 @@ def test_partial_page_length_rounds_up(mapped_pages: Callable[..., Mapping]) -> 
 @semantic("mincore.errors.einval_unaligned_addr",
           "mincore fails with EINVAL when addr is not a multiple of the page size",
           source="mincore(2) ERRORS", tier="linux")
-def test_unaligned_addr_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unaligned_addr_is_einval(mapped_pages: MappedPages) -> None:
     region = mapped_pages(2)
     fails_with(errno.EINVAL, libc.mincore, region.addr + 1, PAGE)
 
@@ -96,7 +95,7 @@ def test_range_with_unmapped_page_is_enomem(arena: Arena) -> None:
           "mincore fails with ENOMEM when length is greater than TASK_SIZE - addr (e.g. a negative length "
           "taken as unsigned)",
           source="mincore(2) ERRORS", tier="linux")
-def test_huge_length_is_enomem(mapped_pages: Callable[..., Mapping]) -> None:
+def test_huge_length_is_enomem(mapped_pages: MappedPages) -> None:
     region = mapped_pages(1)
     vector = mapped_pages(1)  # never written: the kernel rejects the length first
     fails_with(errno.ENOMEM, libc.mincore_into, region.addr, (1 << 64) - PAGE, vector.addr)
@@ -105,7 +104,7 @@ def test_huge_length_is_enomem(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("mincore.errors.efault_bad_vec",
           "mincore fails with EFAULT when vec points to an invalid (unmapped) address",
           source="mincore(2) ERRORS", tier="linux")
-def test_unmapped_vector_is_efault(mapped_pages: Callable[..., Mapping], arena: Arena) -> None:
+def test_unmapped_vector_is_efault(mapped_pages: MappedPages, arena: Arena) -> None:
     region = mapped_pages(1)
     region.buffer[0] = 1
     arena.hole(8, 1)

@@ -21,13 +21,13 @@ import ctypes
 import errno
 import functools
 import resource
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import Mapping, fails_with, requires, semantic, succeeds
+from pytest_memsyscalls import LockedRegion, MappedPages, RunInChild, fails_with, requires, semantic, succeeds
 from pytest_memsyscalls.environment import fingerprint as environment
 from pytest_memsyscalls.environment.needs import lockable_shortfall
 from pytest_memsyscalls.kernel import constants as C
@@ -123,16 +123,8 @@ def map_anon(pages: int) -> int:
     return libc.mmap(0, pages * PAGE, RW, ANON)
 
 
-# --- fixtures ------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def no_lock_survives() -> Iterator[None]:
-    """Every test must leave this process's VmLck where it found it."""
-    before = vmlck_kb()
-    yield
-    after = vmlck_kb()
-    assert after == before, f"locked memory leaked: VmLck {before} kB before the test, {after} kB after"
-
+# Locked memory a test leaves behind is the leak guard's to report (plugin/leaks.py
+# checks VmLck around every test and honours --memsys-leaks).
 
 # =====================================================================================
 # mlock / munlock
@@ -141,7 +133,7 @@ def no_lock_survives() -> Iterator[None]:
 @semantic("mlock.lock.pages_resident",
           "All pages containing part of the range are resident in RAM when mlock returns.",
           source="mlock(2) DESCRIPTION; POSIX mlock", tier="posix")
-def test_mlock_makes_pages_resident(mapped_pages: Callable[..., Mapping], memsys_env: Any) -> None:
+def test_mlock_makes_pages_resident(mapped_pages: MappedPages, memsys_env: Any) -> None:
     need_residency_oracle()
     m = mapped_pages(4)
     assert resident(m.addr, m.length) == [False] * 4, "a fresh anonymous mapping starts non-resident"
@@ -154,7 +146,7 @@ def test_mlock_makes_pages_resident(mapped_pages: Callable[..., Mapping], memsys
 @semantic("mlock.lock.vmlck_accounting",
           "VmLck in /proc/self/status grows by the locked length and shrinks back after munlock.",
           source="mlock(2) Linux notes; proc(5) VmLck", tier="linux")
-def test_mlock_vmlck_grows_and_shrinks(mapped_pages: Callable[..., Mapping], memsys_env: Any) -> None:
+def test_mlock_vmlck_grows_and_shrinks(mapped_pages: MappedPages, memsys_env: Any) -> None:
     m = mapped_pages(4)
     need_lockable(memsys_env, m.length)
     before = vmlck_kb()
@@ -168,7 +160,7 @@ def test_mlock_vmlck_grows_and_shrinks(mapped_pages: Callable[..., Mapping], mem
 @semantic("mlock.lock.smaps_locked",
           "A locked VMA shows 'lo' in smaps VmFlags and its Locked: counter equals its resident size.",
           source="proc(5) /proc/pid/smaps VmFlags", tier="linux")
-def test_mlock_shows_in_smaps(locked_region: Callable[..., Mapping]) -> None:
+def test_mlock_shows_in_smaps(locked_region: LockedRegion) -> None:
     m = locked_region(4)
     entry = procfs.smaps_at(m.addr)
     assert entry is not None
@@ -180,7 +172,7 @@ def test_mlock_shows_in_smaps(locked_region: Callable[..., Mapping]) -> None:
 @semantic("munlock.unlock.clears_lock",
           "After munlock the range is no longer locked: no 'lo' flag and a Locked: counter of 0.",
           source="mlock(2) DESCRIPTION; proc(5)", tier="linux")
-def test_munlock_clears_lock(locked_region: Callable[..., Mapping]) -> None:
+def test_munlock_clears_lock(locked_region: LockedRegion) -> None:
     m = locked_region(2)
     assert "lo" in vmflags(m.addr)
     succeeds(libc.munlock, m.addr, m.length)
@@ -191,7 +183,7 @@ def test_munlock_clears_lock(locked_region: Callable[..., Mapping]) -> None:
 @semantic("mlock.lock.no_nesting",
           "Locks do not stack: two mlock calls are undone by a single munlock.",
           source="mlock(2) NOTES; POSIX mlock", tier="posix")
-def test_mlock_does_not_nest(mapped_pages: Callable[..., Mapping], memsys_env: Any) -> None:
+def test_mlock_does_not_nest(mapped_pages: MappedPages, memsys_env: Any) -> None:
     m = mapped_pages(2)
     need_lockable(memsys_env, m.length)
     before = vmlck_kb()
@@ -214,8 +206,8 @@ def _child_lock_view(addr: int) -> tuple[int | None, bool, bool]:
 @semantic("mlock.fork.not_inherited",
           "A child created by fork does not inherit memory locks: its VmLck is 0 and the range has no 'lo'.",
           source="mlock(2) NOTES; fork(2)", tier="posix")
-def test_mlock_not_inherited_by_fork(locked_region: Callable[..., Mapping],
-                                     run_in_child: Callable[..., Any]) -> None:
+def test_mlock_not_inherited_by_fork(locked_region: LockedRegion,
+                                     run_in_child: RunInChild) -> None:
     m = locked_region(2)
     child_vmlck, child_locked, readable = run_in_child(_child_lock_view, m.addr).result()
     assert readable, "the range itself is inherited"
@@ -245,7 +237,7 @@ def test_munmap_removes_lock(memsys_env: Any) -> None:
 @semantic("mlock.addr.rounded_down",
           "Linux rounds an unaligned addr down to its page: mlock(addr+1, 1) locks exactly that page.",
           source="mlock(2) Linux notes", tier="linux")
-def test_mlock_unaligned_address_rounds_down(mapped_pages: Callable[..., Mapping], memsys_env: Any) -> None:
+def test_mlock_unaligned_address_rounds_down(mapped_pages: MappedPages, memsys_env: Any) -> None:
     m = mapped_pages(2)
     need_lockable(memsys_env, PAGE)
     before = vmlck_kb()
@@ -264,7 +256,7 @@ def test_mlock_unaligned_address_rounds_down(mapped_pages: Callable[..., Mapping
 @semantic("mlock2.flags.zero_same_as_mlock",
           "mlock2 with flags 0 behaves exactly as mlock: the range is locked and resident.",
           source="mlock(2) DESCRIPTION", tier="linux")
-def test_mlock2_zero_flags(mapped_pages: Callable[..., Mapping], memsys_env: Any) -> None:
+def test_mlock2_zero_flags(mapped_pages: MappedPages, memsys_env: Any) -> None:
     m = mapped_pages(2)
     need_lockable(memsys_env, m.length)
     succeeds(libc.mlock2, m.addr, m.length, 0)
@@ -276,7 +268,7 @@ def test_mlock2_zero_flags(mapped_pages: Callable[..., Mapping], memsys_env: Any
 @semantic("mlock2.onfault.not_populated",
           "mlock2(MLOCK_ONFAULT) does not fault in non-resident pages.",
           source="mlock(2) MLOCK_ONFAULT", tier="linux")
-def test_mlock2_onfault_does_not_populate(mapped_pages: Callable[..., Mapping], memsys_env: Any) -> None:
+def test_mlock2_onfault_does_not_populate(mapped_pages: MappedPages, memsys_env: Any) -> None:
     need_residency_oracle()
     m = mapped_pages(4)
     need_lockable(memsys_env, m.length)
@@ -288,7 +280,7 @@ def test_mlock2_onfault_does_not_populate(mapped_pages: Callable[..., Mapping], 
 @semantic("mlock2.onfault.vmflags",
           "A range locked with MLOCK_ONFAULT shows both 'lo' and 'lf' (lock on fault) in VmFlags.",
           source="mlock(2) MLOCK_ONFAULT; proc(5) VmFlags", tier="linux")
-def test_mlock2_onfault_vmflags(locked_region: Callable[..., Mapping]) -> None:
+def test_mlock2_onfault_vmflags(locked_region: LockedRegion) -> None:
     m = locked_region(2, onfault=True)
     assert {"lo", "lf"} <= vmflags(m.addr)
 
@@ -296,7 +288,7 @@ def test_mlock2_onfault_vmflags(locked_region: Callable[..., Mapping]) -> None:
 @semantic("mlock2.onfault.touched_pages_locked",
           "With MLOCK_ONFAULT a page becomes resident and locked when touched; untouched pages stay out.",
           source="mlock(2) MLOCK_ONFAULT", tier="linux")
-def test_mlock2_onfault_locks_on_touch(locked_region: Callable[..., Mapping]) -> None:
+def test_mlock2_onfault_locks_on_touch(locked_region: LockedRegion) -> None:
     m = locked_region(4, onfault=True)
     assert m.write(0, 0x5A) is None
     if mincore_sees_residency():
@@ -307,7 +299,7 @@ def test_mlock2_onfault_locks_on_touch(locked_region: Callable[..., Mapping]) ->
 @semantic("mlock2.onfault.vmlck_counts_range",
           "Linux accounts the whole MLOCK_ONFAULT range in VmLck at once, resident or not.",
           source="mm/mlock.c mlock_fixup (locked_vm += range)", tier="impl")
-def test_mlock2_onfault_vmlck(mapped_pages: Callable[..., Mapping], memsys_env: Any) -> None:
+def test_mlock2_onfault_vmlck(mapped_pages: MappedPages, memsys_env: Any) -> None:
     m = mapped_pages(4)
     need_lockable(memsys_env, m.length)
     before = vmlck_kb()
@@ -322,7 +314,7 @@ def test_mlock2_onfault_vmlck(mapped_pages: Callable[..., Mapping], memsys_env: 
 @semantic("mlock2.errors.unknown_flags",
           "mlock2 with a flag other than MLOCK_ONFAULT fails with EINVAL.",
           source="mlock(2) ERRORS", tier="linux")
-def test_mlock2_unknown_flags(mapped_pages: Callable[..., Mapping]) -> None:
+def test_mlock2_unknown_flags(mapped_pages: MappedPages) -> None:
     m = mapped_pages(1)
     fails_with(errno.EINVAL, libc.mlock2, m.addr, m.length, 0x2)
     assert "lo" not in vmflags(m.addr)
@@ -345,7 +337,7 @@ def _expected_lock_errno(length_exceeds_limit: bool, other: int) -> int:
           "addr+len overflowing fails: EINVAL per the man page, but a caller under RLIMIT_MEMLOCK "
           "(no CAP_IPC_LOCK) gets ENOMEM (EPERM at limit 0) because Linux checks the limit first.",
           source="mlock(2) ERRORS; mm/mlock.c do_mlock", tier="linux")
-def test_mlock_overflow(mapped_pages: Callable[..., Mapping]) -> None:
+def test_mlock_overflow(mapped_pages: MappedPages) -> None:
     m = mapped_pages(1)
     length = (1 << 64) - m.addr + PAGE
     fails_with(_expected_lock_errno(True, errno.EINVAL), libc.mlock, m.addr, length)
@@ -395,7 +387,7 @@ def _lock_under_limit(limit: int, first: int, second: int) -> tuple[int, int, in
           "Without CAP_IPC_LOCK, locking past the RLIMIT_MEMLOCK soft limit (counting what is already "
           "locked) fails with ENOMEM.",
           source="mlock(2) ERRORS (ENOMEM, Linux 2.6.9+)", tier="linux")
-def test_mlock_enomem_over_rlimit(run_in_child: Callable[..., Any]) -> None:
+def test_mlock_enomem_over_rlimit(run_in_child: RunInChild) -> None:
     limit = settable_limit(2 * PAGE)
     first, second, locked = run_in_child(_lock_under_limit, limit, 2 * PAGE, PAGE).result()
     assert first == 0, f"locking exactly the limit should succeed, got {errno.errorcode.get(first)}"
@@ -407,7 +399,7 @@ def test_mlock_enomem_over_rlimit(run_in_child: Callable[..., Any]) -> None:
           "In this process, locking one page more than RLIMIT_MEMLOCK minus VmLck fails with ENOMEM "
           "(EPERM at limit 0) unless the caller has CAP_IPC_LOCK, which lifts the limit.",
           source="mlock(2) ERRORS; Limits and permissions", tier="linux")
-def test_mlock_process_budget(mapped_pages: Callable[..., Mapping]) -> None:
+def test_mlock_process_budget(mapped_pages: MappedPages) -> None:
     soft = memlock_soft()
     if soft is None:
         pytest.skip("limit:RLIMIT_MEMLOCK=unlimited (there is no limit to exceed)")
@@ -436,7 +428,7 @@ def _lock_with_zero_limit(call: str) -> int:
 @semantic("mlock.privilege.eperm_zero_limit",
           "With RLIMIT_MEMLOCK 0 and no CAP_IPC_LOCK, locking is refused with EPERM.",
           source="mlock(2) ERRORS (EPERM)", tier="linux")
-def test_mlock_eperm_zero_limit(run_in_child: Callable[..., Any], call: str) -> None:
+def test_mlock_eperm_zero_limit(run_in_child: RunInChild, call: str) -> None:
     assert run_in_child(_lock_with_zero_limit, call).result() == errno.EPERM
 
 
@@ -448,7 +440,7 @@ def _mlockall_with_zero_limit() -> int:
 @semantic("mlockall.privilege.eperm_zero_limit",
           "With RLIMIT_MEMLOCK 0 and no CAP_IPC_LOCK, mlockall is refused with EPERM.",
           source="mlock(2) ERRORS (EPERM)", tier="linux")
-def test_mlockall_eperm_zero_limit(run_in_child: Callable[..., Any]) -> None:
+def test_mlockall_eperm_zero_limit(run_in_child: RunInChild) -> None:
     assert run_in_child(_mlockall_with_zero_limit).result() == errno.EPERM
 
 
@@ -461,7 +453,7 @@ def _munlock_with_zero_limit() -> int:
 @semantic("munlock.privilege.none_needed",
           "munlock needs no privilege: it succeeds with RLIMIT_MEMLOCK 0 and no CAP_IPC_LOCK.",
           source="mlock(2) ERRORS (munlockall EPERM only in Linux <= 2.6.8)", tier="linux")
-def test_munlock_needs_no_privilege(run_in_child: Callable[..., Any]) -> None:
+def test_munlock_needs_no_privilege(run_in_child: RunInChild) -> None:
     assert run_in_child(_munlock_with_zero_limit).result() == 0
 
 
@@ -475,7 +467,7 @@ def _lock_with_cap(limit: int, pages: int) -> tuple[int, int | None]:
 @semantic("mlock.privilege.cap_bypasses_zero_limit",
           "A caller with CAP_IPC_LOCK may lock memory although RLIMIT_MEMLOCK is 0.",
           source="mlock(2) Limits and permissions", tier="linux")
-def test_cap_ipc_lock_bypasses_zero_limit(run_in_child: Callable[..., Any]) -> None:
+def test_cap_ipc_lock_bypasses_zero_limit(run_in_child: RunInChild) -> None:
     result, locked = run_in_child(_lock_with_cap, 0, 4).result()
     assert result == 0, f"mlock failed with {errno.errorcode.get(result)}"
     assert locked in (4 * PAGE // 1024, None)
@@ -485,7 +477,7 @@ def test_cap_ipc_lock_bypasses_zero_limit(run_in_child: Callable[..., Any]) -> N
 @semantic("mlock.privilege.cap_bypasses_limit",
           "A caller with CAP_IPC_LOCK may lock more than its RLIMIT_MEMLOCK.",
           source="mlock(2) ERRORS (ENOMEM: not enforced with CAP_IPC_LOCK)", tier="linux")
-def test_cap_ipc_lock_bypasses_limit(run_in_child: Callable[..., Any]) -> None:
+def test_cap_ipc_lock_bypasses_limit(run_in_child: RunInChild) -> None:
     result, locked = run_in_child(_lock_with_cap, PAGE, 4).result()
     assert result == 0, f"mlock failed with {errno.errorcode.get(result)}"
     assert locked in (4 * PAGE // 1024, None)
@@ -665,7 +657,7 @@ def _mlockall_over_limit() -> tuple[int, int]:
           "Without CAP_IPC_LOCK, mlockall(MCL_CURRENT) fails with ENOMEM when the address space "
           "exceeds RLIMIT_MEMLOCK.",
           source="mlock(2) ERRORS (ENOMEM, Linux 2.6.9+)", tier="linux")
-def test_mlockall_current_over_limit(run_in_child: Callable[..., Any]) -> None:
+def test_mlockall_current_over_limit(run_in_child: RunInChild) -> None:
     settable_limit(PAGE)
     result, vmsize = run_in_child(_mlockall_over_limit).result()
     assert vmsize > PAGE, "the test needs an address space larger than one page"
@@ -766,7 +758,7 @@ def _future_over_limit() -> tuple[int, int]:
           "After mlockall(MCL_FUTURE), without CAP_IPC_LOCK, an mmap that would exceed RLIMIT_MEMLOCK "
           "fails with EAGAIN.",
           source="mlock(2) MCL_FUTURE; mmap(2) ERRORS (EAGAIN)", tier="linux")
-def test_mlockall_future_mmap_over_limit(run_in_child: Callable[..., Any]) -> None:
+def test_mlockall_future_mmap_over_limit(run_in_child: RunInChild) -> None:
     settable_limit(4 * PAGE)
     mlockall_result, mmap_result = run_in_child(_future_over_limit).result()
     assert mlockall_result == 0, f"mlockall(MCL_FUTURE) failed with {errno.errorcode.get(mlockall_result)}"
@@ -799,7 +791,7 @@ def test_mlockall_future_not_inherited() -> None:
           "The seed's pattern holds: while the secret is stored the page is resident and locked; "
           "memset clears it; after munlock it is no longer locked.",
           source="seed §5 mlock example", tier="linux")
-def test_seed_secret_buffer(locked_region: Callable[..., Mapping]) -> None:
+def test_seed_secret_buffer(locked_region: LockedRegion) -> None:
     m = locked_region(1)
     ctypes.memmove(m.addr, SECRET, len(SECRET))
     assert bytes(m.buffer[: len(SECRET)]) == SECRET
@@ -815,7 +807,7 @@ def test_seed_secret_buffer(locked_region: Callable[..., Mapping]) -> None:
           "mlock only keeps pages out of swap (not out of hibernation images or core dumps): a locked "
           "VMA is not marked 'dd'; MADV_DONTDUMP adds 'dd' and leaves the lock in place.",
           source="mlock(2) NOTES (suspend); madvise(2) MADV_DONTDUMP; seed §5 oversimplifies", tier="linux")
-def test_locked_memory_is_still_dumpable(locked_region: Callable[..., Mapping]) -> None:
+def test_locked_memory_is_still_dumpable(locked_region: LockedRegion) -> None:
     m = locked_region(1)
     assert "dd" not in vmflags(m.addr)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_DONTDUMP)

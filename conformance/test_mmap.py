@@ -19,13 +19,22 @@ import os
 import resource
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls import ChildOutcome, fails_with, faults_with, requires, semantic, succeeds
+from pytest_memsyscalls import (
+    MappedFile,
+    MappedPages,
+    RunInChild,
+    fails_with,
+    faults_with,
+    requires,
+    semantic,
+    succeeds,
+)
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
@@ -197,7 +206,8 @@ def test_shared_validate_rejects_unknown_flag(tmp_path: Path) -> None:
 def test_shared_ignores_unknown_flag(tmp_path: Path) -> None:
     path = make_file(tmp_path, b"x" * P)
     with opened(path, os.O_RDWR) as fd, mapped(0, P, RW, C.MAP_SHARED | UNKNOWN_MAP_FLAG, fd) as addr:
-        assert procfs.vma_at(addr) is not None and procfs.vma_at(addr).shared  # type: ignore[union-attr]
+        entry = procfs.vma_at(addr)
+        assert entry is not None and entry.shared
 
 
 @semantic("mmap.shared_validate.accepts_known_flags",
@@ -307,7 +317,7 @@ def _noexec_exec_mapping_errno(directory: str, make_mount: bool) -> int | None:
           "PROT_EXEC on a file of a file system mounted noexec fails with EPERM (not EACCES).",
           source="mmap(2) ERRORS", tier="linux")
 def test_exec_on_noexec_mount_is_eperm(tmp_path: Path, memsys_env: Environment,
-                                       run_in_child: Callable[..., ChildOutcome]) -> None:
+                                       run_in_child: RunInChild) -> None:
     directory, must_mount = noexec_directory(memsys_env, str(tmp_path), run_in_child)
     outcome = run_in_child(_noexec_exec_mapping_errno, directory, must_mount)
     observed = outcome.result()
@@ -377,7 +387,7 @@ def _errno_of_mmap_under_limit(which: int, status_key: str, headroom: int, lengt
 @semantic("mmap.enomem.rlimit_as", "A mapping that would take the address space past RLIMIT_AS fails with "
           "ENOMEM, whatever its protection (PROT_NONE counts too).", source="mmap(2) ERRORS; getrlimit(2)",
           tier="posix")
-def test_rlimit_as_is_enomem(run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_rlimit_as_is_enomem(run_in_child: RunInChild) -> None:
     outcome = run_in_child(_errno_of_mmap_under_limit, resource.RLIMIT_AS, "VmSize", 16 << 20, 1 << 30, RW)
     rw_errno, none_errno = outcome.result()
     assert (rw_errno, none_errno) == (errno.ENOMEM, errno.ENOMEM), (
@@ -390,7 +400,7 @@ def test_rlimit_as_is_enomem(run_in_child: Callable[..., ChildOutcome]) -> None:
           "A private writable mapping past RLIMIT_DATA fails with ENOMEM (since Linux 4.7), while a "
           "PROT_NONE "
           "mapping of the same size, which is not data, succeeds.", source="mmap(2) ERRORS", tier="linux")
-def test_rlimit_data_is_enomem(run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_rlimit_data_is_enomem(run_in_child: RunInChild) -> None:
     outcome = run_in_child(_errno_of_mmap_under_limit, resource.RLIMIT_DATA, "VmData", 16 << 20, 1 << 30, RW)
     rw_errno, none_errno = outcome.result()
     assert (rw_errno, none_errno) == (errno.ENOMEM, None), (
@@ -448,7 +458,7 @@ def _map_locked_errno(memlock: int, length: int) -> int | None:
           "needs:without-CAP_IPC_LOCK (the capability lifts RLIMIT_MEMLOCK)",
           lambda env: None if env.rlimits.memlock.hard is None or env.rlimits.memlock.hard >= P else
           f"limit:RLIMIT_MEMLOCK hard={env.rlimits.memlock.hard} (a child cannot set a one-page soft limit)")
-def test_map_locked_over_rlimit_is_eagain(run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_map_locked_over_rlimit_is_eagain(run_in_child: RunInChild) -> None:
     observed = run_in_child(_map_locked_errno, P, 4 * P).result()
     assert observed == errno.EAGAIN, f"expected EAGAIN, got {errno_text(observed)}"
 
@@ -458,7 +468,7 @@ def test_map_locked_over_rlimit_is_eagain(run_in_child: Callable[..., ChildOutco
           "at all, as for mlock).", source="mlock(2) ERRORS; mm/mmap.c do_mmap() can_do_mlock()", tier="impl")
 @requires(lambda env: None if not env.capabilities.has("CAP_IPC_LOCK") else
           "needs:without-CAP_IPC_LOCK (the capability lifts RLIMIT_MEMLOCK)")
-def test_map_locked_rlimit_zero_is_eperm(run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_map_locked_rlimit_zero_is_eperm(run_in_child: RunInChild) -> None:
     observed = run_in_child(_map_locked_errno, 0, P).result()
     assert observed == errno.EPERM, f"expected EPERM, got {errno_text(observed)}"
 
@@ -478,8 +488,8 @@ def test_map_denywrite_is_ignored(tmp_path: Path) -> None:
           "A store through a MAP_SHARED file mapping is seen by another MAP_SHARED mapping of the file and "
           "by "
           "pread(2) of the file.", source="mmap(2) MAP_SHARED", tier="posix")
-def test_shared_write_is_visible(mapped_file: Callable[..., Mapping],
-                                 mapped_pages: Callable[..., Mapping]) -> None:
+def test_shared_write_is_visible(mapped_file: MappedFile,
+                                 mapped_pages: MappedPages) -> None:
     first = mapped_file(b"\0" * (2 * P))
     second = mapped_pages(2, RW, C.MAP_SHARED, first.fd)
     first.buffer[P + 5:P + 10] = b"abcde"
@@ -490,8 +500,8 @@ def test_shared_write_is_visible(mapped_file: Callable[..., Mapping],
 @semantic("mmap.private.copy_on_write_file",
           "A store through a MAP_PRIVATE file mapping is visible neither in the file nor in another mapping "
           "of the same file.", source="mmap(2) MAP_PRIVATE", tier="posix")
-def test_private_write_is_invisible(mapped_file: Callable[..., Mapping],
-                                    mapped_pages: Callable[..., Mapping]) -> None:
+def test_private_write_is_invisible(mapped_file: MappedFile,
+                                    mapped_pages: MappedPages) -> None:
     private = mapped_file(b"o" * P, shared=False)
     other = mapped_pages(1, RW, C.MAP_SHARED, private.fd)
     private.buffer[0:4] = b"MINE"
@@ -511,7 +521,7 @@ def _write_then_read_after_parent(addr: int, ready_fd: int, go_fd: int) -> tuple
     return buffer[0], buffer[1]
 
 
-def _run_with_parent_store(run_in_child: Callable[..., ChildOutcome], mapping: Mapping) -> tuple[object, int, int]:
+def _run_with_parent_store(run_in_child: RunInChild, mapping: Mapping) -> tuple[object, int, int]:
     """Fork a child sharing ``mapping``; while it runs, the parent stores 0xB0 at byte 0.
     Returns (the child's view, parent's byte 0, parent's byte 1)."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
@@ -540,8 +550,8 @@ def _run_with_parent_store(run_in_child: Callable[..., ChildOutcome], mapping: M
           "and the parent's store after fork is invisible to the child.", source="mmap(2) MAP_PRIVATE; "
                                                                                  "fork(2)",
           tier="posix")
-def test_private_mapping_isolated_across_fork(mapped_pages: Callable[..., Mapping],
-                                              run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_private_mapping_isolated_across_fork(mapped_pages: MappedPages,
+                                              run_in_child: RunInChild) -> None:
     private = mapped_pages(1, RW, ANON)
     private.buffer[0:2] = b"\x11\x22"
     child_view, parent0, parent1 = _run_with_parent_store(run_in_child, private)
@@ -552,8 +562,8 @@ def test_private_mapping_isolated_across_fork(mapped_pages: Callable[..., Mappin
 @semantic("mmap.shared.fork_shared",
           "A MAP_SHARED|MAP_ANONYMOUS mapping is shared across fork: each side sees the other's stores.",
           source="mmap(2) MAP_SHARED; fork(2)", tier="posix")
-def test_shared_mapping_shared_across_fork(mapped_pages: Callable[..., Mapping],
-                                           run_in_child: Callable[..., ChildOutcome]) -> None:
+def test_shared_mapping_shared_across_fork(mapped_pages: MappedPages,
+                                           run_in_child: RunInChild) -> None:
     shared = mapped_pages(1, RW, C.MAP_SHARED | C.MAP_ANONYMOUS)
     shared.buffer[0:2] = b"\x11\x22"
     child_view, parent0, parent1 = _run_with_parent_store(run_in_child, shared)
@@ -565,7 +575,7 @@ def test_shared_mapping_shared_across_fork(mapped_pages: Callable[..., Mapping],
           "(seed: 'Returns: Large block of zeroed memory').", source="mmap(2) MAP_ANONYMOUS; seed §2",
           tier="posix")
 @pytest.mark.parametrize("flags", [ANON, C.MAP_SHARED | C.MAP_ANONYMOUS], ids=["private", "shared"])
-def test_anonymous_is_zero_filled(mapped_pages: Callable[..., Mapping], flags: int) -> None:
+def test_anonymous_is_zero_filled(mapped_pages: MappedPages, flags: int) -> None:
     mapping = mapped_pages(16, RW, flags)
     assert bytes(mapping.buffer) == bytes(mapping.length)
 
@@ -639,7 +649,7 @@ def test_map_populate_resident(tmp_path: Path, flags: int) -> None:
           "MAP_NORESERVE marks the mapping VM_NORESERVE ('nr' in VmFlags) unless overcommit_memory is 2, "
           "where the flag is ignored; a private writable mapping without it is not marked.",
           source="mmap(2) MAP_NORESERVE; proc(5) VmFlags", tier="linux")
-def test_map_noreserve_vmflags(memsys_env: Environment, mapped_pages: Callable[..., Mapping]) -> None:
+def test_map_noreserve_vmflags(memsys_env: Environment, mapped_pages: MappedPages) -> None:
     mode = memsys_env.overcommit.memory
     if mode is None:
         pytest.skip("unsupported:/proc/sys/vm/overcommit_memory (unreadable: the expectation is unknown)")
@@ -652,7 +662,7 @@ def test_map_noreserve_vmflags(memsys_env: Environment, mapped_pages: Callable[.
 @semantic("mmap.map_growsdown.vmflags_gd", "MAP_GROWSDOWN creates a VMA marked VM_GROWSDOWN ('gd' in "
                                            "VmFlags).",
           source="mmap(2) MAP_GROWSDOWN; proc(5) VmFlags", tier="linux")
-def test_map_growsdown_vmflags(mapped_pages: Callable[..., Mapping]) -> None:
+def test_map_growsdown_vmflags(mapped_pages: MappedPages) -> None:
     stack = mapped_pages(4, RW, ANON | C.MAP_GROWSDOWN)
     assert "gd" in vmflags_of(stack.addr)
 
@@ -665,7 +675,7 @@ def test_map_growsdown_shared_is_einval() -> None:
 
 @semantic("mmap.map_stack.accepted", "MAP_STACK is accepted and yields an ordinary readable, writable, "
           "zero-filled private mapping.", source="mmap(2) MAP_STACK", tier="linux")
-def test_map_stack_accepted(mapped_pages: Callable[..., Mapping]) -> None:
+def test_map_stack_accepted(mapped_pages: MappedPages) -> None:
     stack = mapped_pages(4, RW, ANON | C.MAP_STACK)
     assert stack.write(3 * P + 1, 9) is None and stack.read(3 * P + 1) == 9
     assert stack.read(0) == 0
@@ -674,7 +684,7 @@ def test_map_stack_accepted(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("mmap.map_stack.nohugepage", "Since Linux 6.7, MAP_STACK implies VM_NOHUGEPAGE ('nh' in VmFlags) "
           "where transparent huge pages exist.", source="mm: MAP_STACK implies VM_NOHUGEPAGE (Linux 6.7)",
           tier="impl")
-def test_map_stack_nohugepage(memsys_env: Environment, mapped_pages: Callable[..., Mapping]) -> None:
+def test_map_stack_nohugepage(memsys_env: Environment, mapped_pages: MappedPages) -> None:
     if memsys_env.sandbox.kind == "gvisor" or not kernel_at_least(memsys_env, 6, 7):
         pytest.skip(f"needs:Linux>=6.7 (kernel {memsys_env.kernel.release}, sandbox "
                     f"{memsys_env.sandbox.kind})")
@@ -728,7 +738,7 @@ def test_length_rounded_up_to_page() -> None:
 
 @semantic("mmap.file.offset_shows_file_bytes", "A file mapping at a page-aligned offset shows the file's "
           "bytes from that offset.", source="mmap(2) DESCRIPTION", tier="posix")
-def test_offset_shows_file_bytes(tmp_path: Path, mapped_pages: Callable[..., Mapping]) -> None:
+def test_offset_shows_file_bytes(tmp_path: Path, mapped_pages: MappedPages) -> None:
     content = fill_pattern(4 * P)
     path = make_file(tmp_path, content)
     with opened(path, os.O_RDONLY) as fd:
@@ -754,7 +764,7 @@ def test_close_fd_keeps_mapping(tmp_path: Path) -> None:
 @semantic("mmap.sigbus.page_past_eof", "Touching a page of a file mapping that lies wholly past the end of "
           "the file raises SIGBUS (BUS_ADRERR) at the touched address.", source="mmap(2) SIGBUS",
           tier="posix")
-def test_page_past_eof_raises_sigbus(mapped_file: Callable[..., Mapping]) -> None:
+def test_page_past_eof_raises_sigbus(mapped_file: MappedFile) -> None:
     mapping = mapped_file(b"e" * P, pages=3)
     target = mapping.page(2) + 123
     faults_with(probe.read(target), signal.SIGBUS, C.BUS_ADRERR, target)
@@ -763,7 +773,7 @@ def test_page_past_eof_raises_sigbus(mapped_file: Callable[..., Mapping]) -> Non
 
 @semantic("mmap.file.partial_page_zero_past_eof", "The bytes of the last page beyond end of file read as "
           "zero, and stores there are not written to the file.", source="mmap(2) NOTES", tier="posix")
-def test_partial_page_past_eof(mapped_file: Callable[..., Mapping]) -> None:
+def test_partial_page_past_eof(mapped_file: MappedFile) -> None:
     mapping = mapped_file(b"t" * 100)
     assert bytes(mapping.buffer[:100]) == b"t" * 100
     assert bytes(mapping.buffer[100:]) == bytes(P - 100)
@@ -776,7 +786,7 @@ def test_partial_page_past_eof(mapped_file: Callable[..., Mapping]) -> None:
 @semantic("mmap.readonly.write_segv_accerr", "A store into a mapping without PROT_WRITE raises SIGSEGV "
           "(SEGV_ACCERR) at the address, and the memory is unchanged.", source="mmap(2) SIGSEGV",
           tier="posix")
-def test_write_to_readonly_mapping_faults(mapped_pages: Callable[..., Mapping]) -> None:
+def test_write_to_readonly_mapping_faults(mapped_pages: MappedPages) -> None:
     mapping = mapped_pages(2, C.PROT_READ)
     target = mapping.page(1) + 7
     faults_with(probe.write(target, 1), signal.SIGSEGV, C.SEGV_ACCERR, target)
@@ -786,7 +796,7 @@ def test_write_to_readonly_mapping_faults(mapped_pages: Callable[..., Mapping]) 
 @semantic("mmap.prot_none.segv_accerr", "Any access to a PROT_NONE mapping raises SIGSEGV with SEGV_ACCERR "
           "(mapped, but forbidden) at the address.", source="mmap(2) PROT_NONE; sigaction(2) si_code",
           tier="posix")
-def test_prot_none_access_faults(mapped_pages: Callable[..., Mapping]) -> None:
+def test_prot_none_access_faults(mapped_pages: MappedPages) -> None:
     mapping = mapped_pages(1, C.PROT_NONE)
     target = mapping.addr + 99
     faults_with(probe.read(target), signal.SIGSEGV, C.SEGV_ACCERR, target)

@@ -651,9 +651,9 @@ class AddressSpaceMachine(RuleBasedStateMachine):
         assert self.arena is not None and self.maps is not None
         lo = self.arena.addr
         seen: list[Vma | None] = [None] * N
-        for vma in self.maps.vmas(lo, lo + N * P, text=text):
-            for i in range(max(0, (vma.start - lo) // P), min(N, (vma.end - lo) // P)):
-                seen[i] = vma
+        for entry in self.maps.vmas(lo, lo + N * P, text=text):
+            for i in range(max(0, (entry.start - lo) // P), min(N, (entry.end - lo) // P)):
+                seen[i] = entry
         for i, (pg, vma) in enumerate(zip(self.pages, seen, strict=True)):
             want = None if pg is None else self.perms(pg)
             got = None if vma is None else vma.perms

@@ -196,7 +196,7 @@ class SysvMachine(RuleBasedStateMachine):
             except OSError as error:
                 assert not seg.exists and error.errno == errno.EINVAL, (
                     f"shmctl.ipc_stat.{'existing' if seg.exists else 'destroyed'}: IPC_STAT on {seg!r} gave "
-                    f"{errno.errorcode.get(error.errno)}")
+                    f"{errno.errorcode.get(error.errno or 0)}")
                 continue
             assert seg.exists, f"shmctl.rmid.destroys_after_last_detach: {seg!r} still exists ({stat})"
             assert stat.nattch == len(seg.attachments), (

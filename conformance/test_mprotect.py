@@ -17,19 +17,17 @@ import os
 import signal
 import struct
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls import fails_with, requires, semantic
+from pytest_memsyscalls import ExpectSignal, MappedFile, MappedPages, RunInChild, fails_with, requires, semantic
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
 from pytest_memsyscalls.kernel.constants import RW
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
-from pytest_memsyscalls.memory.child import ChildOutcome
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
@@ -93,7 +91,7 @@ def executable(prot: int) -> bool:
     return bool(prot & C.PROT_EXEC) or (READ_EXEC and bool(prot & C.PROT_READ))
 
 
-def _code_page(mapped_pages: Callable[..., Mapping], prot: int) -> Mapping:
+def _code_page(mapped_pages: MappedPages, prot: int) -> Mapping:
     """A page holding a return instruction, then given ``prot``."""
     page = mapped_pages(1, RW)
     page.buffer[: len(RET)] = RET
@@ -110,7 +108,7 @@ def _accerr(addr: int) -> Fault:
 @semantic("mprotect.errors.einval_unaligned_addr",
           "mprotect fails with EINVAL when addr is not a multiple of the page size",
           source="mprotect(2) ERRORS", tier="posix")
-def test_unaligned_addr_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unaligned_addr_is_einval(mapped_pages: MappedPages) -> None:
     region = mapped_pages(2)
     fails_with(errno.EINVAL, libc.mprotect, region.addr + 1, PAGE, C.PROT_READ)
 
@@ -118,7 +116,7 @@ def test_unaligned_addr_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("mprotect.errors.einval_unknown_prot_bits",
           "mprotect fails with EINVAL when prot contains a bit that is not a PROT_* flag of the architecture",
           source="mprotect(2) ERRORS (Invalid flags specified in prot)", tier="linux")
-def test_unknown_prot_bit_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unknown_prot_bit_is_einval(mapped_pages: MappedPages) -> None:
     region = mapped_pages(1)
     fails_with(errno.EINVAL, libc.mprotect, region.addr, PAGE, C.PROT_READ | UNKNOWN_PROT_BIT)
 
@@ -126,7 +124,7 @@ def test_unknown_prot_bit_is_einval(mapped_pages: Callable[..., Mapping]) -> Non
 @semantic("mprotect.errors.einval_growsdown_and_growsup",
           "mprotect fails with EINVAL when both PROT_GROWSDOWN and PROT_GROWSUP are given",
           source="mprotect(2) ERRORS", tier="linux")
-def test_growsdown_with_growsup_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_growsdown_with_growsup_is_einval(mapped_pages: MappedPages) -> None:
     region = mapped_pages(1)
     fails_with(errno.EINVAL, libc.mprotect, region.addr, PAGE,
                C.PROT_READ | C.PROT_GROWSDOWN | C.PROT_GROWSUP)
@@ -154,7 +152,7 @@ def test_range_with_a_hole_is_enomem(arena: Arena) -> None:
           "mprotect(PROT_WRITE) of a MAP_SHARED mapping of a file opened O_RDONLY fails with EACCES, "
           "whatever the caller's privileges",
           source="mprotect(2) ERRORS", tier="posix")
-def test_write_on_shared_mapping_of_readonly_file_is_eacces(mapped_file: Callable[..., Mapping]) -> None:
+def test_write_on_shared_mapping_of_readonly_file_is_eacces(mapped_file: MappedFile) -> None:
     region = mapped_file(b"read-only", shared=True, prot=C.PROT_READ)  # the fixture opens it O_RDONLY
     assert fcntl.fcntl(region.fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY  # precondition
     fails_with(errno.EACCES, libc.mprotect, region.addr, PAGE, C.PROT_READ | C.PROT_WRITE)
@@ -184,10 +182,10 @@ def _mprotect_exec_on_noexec_file(directory: str, must_mount: bool) -> int:
           "never gets VM_MAYEXEC)",
           source="mprotect(2) ERRORS (EACCES: the memory cannot be given the specified access)", tier="linux")
 def test_exec_on_noexec_mount_file_is_eacces(tmp_path: Path, memsys_env: Environment,
-                                             run_in_child: Callable[..., ChildOutcome]) -> None:
+                                             run_in_child: RunInChild) -> None:
     directory, must_mount = noexec_directory(memsys_env, str(tmp_path), run_in_child)
     outcome = run_in_child(_mprotect_exec_on_noexec_file, directory, must_mount)
-    got = outcome.result()  # type: ignore[attr-defined]
+    got = outcome.result()
     assert got == errno.EACCES, f"mprotect(PROT_READ|PROT_EXEC) returned errno {errno.errorcode.get(got, got)}"
 
 
@@ -216,7 +214,7 @@ MATRIX = [pytest.param(name, access, id=f"{name}-{access}")
           "does not grant raises SIGSEGV with SEGV_ACCERR at the accessed address",
           source="mprotect(2) DESCRIPTION; seed §3 (Protection Flags)", tier="posix")
 @pytest.mark.parametrize(("name", "access"), MATRIX)
-def test_protection_decides_access(mapped_pages: Callable[..., Mapping], name: str, access: str) -> None:
+def test_protection_decides_access(mapped_pages: MappedPages, name: str, access: str) -> None:
     prot = PROTS[name]
     page = _code_page(mapped_pages, prot)
     if access == "read":
@@ -239,7 +237,7 @@ def test_protection_decides_access(mapped_pages: Callable[..., Mapping], name: s
           source="mmap(2) NOTES (on some architectures PROT_WRITE implies PROT_READ)", tier="linux")
 @requires("arch:x86_64")
 @pytest.mark.parametrize("name", ["write", "write_exec"])
-def test_write_only_page_is_readable_on_x86_64(mapped_pages: Callable[..., Mapping], name: str) -> None:
+def test_write_only_page_is_readable_on_x86_64(mapped_pages: MappedPages, name: str) -> None:
     page = _code_page(mapped_pages, PROTS[name])
     assert probe.read(page.addr) is None
 
@@ -255,10 +253,10 @@ def _exec_only_accesses(addr: int) -> tuple[Fault | None, Fault | None, Fault | 
           "reads and writes then raise SIGSEGV with SEGV_PKUERR at the address",
           source="mmap(2) NOTES; pkeys(7) (execute-only memory)", tier="linux")
 @requires("arch:x86_64")
-def test_exec_only_page(mapped_pages: Callable[..., Mapping], run_in_child: Callable[..., object]) -> None:
+def test_exec_only_page(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
     page = _code_page(mapped_pages, RW)
     # In a child: the execute-only protection key the kernel may allocate is per process.
-    read, write, execute = run_in_child(_exec_only_accesses, page.addr).result()  # type: ignore[attr-defined]
+    read, write, execute = run_in_child(_exec_only_accesses, page.addr).result()
     pkuerr = Fault(signal.SIGSEGV, C.SEGV_PKUERR, page.addr)
     expected = (pkuerr, pkuerr, None) if PKEY_EXEC_ONLY else (None, _accerr(page.addr), None)
     assert (read, write, execute) == expected
@@ -270,7 +268,7 @@ def test_exec_only_page(mapped_pages: Callable[..., Mapping], run_in_child: Call
           "After mprotect(PROT_READ) of a read-write buffer, the data written before can still be read "
           "and a write raises SIGSEGV (SEGV_ACCERR at the address)",
           source="seed §3 (Memory Protection Stages 1-2)", tier="posix")
-def test_seed_stage_read_only(mapped_pages: Callable[..., Mapping]) -> None:
+def test_seed_stage_read_only(mapped_pages: MappedPages) -> None:
     buf = mapped_pages(1)
     assert buf.write(0, ord("A")) is None
     buf.protect(C.PROT_READ)
@@ -283,7 +281,7 @@ def test_seed_stage_read_only(mapped_pages: Callable[..., Mapping]) -> None:
           "After mprotect(PROT_NONE) of a read-only buffer, both a read and a write raise SIGSEGV "
           "(SEGV_ACCERR at the address)",
           source="seed §3 (Memory Protection Stages 2-3)", tier="posix")
-def test_seed_stage_none(mapped_pages: Callable[..., Mapping]) -> None:
+def test_seed_stage_none(mapped_pages: MappedPages) -> None:
     buf = mapped_pages(1)
     buf.write(0, ord("A"))
     buf.protect(C.PROT_READ)
@@ -297,7 +295,7 @@ def test_seed_stage_none(mapped_pages: Callable[..., Mapping]) -> None:
           "still readable and a plain store to memory[0] delivers SIGSEGV (SEGV_ACCERR at memory) to the "
           "process; the seed's handler only turns that signal into _exit(0)",
           source="seed §3 (Example)", tier="posix")
-def test_seed_example(mapped_pages: Callable[..., Mapping], expect_signal: Callable[..., object]) -> None:
+def test_seed_example(mapped_pages: MappedPages, expect_signal: ExpectSignal) -> None:
     memory = mapped_pages(1)
     memory.buffer[:6] = b"Hello\0"
     memory.protect(C.PROT_READ)
@@ -344,7 +342,7 @@ def test_restoring_protection_merges_vmas(arena: Arena) -> None:
           "mprotect with a length of one byte changes the protection of the whole page containing it, "
           "and only that page",
           source="mprotect(2) DESCRIPTION (containing any part of the address range)", tier="posix")
-def test_partial_length_protects_whole_page(mapped_pages: Callable[..., Mapping]) -> None:
+def test_partial_length_protects_whole_page(mapped_pages: MappedPages) -> None:
     region = mapped_pages(2)
     libc.mprotect(region.addr, 1, C.PROT_READ)
     last_of_first = region.addr + PAGE - 1

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import errno
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from pytest_memsyscalls import fails_with, semantic
+from pytest_memsyscalls import MappedPages, fails_with, semantic
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
@@ -204,7 +204,7 @@ def test_dontunmap_keeps_old_range_empty(arena: Arena) -> None:
 @semantic("mremap.errors.einval_unaligned_old_address",
           "mremap fails with EINVAL when old_address is not page aligned",
           source="mremap(2) ERRORS (EINVAL)", tier="linux")
-def test_unaligned_old_address_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unaligned_old_address_is_einval(mapped_pages: MappedPages) -> None:
     region = mapped_pages(1)
     fails_with(errno.EINVAL, libc.mremap, region.addr + 1, PAGE, PAGE, MAYMOVE)
 
@@ -212,7 +212,7 @@ def test_unaligned_old_address_is_einval(mapped_pages: Callable[..., Mapping]) -
 @semantic("mremap.errors.einval_new_size_zero",
           "mremap fails with EINVAL when new_size is zero",
           source="mremap(2) ERRORS (EINVAL)", tier="linux")
-def test_zero_new_size_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_zero_new_size_is_einval(mapped_pages: MappedPages) -> None:
     region = mapped_pages(1)
     fails_with(errno.EINVAL, libc.mremap, region.addr, PAGE, 0, MAYMOVE)
 
@@ -221,7 +221,7 @@ def test_zero_new_size_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
           "mremap fails with EINVAL when flags contain a bit other than MREMAP_MAYMOVE, MREMAP_FIXED or "
           "MREMAP_DONTUNMAP",
           source="mremap(2) ERRORS (EINVAL)", tier="linux")
-def test_unknown_flag_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unknown_flag_is_einval(mapped_pages: MappedPages) -> None:
     region = mapped_pages(1)
     fails_with(errno.EINVAL, libc.mremap, region.addr, PAGE, PAGE, MAYMOVE | 0x80)
 

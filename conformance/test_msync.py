@@ -10,28 +10,27 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
 
 import pytest
 
-from pytest_memsyscalls import fails_with, semantic, succeeds
+from pytest_memsyscalls import LockedRegion, MappedFile, MappedPages, fails_with, semantic, succeeds
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
-from pytest_memsyscalls.memory.mapping import Arena, Mapping
+from pytest_memsyscalls.memory.mapping import Arena
 
 
 @semantic("msync.einval.unaligned_addr", "msync with an address that is not a multiple of the page size "
                                          "fails "
           "with EINVAL.", source="msync(2) ERRORS", tier="posix")
-def test_unaligned_addr_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unaligned_addr_is_einval(mapped_pages: MappedPages) -> None:
     mapping = mapped_pages(2)
     fails_with(errno.EINVAL, libc.msync, mapping.addr + 1, P, C.MS_SYNC)
 
 
 @semantic("msync.einval.sync_and_async", "msync with both MS_SYNC and MS_ASYNC fails with EINVAL.",
           source="msync(2) ERRORS", tier="posix")
-def test_sync_and_async_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_sync_and_async_is_einval(mapped_pages: MappedPages) -> None:
     mapping = mapped_pages(1)
     fails_with(errno.EINVAL, libc.msync, mapping.addr, P, C.MS_SYNC | C.MS_ASYNC)
 
@@ -39,7 +38,7 @@ def test_sync_and_async_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
 @semantic("msync.einval.unknown_flag", "msync with a flag bit other than MS_ASYNC|MS_INVALIDATE|MS_SYNC "
                                        "fails "
           "with EINVAL.", source="msync(2) ERRORS", tier="posix")
-def test_unknown_flag_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unknown_flag_is_einval(mapped_pages: MappedPages) -> None:
     mapping = mapped_pages(1)
     fails_with(errno.EINVAL, libc.msync, mapping.addr, P, C.MS_SYNC | 8)
 
@@ -64,7 +63,7 @@ def test_hole_inside_range_is_enomem(arena: Arena) -> None:
 
 @semantic("msync.ebusy.invalidate_locked", "MS_INVALIDATE on a range with a memory lock fails with EBUSY.",
           source="msync(2) ERRORS", tier="linux")
-def test_invalidate_locked_is_ebusy(locked_region: Callable[..., Mapping]) -> None:
+def test_invalidate_locked_is_ebusy(locked_region: LockedRegion) -> None:
     region = locked_region(2)
     fails_with(errno.EBUSY, libc.msync, region.addr, region.length, C.MS_INVALIDATE)
 
@@ -72,7 +71,7 @@ def test_invalidate_locked_is_ebusy(locked_region: Callable[..., Mapping]) -> No
 @semantic("msync.invalidate.unlocked_accepted", "MS_INVALIDATE on an unlocked shared file mapping succeeds "
                                                 "and "
           "does not discard the mapping's own stores.", source="msync(2) DESCRIPTION", tier="posix")
-def test_invalidate_unlocked_accepted(mapped_file: Callable[..., Mapping]) -> None:
+def test_invalidate_unlocked_accepted(mapped_file: MappedFile) -> None:
     mapping = mapped_file(b"i" * P)
     mapping.buffer[0:4] = b"kept"
     succeeds(libc.msync, mapping.addr, mapping.length, C.MS_SYNC | C.MS_INVALIDATE)
@@ -84,12 +83,12 @@ def test_invalidate_unlocked_accepted(mapped_file: Callable[..., Mapping]) -> No
 @semantic("msync.flush.data_in_file", "After msync(MS_SYNC) or msync(MS_ASYNC) of a MAP_SHARED file mapping "
           "returns, read(2) of the file returns the stored bytes, on every page of the range.",
           source="msync(2) DESCRIPTION; seed §2 Example: File Mapping", tier="posix")
-def test_flush_puts_data_in_file(mapped_file: Callable[..., Mapping], flag: int) -> None:
+def test_flush_puts_data_in_file(mapped_file: MappedFile, flag: int) -> None:
     mapping = mapped_file(b"\0" * (3 * P))
     for page in range(3):
         mapping.buffer[page * P + 1:page * P + 4] = bytes([0x61 + page]) * 3
     succeeds(libc.msync, mapping.addr, mapping.length, flag)
-    with open(mapping.path, "rb") as reopened:  # type: ignore[attr-defined]
+    with open(mapping.path, "rb") as reopened:
         data = reopened.read()
     assert [data[page * P + 1:page * P + 4] for page in range(3)] == [b"aaa", b"bbb", b"ccc"]
 
@@ -98,7 +97,7 @@ def test_flush_puts_data_in_file(mapped_file: Callable[..., Mapping], flag: int)
           "mapping is visible to read(2) immediately, before any msync: msync is needed for durability, not "
           "for visibility (the seed's comment 'Ensure changes are written to disk' is about storage).",
           source="mmap(2) MAP_SHARED; msync(2) NOTES", tier="impl")
-def test_read_sees_store_before_msync(mapped_file: Callable[..., Mapping]) -> None:
+def test_read_sees_store_before_msync(mapped_file: MappedFile) -> None:
     mapping = mapped_file(b"-" * P)
     mapping.buffer[10:15] = b"early"
     assert os.pread(mapping.fd, 5, 10) == b"early"
@@ -108,7 +107,7 @@ def test_read_sees_store_before_msync(mapped_file: Callable[..., Mapping]) -> No
 @semantic("msync.anonymous.succeeds", "msync of a mapped anonymous range succeeds (there is nothing to "
           "write back, but the range is mapped).", source="msync(2) ERRORS (ENOMEM only for unmapped)",
           tier="linux")
-def test_anonymous_msync_succeeds(mapped_pages: Callable[..., Mapping], flag: int) -> None:
+def test_anonymous_msync_succeeds(mapped_pages: MappedPages, flag: int) -> None:
     mapping = mapped_pages(2)
     mapping.buffer[0] = 1
     succeeds(libc.msync, mapping.addr, mapping.length, flag)

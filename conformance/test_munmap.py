@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import errno
 import signal
-from collections.abc import Callable
 
-from pytest_memsyscalls import Fault, fails_with, faults_with, semantic, succeeds
+from pytest_memsyscalls import Fault, MappedFile, MappedPages, fails_with, faults_with, semantic, succeeds
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
-from pytest_memsyscalls.memory.mapping import Arena, Mapping
+from pytest_memsyscalls.memory.mapping import Arena
 
 from ._oracles import is_mapped
 
 
 @semantic("munmap.einval.unaligned_addr", "munmap with an address that is not page-aligned fails with EINVAL "
           "and unmaps nothing.", source="munmap(2) ERRORS (mmap(2))", tier="posix")
-def test_unaligned_addr_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_unaligned_addr_is_einval(mapped_pages: MappedPages) -> None:
     mapping = mapped_pages(2)
     fails_with(errno.EINVAL, libc.munmap, mapping.addr + 1, P)
     assert is_mapped(mapping.addr, mapping.length)
@@ -31,7 +30,7 @@ def test_unaligned_addr_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
 
 @semantic("munmap.einval.length_zero", "munmap with length 0 fails with EINVAL (since Linux 2.6.12).",
           source="munmap(2) ERRORS (mmap(2))", tier="linux")
-def test_length_zero_is_einval(mapped_pages: Callable[..., Mapping]) -> None:
+def test_length_zero_is_einval(mapped_pages: MappedPages) -> None:
     mapping = mapped_pages(1)
     fails_with(errno.EINVAL, libc.munmap, mapping.addr, 0)
     assert is_mapped(mapping.addr)
@@ -88,8 +87,8 @@ def test_partial_unmap_keeps_neighbours(arena: Arena) -> None:
 
 @semantic("munmap.shared_file_data_persists", "Unmapping a MAP_SHARED file mapping keeps the stores made "
           "through it in the file.", source="munmap(2) DESCRIPTION; mmap(2) MAP_SHARED", tier="posix")
-def test_unmap_keeps_shared_file_data(mapped_file: Callable[..., Mapping]) -> None:
+def test_unmap_keeps_shared_file_data(mapped_file: MappedFile) -> None:
     mapping = mapped_file(b"." * P)
     mapping.buffer[0:7] = b"persist"
     mapping.unmap()
-    assert mapping.path.read_bytes()[:7] == b"persist"  # type: ignore[attr-defined]
+    assert mapping.path.read_bytes()[:7] == b"persist"

@@ -13,12 +13,12 @@ import errno
 import os
 import signal
 import stat as st
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from pytest_memsyscalls import fails_with, requires, run_in_child, semantic, succeeds
+from pytest_memsyscalls import PosixShmFactory, fails_with, requires, run_in_child, semantic, succeeds
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
 from pytest_memsyscalls.kernel.constants import RW
@@ -26,7 +26,6 @@ from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.kernel.probe import read as probe_read
 from pytest_memsyscalls.memory.names import unique_name
-from pytest_memsyscalls.memory.shm import PosixShm
 
 NAME_MAX = 255  # limits.h; tmpfs file names
 PATH_MAX = 4096
@@ -71,7 +70,7 @@ def test_shm_open_creates_empty_object() -> None:
 @semantic("posix_shm.open.excl_existing_eexist",
           "shm_open with O_CREAT|O_EXCL on a name that exists fails with EEXIST",
           source="shm_open(3) ERRORS EEXIST", tier="posix")
-def test_shm_open_excl_existing(posix_shm: Callable[..., PosixShm]) -> None:
+def test_shm_open_excl_existing(posix_shm: PosixShmFactory) -> None:
     shared = posix_shm()
     fails_with(errno.EEXIST, libc.shm_open, shared.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
 
@@ -86,7 +85,7 @@ def test_shm_open_missing_name() -> None:
 @semantic("posix_shm.open.rdonly_shared_write_map_eacces",
           "An object opened O_RDONLY cannot be mapped PROT_WRITE with MAP_SHARED: mmap fails with EACCES",
           source="mmap(2) ERRORS EACCES; shm_open(3)", tier="posix")
-def test_rdonly_object_cannot_map_shared_writable(posix_shm: Callable[..., PosixShm]) -> None:
+def test_rdonly_object_cannot_map_shared_writable(posix_shm: PosixShmFactory) -> None:
     shared = posix_shm(PAGE)
     fd = libc.shm_open(shared.name, os.O_RDONLY, 0)
     try:
@@ -100,7 +99,7 @@ def test_rdonly_object_cannot_map_shared_writable(posix_shm: Callable[..., Posix
 @semantic("posix_shm.open.trunc_to_zero",
           "shm_open with O_RDWR|O_TRUNC on an existing object truncates it to length 0",
           source="shm_open(3) DESCRIPTION O_TRUNC", tier="posix")
-def test_shm_open_trunc(posix_shm: Callable[..., PosixShm]) -> None:
+def test_shm_open_trunc(posix_shm: PosixShmFactory) -> None:
     shared = posix_shm(3 * PAGE)
     fd = libc.shm_open(shared.name, os.O_RDWR | os.O_TRUNC, 0)
     try:
@@ -114,7 +113,7 @@ def test_shm_open_trunc(posix_shm: Callable[..., PosixShm]) -> None:
           "glibc accepts a name without the leading slash and strips leading slashes, so 'name' and "
           "'/name' are the same object (POSIX leaves names without a leading slash implementation-defined)",
           source="shm_open(3) DESCRIPTION; glibc posix/shm-directory.c (verified)", tier="impl")
-def test_name_without_leading_slash(posix_shm: Callable[..., PosixShm]) -> None:
+def test_name_without_leading_slash(posix_shm: PosixShmFactory) -> None:
     shared = posix_shm()
     fd = succeeds(libc.shm_open, shared.name.lstrip("/"), os.O_RDWR, 0)
     try:
@@ -168,7 +167,7 @@ def test_name_of_path_max() -> None:
           "After ftruncate sets the object's size, MAP_SHARED mappings of it share the bytes: a write through "
           "one mapping is seen through another mapping and through read() on the descriptor",
           source="shm_open(3) DESCRIPTION; mmap(2) MAP_SHARED", tier="posix")
-def test_ftruncate_and_shared_mappings(posix_shm: Callable[..., PosixShm]) -> None:
+def test_ftruncate_and_shared_mappings(posix_shm: PosixShmFactory) -> None:
     shared = posix_shm(0)
     os.ftruncate(shared.fd, 2 * PAGE)
     assert os.fstat(shared.fd).st_size == 2 * PAGE
@@ -187,7 +186,7 @@ def test_ftruncate_and_shared_mappings(posix_shm: Callable[..., PosixShm]) -> No
           "Touching a page of a mapping that lies wholly beyond the object's size raises SIGBUS with "
           "BUS_ADRERR at the touched address",
           source="mmap(2) ERRORS SIGBUS; sigaction(2) BUS_ADRERR", tier="linux")
-def test_access_past_object_size_sigbus(posix_shm: Callable[..., PosixShm]) -> None:
+def test_access_past_object_size_sigbus(posix_shm: PosixShmFactory) -> None:
     shared = posix_shm(PAGE)
     mapping = shared.map(3)
     try:
@@ -203,7 +202,7 @@ def test_access_past_object_size_sigbus(posix_shm: Callable[..., PosixShm]) -> N
           "(0600 less the umask), owner and size",
           source="shm_overview(7) Accessing shared memory objects via the filesystem", tier="linux")
 @requires("path:/dev/shm")
-def test_object_visible_in_dev_shm(posix_shm: Callable[..., PosixShm]) -> None:
+def test_object_visible_in_dev_shm(posix_shm: PosixShmFactory) -> None:
     shared = posix_shm(3 * PAGE + 5, mode=0o600)
     info = os.stat(shared.path)
     assert shared.path == "/dev/shm" + shared.name
@@ -217,7 +216,7 @@ def test_object_visible_in_dev_shm(posix_shm: Callable[..., PosixShm]) -> None:
           "After shm_unlink the name is gone (shm_open without O_CREAT fails with ENOENT) but existing "
           "mappings stay valid and keep the object's contents until unmapped",
           source="shm_unlink(3) DESCRIPTION; shm_open(3) ERRORS ENOENT", tier="posix")
-def test_unlink_removes_name_keeps_mapping(posix_shm: Callable[..., PosixShm]) -> None:
+def test_unlink_removes_name_keeps_mapping(posix_shm: PosixShmFactory) -> None:
     shared = posix_shm(PAGE)
     mapping = shared.map(1)
     try:

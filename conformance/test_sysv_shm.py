@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls import fails_with, requires, semantic, succeeds
+from pytest_memsyscalls import MappedPages, RunInChild, ShmSegmentFactory, fails_with, requires, semantic, succeeds
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
@@ -108,7 +108,7 @@ def _namespace_probe(write_limits: bool) -> str | None:
 _namespace_reasons: dict[bool, str | None] = {}
 
 
-def _skip_unless_namespace(run_in_child: Callable[..., Any], write_limits: bool) -> None:
+def _skip_unless_namespace(run_in_child: RunInChild, write_limits: bool) -> None:
     if write_limits not in _namespace_reasons:
         outcome = run_in_child(_namespace_probe, write_limits)
         _namespace_reasons[write_limits] = outcome.value if outcome.returned else outcome.describe()
@@ -119,13 +119,13 @@ def _skip_unless_namespace(run_in_child: Callable[..., Any], write_limits: bool)
 
 
 @pytest.fixture
-def ipc_namespace(run_in_child: Callable[..., Any]) -> None:
+def ipc_namespace(run_in_child: RunInChild) -> None:
     """Skip unless a child can unshare a private IPC namespace (probed once, in a scratch child)."""
     _skip_unless_namespace(run_in_child, write_limits=False)
 
 
 @pytest.fixture
-def ipc_namespace_limits(run_in_child: Callable[..., Any]) -> None:
+def ipc_namespace_limits(run_in_child: RunInChild) -> None:
     """Skip unless a child's private IPC namespace lets it set shmall/shmmni (probed once)."""
     _skip_unless_namespace(run_in_child, write_limits=True)
 
@@ -135,7 +135,7 @@ def ipc_namespace_limits(run_in_child: Callable[..., Any]) -> None:
 @semantic("sysv.shmget.excl_existing_eexist",
           "shmget with IPC_CREAT|IPC_EXCL on a key that already has a segment fails with EEXIST",
           source="shmget(2) ERRORS EEXIST", tier="posix")
-def test_shmget_excl_on_existing_key(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shmget_excl_on_existing_key(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(key="unique")
     fails_with(errno.EEXIST, libc.shmget, segment.key, PAGE, C.IPC_CREAT | C.IPC_EXCL | 0o600)
 
@@ -144,7 +144,7 @@ def test_shmget_excl_on_existing_key(shm_segment: Callable[..., ShmSegment]) -> 
           "shmget on a key that has a segment, without IPC_CREAT and with size 0 or at most the "
           "segment's size, returns that segment's identifier",
           source="shmget(2) DESCRIPTION", tier="posix")
-def test_shmget_existing_key_returns_same_id(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shmget_existing_key_returns_same_id(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(2 * PAGE, key="unique")
     assert succeeds(libc.shmget, segment.key, 0, 0o600) == segment.shmid
     assert succeeds(libc.shmget, segment.key, PAGE, 0o600) == segment.shmid
@@ -153,7 +153,7 @@ def test_shmget_existing_key_returns_same_id(shm_segment: Callable[..., ShmSegme
 @semantic("sysv.shmget.private_always_new",
           "IPC_PRIVATE always creates a new segment: two calls give two different identifiers",
           source="shmget(2) DESCRIPTION", tier="posix")
-def test_ipc_private_always_creates(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_ipc_private_always_creates(shm_segment: ShmSegmentFactory) -> None:
     first, second = shm_segment(), shm_segment()
     assert first.shmid != second.shmid
     assert first.stat().key == second.stat().key == C.IPC_PRIVATE
@@ -180,7 +180,7 @@ def test_shmget_size_above_shmmax() -> None:
 @semantic("sysv.shmget.larger_than_existing_einval",
           "shmget on an existing key with a size greater than that segment's size fails with EINVAL",
           source="shmget(2) ERRORS EINVAL", tier="posix")
-def test_shmget_existing_key_larger_size(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shmget_existing_key_larger_size(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(PAGE, key="unique")
     fails_with(errno.EINVAL, libc.shmget, segment.key, PAGE + 1, 0o600)
 
@@ -204,8 +204,8 @@ def test_shmget_missing_key_enoent() -> None:
           "another uid without CAP_IPC_OWNER",
           source="shmget(2) ERRORS EACCES", tier="posix")
 @requires("setuid")
-def test_shmget_other_uid_eacces(shm_segment: Callable[..., ShmSegment],
-                                 run_in_child: Callable[..., Any]) -> None:
+def test_shmget_other_uid_eacces(shm_segment: ShmSegmentFactory,
+                                 run_in_child: RunInChild) -> None:
     segment = shm_segment(key="unique", mode=0o600)
     outcome = run_in_child(_as_user, OTHER_UID, OTHER_UID, _errno_of, libc.shmget, segment.key, 0, 0o600)
     assert outcome.result() == errno.EACCES
@@ -222,7 +222,7 @@ def _fill_shmall() -> tuple[int, int]:
           "Creating a segment that would take the total of shared memory beyond SHMALL pages fails with "
           "ENOSPC (checked in a private IPC namespace whose shmall is 1 page: 2 pages fail, 1 page fits)",
           source="shmget(2) ERRORS ENOSPC; ipc_namespaces(7)", tier="linux")
-def test_shmget_beyond_shmall_enospc(ipc_namespace_limits: None, run_in_child: Callable[..., Any]) -> None:
+def test_shmget_beyond_shmall_enospc(ipc_namespace_limits: None, run_in_child: RunInChild) -> None:
     assert run_in_child(_fill_shmall).result() == (errno.ENOSPC, 0)
 
 
@@ -237,7 +237,7 @@ def _fill_shmmni() -> tuple[int, int]:
           "Once SHMMNI segments exist, creating another fails with ENOSPC (checked in a private IPC "
           "namespace whose shmmni is 1)",
           source="shmget(2) ERRORS ENOSPC; ipc_namespaces(7)", tier="linux")
-def test_shmget_beyond_shmmni_enospc(ipc_namespace_limits: None, run_in_child: Callable[..., Any]) -> None:
+def test_shmget_beyond_shmmni_enospc(ipc_namespace_limits: None, run_in_child: RunInChild) -> None:
     assert run_in_child(_fill_shmmni).result() == (0, errno.ENOSPC)
 
 
@@ -246,7 +246,7 @@ def test_shmget_beyond_shmmni_enospc(ipc_namespace_limits: None, run_in_child: C
 @semantic("sysv.shmat.kernel_address_aligned",
           "shmat with a NULL address attaches at an unused address chosen by the system, aligned to SHMLBA",
           source="shmat(2) DESCRIPTION", tier="posix")
-def test_shmat_null_address_is_aligned(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shmat_null_address_is_aligned(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(3 * PAGE)
     addr = segment.attach()
     assert addr % SHMLBA == 0
@@ -258,7 +258,7 @@ def test_shmat_null_address_is_aligned(shm_segment: Callable[..., ShmSegment]) -
 @semantic("sysv.shmat.shm_rnd_rounds_down",
           "shmat with SHM_RND and an unaligned address attaches at the address rounded down to SHMLBA",
           source="shmat(2) DESCRIPTION", tier="posix")
-def test_shmat_shm_rnd(shm_segment: Callable[..., ShmSegment], arena: Any) -> None:
+def test_shmat_shm_rnd(shm_segment: ShmSegmentFactory, arena: Any) -> None:
     segment = shm_segment()
     arena.hole(10)
     assert segment.attach(arena.page(10) + 100, C.SHM_RND) == arena.page(10)
@@ -267,7 +267,7 @@ def test_shmat_shm_rnd(shm_segment: Callable[..., ShmSegment], arena: Any) -> No
 @semantic("sysv.shmat.unaligned_einval",
           "shmat with an address that is not SHMLBA-aligned and without SHM_RND fails with EINVAL",
           source="shmat(2) ERRORS EINVAL", tier="posix")
-def test_shmat_unaligned_without_rnd(shm_segment: Callable[..., ShmSegment], arena: Any) -> None:
+def test_shmat_unaligned_without_rnd(shm_segment: ShmSegmentFactory, arena: Any) -> None:
     segment = shm_segment()
     arena.hole(10)
     fails_with(errno.EINVAL, libc.shmat, segment.shmid, arena.page(10) + 100, 0)
@@ -277,7 +277,7 @@ def test_shmat_unaligned_without_rnd(shm_segment: Callable[..., ShmSegment], are
           "A segment attached with SHM_RDONLY is readable, and a write to it raises SIGSEGV with "
           "SEGV_ACCERR at the written address",
           source="shmat(2) DESCRIPTION SHM_RDONLY; sigaction(2) SEGV_ACCERR", tier="linux")
-def test_shmat_readonly_write_faults(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shmat_readonly_write_faults(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment()
     writable = segment.attach()
     ctypes.memmove(writable + 5, b"\x2a", 1)
@@ -290,7 +290,7 @@ def test_shmat_readonly_write_faults(shm_segment: Callable[..., ShmSegment]) -> 
           "shmat with SHM_REMAP at an address range that is already mapped replaces that mapping with "
           "the segment",
           source="shmat(2) DESCRIPTION SHM_REMAP", tier="linux")
-def test_shmat_remap_over_mapping(shm_segment: Callable[..., ShmSegment], arena: Any) -> None:
+def test_shmat_remap_over_mapping(shm_segment: ShmSegmentFactory, arena: Any) -> None:
     segment = shm_segment()
     other = segment.attach()
     ctypes.memmove(other, b"segment", 7)
@@ -309,7 +309,7 @@ def test_shmat_remap_over_mapping(shm_segment: Callable[..., ShmSegment], arena:
 @semantic("sysv.shmat.overlap_without_remap_einval",
           "shmat at an address whose range overlaps an existing mapping, without SHM_REMAP, fails with EINVAL",
           source="shmat(2) ERRORS EINVAL", tier="linux")
-def test_shmat_overlap_without_remap(shm_segment: Callable[..., ShmSegment], arena: Any) -> None:
+def test_shmat_overlap_without_remap(shm_segment: ShmSegmentFactory, arena: Any) -> None:
     segment = shm_segment()
     arena.map(20, 1)
     fails_with(errno.EINVAL, libc.shmat, segment.shmid, arena.page(20), 0)
@@ -319,7 +319,7 @@ def test_shmat_overlap_without_remap(shm_segment: Callable[..., ShmSegment], are
           "shmat with SHM_EXEC, by a caller with execute permission on the segment (mode 0700 owner), "
           "attaches it with execute permission (the mapping is rwxs)",
           source="shmat(2) DESCRIPTION SHM_EXEC", tier="linux")
-def test_shmat_exec(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shmat_exec(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(mode=0o700)
     addr = segment.attach(0, C.SHM_EXEC)
     entry = procfs.vma_at(addr)
@@ -331,7 +331,7 @@ def test_shmat_exec(shm_segment: Callable[..., ShmSegment]) -> None:
           "with EACCES for a caller without CAP_IPC_OWNER",
           source="shmat(2) DESCRIPTION SHM_EXEC, ERRORS EACCES", tier="linux")
 @requires("nocap:CAP_IPC_OWNER")
-def test_shmat_exec_without_exec_permission(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shmat_exec_without_exec_permission(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(mode=0o600)
     fails_with(errno.EACCES, libc.shmat, segment.shmid, 0, C.SHM_EXEC)
 
@@ -340,7 +340,7 @@ def test_shmat_exec_without_exec_permission(shm_segment: Callable[..., ShmSegmen
           "On Linux a segment marked for deletion (IPC_RMID) can still be attached while nattch > 0 "
           "(POSIX does not specify this)",
           source="shmat(2) NOTES; shmctl(2) IPC_RMID", tier="linux")
-def test_shmat_after_rmid_linux(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shmat_after_rmid_linux(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment()
     segment.attach()
     libc.shmctl(segment.shmid, C.IPC_RMID)
@@ -352,7 +352,7 @@ def test_shmat_after_rmid_linux(shm_segment: Callable[..., ShmSegment]) -> None:
 @semantic("sysv.shmdt.not_attach_address_einval",
           "shmdt of an address where no segment is attached fails with EINVAL",
           source="shmdt(2) ERRORS EINVAL", tier="posix")
-def test_shmdt_not_attached(shm_segment: Callable[..., ShmSegment], mapped_pages: Callable[..., Any]) -> None:
+def test_shmdt_not_attached(shm_segment: ShmSegmentFactory, mapped_pages: MappedPages) -> None:
     segment = shm_segment(2 * PAGE)
     addr = segment.attach()
     plain = mapped_pages(1)
@@ -366,7 +366,7 @@ def test_shmdt_not_attached(shm_segment: Callable[..., ShmSegment], mapped_pages
           "IPC_STAT of a new segment reports its key, owner and creator (the caller), mode, size, "
           "nattch 0, cpid = creator, lpid 0, atime = dtime = 0 and ctime = creation time",
           source="shmget(2) DESCRIPTION (initialization of shmid_ds); shmctl(2) IPC_STAT", tier="posix")
-def test_ipc_stat_of_new_segment(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_ipc_stat_of_new_segment(shm_segment: ShmSegmentFactory) -> None:
     before = int(time.time())
     segment = shm_segment(3 * PAGE + 1, key="unique", mode=0o640)
     stat = segment.stat()
@@ -380,7 +380,7 @@ def test_ipc_stat_of_new_segment(shm_segment: Callable[..., ShmSegment]) -> None
           "shmat sets shm_atime and shm_lpid and increments shm_nattch; shmdt sets shm_dtime and "
           "shm_lpid and decrements shm_nattch",
           source="shmat(2) DESCRIPTION; shmdt(2) DESCRIPTION", tier="posix")
-def test_attach_and_detach_update_stat(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_attach_and_detach_update_stat(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment()
     before = int(time.time())
     addr = segment.attach()
@@ -403,7 +403,7 @@ def _attach_detach(shmid: int) -> int:
           "shm_lpid is the pid of the process that did the last shmat/shmdt: a child's attach and "
           "detach make it the child's pid, not the creator's",
           source="shmctl(2) shmid_ds shm_lpid", tier="posix")
-def test_lpid_is_childs_pid(shm_segment: Callable[..., ShmSegment], run_in_child: Callable[..., Any]) -> None:
+def test_lpid_is_childs_pid(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
     segment = shm_segment()
     child_pid = run_in_child(_attach_detach, segment.shmid).result()
     stat = segment.stat()
@@ -414,7 +414,7 @@ def test_lpid_is_childs_pid(shm_segment: Callable[..., ShmSegment], run_in_child
 @semantic("sysv.shmctl.ipc_set_mode",
           "IPC_SET by the owner changes the permission bits of shm_perm.mode and updates shm_ctime",
           source="shmctl(2) IPC_SET", tier="posix")
-def test_ipc_set_changes_mode(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_ipc_set_changes_mode(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(mode=0o600)
     ds = libc.shm_stat(segment.shmid)
     ds.shm_perm.mode = 0o640
@@ -439,7 +439,7 @@ def _other_mapped_uid(env: Environment) -> int:
 @semantic("sysv.shmctl.ipc_set_uid",
           "IPC_SET by the owner changes shm_perm.uid (the owner) while shm_perm.cuid (the creator) stays",
           source="shmctl(2) IPC_SET", tier="posix")
-def test_ipc_set_changes_owner(shm_segment: Callable[..., ShmSegment], memsys_env: Environment) -> None:
+def test_ipc_set_changes_owner(shm_segment: ShmSegmentFactory, memsys_env: Environment) -> None:
     segment = shm_segment(mode=0o600)
     new_owner = _other_mapped_uid(memsys_env)
     ds = libc.shm_stat(segment.shmid)
@@ -453,7 +453,7 @@ def test_ipc_set_changes_owner(shm_segment: Callable[..., ShmSegment], memsys_en
           "IPC_RMID on an attached segment only marks it: SHM_DEST is set, its key becomes IPC_PRIVATE, "
           "the attachment stays usable, and the segment is destroyed at the last detach (IPC_STAT then EINVAL)",
           source="shmctl(2) IPC_RMID; shmctl(2) SHM_DEST", tier="linux")
-def test_ipc_rmid_deferred(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_ipc_rmid_deferred(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(key="unique")
     addr = segment.attach()
     ctypes.memmove(addr, b"still here", 10)
@@ -471,7 +471,7 @@ def test_ipc_rmid_deferred(shm_segment: Callable[..., ShmSegment]) -> None:
           "/proc/sys/kernel, shmmin 1, and returns a non-negative index (the highest in use; "
           "checked against SHM_STAT in sysv.shmctl.shm_stat_index_to_id)",
           source="shmctl(2) IPC_INFO, RETURN VALUE; proc(5)", tier="linux")
-def test_ipc_info(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_ipc_info(shm_segment: ShmSegmentFactory) -> None:
     shm_segment()
     info = libc.ShmInfoLimits()
     highest = libc.shmctl(0, C.IPC_INFO, info)
@@ -499,7 +499,7 @@ def _index_of(segment: ShmSegment, highest: int | None = None) -> int:
           "SHM_INFO fills struct shm_info: used_ids counts existing segments (ours included) and shm_tot "
           "the pages they hold; it returns the highest used index, as IPC_INFO does",
           source="shmctl(2) SHM_INFO, RETURN VALUE", tier="linux")
-def test_shm_info(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shm_info(shm_segment: ShmSegmentFactory) -> None:
     shm_segment(5 * PAGE)
     usage = libc.ShmInfoUsage()
     highest = libc.shmctl(0, C.SHM_INFO, usage)
@@ -512,7 +512,7 @@ def test_shm_info(shm_segment: Callable[..., ShmSegment]) -> None:
           "SHM_STAT takes an index into the kernel's segment table (not an id), fills shmid_ds and "
           "returns the identifier of the segment at that index, an index no higher than IPC_INFO's result",
           source="shmctl(2) SHM_STAT, RETURN VALUE", tier="linux")
-def test_shm_stat_maps_index_to_id(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shm_stat_maps_index_to_id(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment(2 * PAGE)
     index = _index_of(segment)
     ds = libc.ShmidDs()
@@ -535,7 +535,7 @@ def _stat_by_index(index: int) -> tuple[int, int]:
           "another uid gets EACCES from SHM_STAT on a 0600 segment and its id from SHM_STAT_ANY",
           source="shmctl(2) SHM_STAT_ANY (Linux 4.17)", tier="linux")
 @requires("setuid")
-def test_shm_stat_any(shm_segment: Callable[..., ShmSegment], run_in_child: Callable[..., Any]) -> None:
+def test_shm_stat_any(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
     segment = shm_segment(mode=0o600)
     index = _index_of(segment)
     try:
@@ -561,7 +561,7 @@ def _shm_lock_expectation(env: Environment) -> str | None:
           "in shm_perm.mode; SHM_UNLOCK clears it",
           source="shmctl(2) SHM_LOCK, SHM_UNLOCK", tier="linux")
 @requires(_shm_lock_expectation)
-def test_shm_lock_and_unlock(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_shm_lock_and_unlock(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment()
     succeeds(libc.shmctl, segment.shmid, C.SHM_LOCK)
     try:
@@ -592,8 +592,8 @@ def _shm_lock_errno_at_zero_limit(env: Environment) -> int:
           "limit instead: ENOMEM)",
           source="shmctl(2) SHM_LOCK; shmctl(2) ERRORS EPERM; ipc/shm.c", tier="linux")
 @requires("nocap:CAP_IPC_LOCK")
-def test_shm_lock_without_memlock(shm_segment: Callable[..., ShmSegment], memsys_env: Environment,
-                                  run_in_child: Callable[..., Any]) -> None:
+def test_shm_lock_without_memlock(shm_segment: ShmSegmentFactory, memsys_env: Environment,
+                                  run_in_child: RunInChild) -> None:
     segment = shm_segment()
     expected = _shm_lock_errno_at_zero_limit(memsys_env)
     assert run_in_child(_lock_with_zero_memlock, segment.shmid).result() == expected
@@ -610,8 +610,8 @@ def _child_writes(addr: int, text: bytes) -> None:
           "The seed's example, synchronised by waiting for the child's exit instead of sleep(1): a "
           "child's write through the attachment it inherited is seen by the parent",
           source="seed §4 Example: Shared Memory; shmat(2)", tier="posix")
-def test_seed_parent_child_sharing(shm_segment: Callable[..., ShmSegment],
-                                   run_in_child: Callable[..., Any]) -> None:
+def test_seed_parent_child_sharing(shm_segment: ShmSegmentFactory,
+                                   run_in_child: RunInChild) -> None:
     segment = shm_segment(1024)
     addr = segment.attach()
     message = b"Hello from child!\0"
@@ -627,8 +627,8 @@ def _nattch_in_child(shmid: int) -> int:
           "A forked child inherits the parent's attachments, which counts in shm_nattch; its exit "
           "detaches them again",
           source="shmat(2) NOTES (fork)", tier="posix")
-def test_fork_inherits_attachment(shm_segment: Callable[..., ShmSegment],
-                                  run_in_child: Callable[..., Any]) -> None:
+def test_fork_inherits_attachment(shm_segment: ShmSegmentFactory,
+                                  run_in_child: RunInChild) -> None:
     segment = shm_segment()
     segment.attach()
     assert run_in_child(_nattch_in_child, segment.shmid).result() == 2
@@ -644,7 +644,7 @@ def _attach_and_exit(shmid: int) -> int:
           "A process that exits while attached is detached: nattch drops back, dtime is set and lpid "
           "is the exiting process",
           source="shmat(2) NOTES (exit)", tier="posix")
-def test_exit_detaches(shm_segment: Callable[..., ShmSegment], run_in_child: Callable[..., Any]) -> None:
+def test_exit_detaches(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
     segment = shm_segment()
     child_pid = run_in_child(_attach_and_exit, segment.shmid).result()
     stat = segment.stat()
@@ -656,7 +656,7 @@ def test_exit_detaches(shm_segment: Callable[..., ShmSegment], run_in_child: Cal
           "execve detaches every attached segment: once a forked child has exec'd, the segment's nattch "
           "is back to the parent's own attachment",
           source="shmat(2) NOTES (execve)", tier="posix")
-def test_exec_detaches(shm_segment: Callable[..., ShmSegment]) -> None:
+def test_exec_detaches(shm_segment: ShmSegmentFactory) -> None:
     segment = shm_segment()
     segment.attach()
     exec_done_r, exec_done_w = os.pipe2(os.O_CLOEXEC)  # closes when exec succeeds
@@ -695,7 +695,7 @@ def _attach_modes(shmid: int) -> tuple[int, int]:
           "CAP_IPC_OWNER: EACCES",
           source="shmat(2) ERRORS EACCES; svipc(7)", tier="posix")
 @requires("setuid")
-def test_mode_0600_other_uid(shm_segment: Callable[..., ShmSegment], run_in_child: Callable[..., Any]) -> None:
+def test_mode_0600_other_uid(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
     segment = shm_segment(mode=0o600)
     outcome = run_in_child(_as_user, OTHER_UID, OTHER_UID, _attach_modes, segment.shmid)
     assert outcome.result() == (errno.EACCES, errno.EACCES)
@@ -706,8 +706,8 @@ def test_mode_0600_other_uid(shm_segment: Callable[..., ShmSegment], run_in_chil
           "read-write (EACCES)",
           source="shmat(2) ERRORS EACCES; svipc(7)", tier="posix")
 @requires("setuid")
-def test_mode_0640_group_member(shm_segment: Callable[..., ShmSegment],
-                                run_in_child: Callable[..., Any]) -> None:
+def test_mode_0640_group_member(shm_segment: ShmSegmentFactory,
+                                run_in_child: RunInChild) -> None:
     segment = shm_segment(mode=0o640)
     outcome = run_in_child(_as_user, OTHER_UID, segment.stat().gid, _attach_modes, segment.shmid)
     assert outcome.result() == (errno.EACCES, 0)
@@ -718,7 +718,7 @@ def test_mode_0640_group_member(shm_segment: Callable[..., ShmSegment],
           "read-write (EACCES)",
           source="shmat(2) ERRORS EACCES; svipc(7)", tier="posix")
 @requires("setuid")
-def test_mode_0604_other(shm_segment: Callable[..., ShmSegment], run_in_child: Callable[..., Any]) -> None:
+def test_mode_0604_other(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
     segment = shm_segment(mode=0o604)
     assert segment.stat().gid != OTHER_UID
     outcome = run_in_child(_as_user, OTHER_UID, OTHER_UID, _attach_modes, segment.shmid)
@@ -737,8 +737,8 @@ def _find_and_write(key: int, text: bytes) -> int:
           "uid can look the key up and attach read-write; a 0666 segment is found and written by another uid",
           source="seed §4 Example: Shared Memory; svipc(7)", tier="posix")
 @requires("setuid")
-def test_seed_0666_segment_is_world_writable(shm_segment: Callable[..., ShmSegment],
-                                             run_in_child: Callable[..., Any]) -> None:
+def test_seed_0666_segment_is_world_writable(shm_segment: ShmSegmentFactory,
+                                             run_in_child: RunInChild) -> None:
     segment = shm_segment(key="unique", mode=0o666)  # random key, not 1234; removed below
     try:
         addr = segment.attach()
@@ -760,8 +760,8 @@ def _look_from_new_namespace(shmid: int) -> tuple[int, int]:
           "A process in a new IPC namespace cannot see the segments of its parent's namespace: "
           "IPC_STAT and shmat on the parent's id fail with EINVAL",
           source="ipc_namespaces(7); shmctl(2) ERRORS EINVAL", tier="linux")
-def test_ipc_namespace_isolation(ipc_namespace: None, shm_segment: Callable[..., ShmSegment],
-                                 run_in_child: Callable[..., Any]) -> None:
+def test_ipc_namespace_isolation(ipc_namespace: None, shm_segment: ShmSegmentFactory,
+                                 run_in_child: RunInChild) -> None:
     segment = shm_segment(mode=0o600)
     assert run_in_child(_look_from_new_namespace, segment.shmid).result() == (errno.EINVAL, errno.EINVAL)
     assert segment.stat().nattch == 0

@@ -1,9 +1,12 @@
 /* The fault probe and the child fault reporter: the native half of pytest-memsyscalls.
  *
- * Python reaches these through ctypes. They exist in C because catching a fault
- * needs a signal handler that can siglongjmp out of the faulting instruction, and
- * reporting a child's fatal signal needs a handler that only uses async-signal-safe
- * calls. */
+ * Python reaches the probe and the child reporter through the CPython extension
+ * module pytest_memsyscalls.kernel._probe (csrc/probe_module.c); ctypes loads the
+ * same shared object only for the plain C benchmark entry points below
+ * (pytest_memsyscalls/kernel/native.py, library()). They exist in C because
+ * catching a fault needs a signal handler that can siglongjmp out of the faulting
+ * instruction, and reporting a child's fatal signal needs a handler that only uses
+ * async-signal-safe calls. */
 #ifndef MEMSYS_PROBE_H
 #define MEMSYS_PROBE_H
 
@@ -26,7 +29,7 @@ double memsys_bench_probe_read_ns(uintptr_t addr, long iterations);
 int memsys_bench_fork_exit(void);
 
 /* The record a dying child writes to its report pipe; layout is part of the ABI
- * with pytest_memsyscalls/child.py. */
+ * with pytest_memsyscalls/kernel/native.py (ChildReport), read by memory/child.py. */
 #define MEMSYS_REPORT_MAGIC 0x4d454d53u /* "MEMS" */
 typedef struct memsys_child_report {
     uint32_t magic;

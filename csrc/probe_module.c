@@ -3,7 +3,7 @@
  * The probe's fault round trip costs a few microseconds in C; calling it through
  * ctypes would add as much again in argument conversion. These functions hold the
  * GIL for the probe (its handlers are process-wide, so one probe at a time) and
- * return plain ints and tuples that pytest_memsyscalls.probe turns into Faults. */
+ * return plain ints and tuples that pytest_memsyscalls.kernel.probe turns into Faults. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 

@@ -27,8 +27,18 @@ if TYPE_CHECKING:
     from .kernel.probe import Fault
     from .memory.child import ChildOutcome, expect_signal, run_in_child
     from .memory.expectations import ExpectationFailed, fails_with, faults_with, succeeds
-    from .memory.mapping import Arena, Mapping
+    from .memory.mapping import Arena, FileMapping, Mapping
     from .memory.shm import PosixShm, ShmSegment, ShmStat
+    from .plugin.fixture_types import (
+        ExpectSignal,
+        FaultProbe,
+        LockedRegion,
+        MappedFile,
+        MappedPages,
+        PosixShmFactory,
+        RunInChild,
+        ShmSegmentFactory,
+    )
     from .plugin.semantics import Semantic, requires, semantic
 
 __version__ = "0.1.0"
@@ -38,11 +48,20 @@ _PUBLIC = {
     "Arena": ".memory.mapping",
     "ChildOutcome": ".memory.child",
     "ExpectationFailed": ".memory.expectations",
+    "ExpectSignal": ".plugin.fixture_types",
     "Fault": ".kernel.probe",
+    "FaultProbe": ".plugin.fixture_types",
+    "FileMapping": ".memory.mapping",
+    "LockedRegion": ".plugin.fixture_types",
+    "MappedFile": ".plugin.fixture_types",
+    "MappedPages": ".plugin.fixture_types",
     "Mapping": ".memory.mapping",
     "PosixShm": ".memory.shm",
+    "PosixShmFactory": ".plugin.fixture_types",
+    "RunInChild": ".plugin.fixture_types",
     "Semantic": ".plugin.semantics",
     "ShmSegment": ".memory.shm",
+    "ShmSegmentFactory": ".plugin.fixture_types",
     "ShmStat": ".memory.shm",
     "expect_signal": ".memory.child",
     "fails_with": ".memory.expectations",
@@ -55,8 +74,10 @@ _PUBLIC = {
 _MODULES = {"constants": ".kernel.constants", "libc": ".kernel.libc", "procfs": ".kernel.procfs"}
 
 __all__ = [  # spelled out for linters and readers; a test checks it equals _PUBLIC
-    "Arena", "ChildOutcome", "ExpectationFailed", "Fault", "Mapping", "PosixShm", "Semantic", "ShmSegment",
-    "ShmStat", "expect_signal", "fails_with", "faults_with", "requires", "run_in_child", "semantic", "succeeds",
+    "Arena", "ChildOutcome", "ExpectSignal", "ExpectationFailed", "Fault", "FaultProbe", "FileMapping", "LockedRegion",
+    "MappedFile", "MappedPages", "Mapping", "PosixShm", "PosixShmFactory", "RunInChild", "Semantic", "ShmSegment",
+    "ShmSegmentFactory", "ShmStat", "expect_signal", "fails_with", "faults_with", "requires", "run_in_child",
+    "semantic", "succeeds",
 ]
 
 

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc
@@ -176,8 +177,8 @@ def one_trial(signo: int, delay: float, workdir: Path, conformance: bool, timeou
     }
 
 
-def leftovers(result: dict[str, object]) -> int:
-    return sum(len(result[key]) for key in ("processes_left", "segments_left", "names_left",  # type: ignore[arg-type]
+def leftovers(result: dict[str, Any]) -> int:
+    return sum(len(result[key]) for key in ("processes_left", "segments_left", "names_left",
                                             "records_left")) + int(bool(result["hung"]))
 
 

@@ -49,7 +49,7 @@ from pytest_memsyscalls.kernel.probe import Fault, ProbeRefused
 from pytest_memsyscalls.memory import brk
 from pytest_memsyscalls.memory import child as child_module
 from pytest_memsyscalls.memory.child import ChildOutcome, expect_signal, run_in_child
-from pytest_memsyscalls.memory.mapping import Arena, Mapping
+from pytest_memsyscalls.memory.mapping import Arena, FileMapping, Mapping
 from pytest_memsyscalls.memory.shm import PosixShm, ShmSegment
 from pytest_memsyscalls.plugin import leaks
 
@@ -289,17 +289,20 @@ def test_probe_argument_errors(addr, value):
 # --- Mapping, Arena, ShmSegment, PosixShm --------------------------------------------
 
 @SETTINGS
-@given(pages=hostile, prot=hostile, flags=hostile, fd=hostile, offset=hostile, addr=hostile)
-def test_mapping_create_refuses_or_maps(pages, prot, flags, fd, offset, addr):
-    """Mapping.create (the mapped_pages fixture's class): argument errors, OSError or a mapping."""
+@given(cls=st.sampled_from([Mapping, FileMapping]), pages=hostile, prot=hostile, flags=hostile, fd=hostile,
+       offset=hostile, addr=hostile)
+def test_mapping_create_refuses_or_maps(cls, pages, prot, flags, fd, offset, addr):
+    """Mapping.create (the mapped_pages fixture's class; FileMapping is mapped_file's):
+    argument errors, OSError or a mapping of that class."""
     if isinstance(flags, int) and not isinstance(flags, bool):
         flags &= ~(C.MAP_POPULATE | C.MAP_LOCKED)
     if isinstance(pages, int) and not isinstance(pages, bool) and 64 < pages < 2**40:
         pages = 64
     try:
-        mapping = Mapping.create(pages, prot, flags, fd, offset, addr)
+        mapping = cls.create(pages, prot, flags, fd, offset, addr)
     except ALLOWED:
         return
+    assert type(mapping) is cls
     assert not flags & C.MAP_FIXED or libc.owned.covers(mapping.addr, mapping.length)
     mapping.unmap()
 
@@ -524,11 +527,26 @@ def test_cli_bad_arguments_exit_2_with_a_message(argv):
 
 # --- the whole surface, and nothing left behind ------------------------------------------------
 
+FIXTURE_PROTOCOLS = ["ExpectSignal", "FaultProbe", "LockedRegion", "MappedFile", "MappedPages", "PosixShmFactory",
+                     "RunInChild", "ShmSegmentFactory"]
+
+
+@pytest.mark.parametrize("name", FIXTURE_PROTOCOLS)
+def test_fixture_protocols_are_annotations_only(name):
+    """The fixtures' Protocol types cannot be instantiated, and isinstance() against one is
+    a TypeError (they are not runtime-checkable): they exist for type checkers."""
+    protocol = getattr(pytest_memsyscalls, name)
+    with pytest.raises(TypeError):
+        protocol()
+    with pytest.raises(TypeError):
+        isinstance(object(), protocol)
+
+
 def test_every_public_name_is_covered_here():
     """Adding a public name without abusing it here is a gap this test points out."""
-    covered = {"Arena", "ChildOutcome", "ExpectationFailed", "Fault", "Mapping", "PosixShm", "Semantic", "ShmSegment",
-               "ShmStat",
-               "expect_signal", "fails_with", "faults_with", "requires", "run_in_child", "semantic", "succeeds"}
+    covered = {"Arena", "ChildOutcome", "ExpectationFailed", "Fault", "FileMapping", "Mapping", "PosixShm", "Semantic",
+               "ShmSegment", "ShmStat", "expect_signal", "fails_with", "faults_with", "requires", "run_in_child",
+               "semantic", "succeeds", *FIXTURE_PROTOCOLS}
     assert set(pytest_memsyscalls.__all__) <= covered
 
 

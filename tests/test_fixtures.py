@@ -19,6 +19,7 @@ import json
 import math
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,17 @@ import pytest
 from xdist_barrier import BARRIER
 
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel import libc, procfs
 from pytest_memsyscalls.memory import child as child_module
 from pytest_memsyscalls.memory.child import ChildOutcome
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 from pytest_memsyscalls.memory.shm import PosixShm, ShmSegment
 from pytest_memsyscalls.plugin import leaks
+
+if sys.version_info >= (3, 11):
+    from builtins import ExceptionGroup
+else:  # pytest depends on the backport there
+    from exceptiongroup import ExceptionGroup
 
 pytest.importorskip("xdist")
 pytest.importorskip("pytest_forked")
@@ -127,6 +133,17 @@ def test_mapped_pages(mapped_pages, rec, finish):
     assert (m.pages, m.length) == (3, 3 * os.sysconf("SC_PAGE_SIZE"))
     assert m.read(0) == 0
     assert m.write(0, 1) == Fault(11, C.SEGV_ACCERR, m.addr)
+    finish()
+
+
+def test_mapped_pages_remap_dontunmap(mapped_pages, rec, finish):
+    m = mapped_pages(1)
+    old = m.addr
+    m.write(0, 7)
+    new = m.remap(m.length, C.MREMAP_MAYMOVE | C.MREMAP_DONTUNMAP)
+    rec("mapping", [old, m.length])
+    rec("mapping", [new, m.length])
+    assert new != old and procfs.vma_at(old) is not None and procfs.vma_at(new) is not None
     finish()
 
 
@@ -251,7 +268,7 @@ def test_never_runs(broken):
 '''
 
 EXPECTED_KINDS = {"mapping", "segment", "name", "fd", "child"}
-TESTS = 10
+TESTS = 11
 
 
 def _project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, modes: str) -> Path:
@@ -463,6 +480,40 @@ def test_arena_rejects_pages_outside(arena: Arena, nothing_leaks: None, page: in
         arena.hole(page, pages)
 
 
+@pytest.mark.parametrize("index", [-1, -64, 64, 65])
+def test_arena_page_rejects_indexes_outside(arena: Arena, nothing_leaks: None, index: int) -> None:
+    """Page 64 of a 64-page arena would be the first address past it."""
+    with pytest.raises(IndexError, match=f"page {index} is outside"):
+        arena.page(index)
+    assert arena.page(0) == arena.addr and arena.page(63) == arena.end - libc.PAGE_SIZE
+
+
+@pytest.mark.parametrize(("call", "args"), [
+    ("refill", (64,)), ("refill", (-1,)), ("remap", (0, 1, 1, 64)), ("remap", (-1, 1, 1)), ("remap", (63, 1, 2)),
+])
+def test_arena_index_taking_methods_reject_pages_outside(arena: Arena, nothing_leaks: None, call: str,
+                                                         args: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        getattr(arena, call)(*args)
+
+
+def test_remap_dontunmap_owns_both_ranges(nothing_leaks: None) -> None:
+    """MREMAP_DONTUNMAP leaves the old range mapped and maps a new one: the Mapping
+    stays on the old range and unmap() unmaps both (oracle: /proc/self/maps)."""
+    mapping = Mapping.create(2)
+    old = mapping.addr
+    mapping.write(0, 7)
+    new = mapping.remap(mapping.length, C.MREMAP_MAYMOVE | C.MREMAP_DONTUNMAP)
+    assert new != old and mapping.addr == old
+    assert mapping.also_owned == [(new, 2 * libc.PAGE_SIZE)]
+    assert procfs.vma_at(old) is not None and procfs.vma_at(new) is not None
+    assert mapping.read(0) == 0  # the old range stays mapped, empty; the contents moved
+    mapping.unmap()
+    assert procfs.vma_at(old) is None and procfs.vma_at(new) is None
+    assert not libc.owned.covers(new, 1)
+    mapping.unmap()  # still idempotent
+
+
 def test_arena_map_of_a_closed_fd_is_ebadf(arena: Arena, nothing_leaks: None) -> None:
     with pytest.raises(OSError) as caught:
         arena.map(0, 1, flags=C.MAP_SHARED, fd=_closed_fd())
@@ -548,3 +599,41 @@ def test_expect_signal_rejects_bad_input(expect_signal: Callable[..., Any], noth
                                          signo: Any, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="expect_signal"):
         expect_signal(signo, **kwargs)
+
+
+# --- teardown: every cleanup runs, every error is reported ------------------------------
+
+def _failing(ran: list[int], number: int) -> Callable[[], None]:
+    def action() -> None:
+        ran.append(number)
+        raise OSError(number, f"cleanup {number} failed")
+    return action
+
+
+def test_cleanup_runs_every_action_and_reports_every_error() -> None:
+    from pytest_memsyscalls.plugin.fixtures import _Cleanup
+
+    ran: list[int] = []
+    cleanup = _Cleanup()
+    cleanup.add(_failing(ran, 1))
+    cleanup.add(lambda: ran.append(2))
+    cleanup.add(_failing(ran, 3))
+    with pytest.raises(ExceptionGroup) as caught:
+        cleanup.run()
+    assert ran == [3, 2, 1]  # newest first, and none skipped
+    assert "2 fixture cleanups failed" in str(caught.value)
+    assert [str(error) for error in caught.value.exceptions] == ["[Errno 3] cleanup 3 failed",
+                                                                 "[Errno 1] cleanup 1 failed"]
+    cleanup.run()  # nothing left to run
+
+
+def test_cleanup_with_one_error_raises_it_unchanged() -> None:
+    from pytest_memsyscalls.plugin.fixtures import _Cleanup
+
+    ran: list[int] = []
+    cleanup = _Cleanup()
+    cleanup.add(_failing(ran, 1))
+    cleanup.add(lambda: ran.append(2))
+    with pytest.raises(OSError, match="cleanup 1 failed"):
+        cleanup.run()
+    assert ran == [2, 1]

@@ -229,6 +229,45 @@ def test_off_mode_leaves_everything_alone(pytester: pytest.Pytester, monkeypatch
         _remove_foreign(noted)
 
 
+LOCK_LEAKER = r'''
+import pytest
+from pytest_memsyscalls.memory.mapping import Mapping
+
+kept = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Every test's call leaves one locked page behind."""
+    mapping = Mapping.create(1)
+    mapping.lock()
+    kept.append(mapping)
+    yield
+'''
+
+# One test of each conformance module that locks memory (and so could want a check of its own).
+LOCKING_MODULES = ["pytest_memsyscalls.conformance.test_mlock", "pytest_memsyscalls.conformance.test_madvise"]
+
+
+@pytest.mark.parametrize("mode", ["off", "fail"])
+def test_only_the_leak_guard_checks_locked_memory(pytester: pytest.Pytester, mode: str) -> None:
+    """The conformance suite leaves locked memory to the leak guard: with
+    --memsys-leaks=off a test leaving a locked page passes, with fail the guard alone
+    reports it (no fixture of the suite checks VmLck on its own)."""
+    pytester.makepyfile(lock_leaker=LOCK_LEAKER)
+    result = pytester.runpytest_subprocess(
+        "-p", "lock_leaker", "-p", "no:randomly", "-p", "no:cacheprovider", f"--memsys-leaks={mode}",
+        "--pyargs", *LOCKING_MODULES, "-k", "test_mlock_makes_pages_resident or test_random_sets_rr")
+    output = result.stdout.str()
+    assert "locked memory leaked" not in output
+    if mode == "off":
+        result.assert_outcomes(passed=2)
+        assert "left behind" not in output
+    else:
+        result.assert_outcomes(passed=2, errors=2)
+        assert len(re.findall(r"4 kB of locked memory \(VmLck", output)) == 2, output
+
+
 def test_wider_scoped_fixtures_are_blamed_only_when_finalised(pytester: pytest.Pytester) -> None:
     """A module fixture's segment and locked page are not the first test's leak;
     a module fixture that never removes its segment is blamed on the test whose

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from ..kernel import constants as C
 from ..kernel import libc, procfs
@@ -19,6 +21,8 @@ from ..kernel.libc import PAGE_SIZE
 from ..kernel.probe import Fault
 from ..kernel.probe import read_value as _probe_read_value
 from ..kernel.probe import write as _probe_write
+
+_M = TypeVar("_M", bound="Mapping")
 
 
 def pages_to_bytes(call: str, pages: object) -> int:
@@ -70,11 +74,14 @@ class Mapping(_PageRange):
         self.offset = offset
         self._owner = owner
         self.unmapped = False
+        # other ranges this mapping made and unmaps with itself: the new ranges of an
+        # mremap(MREMAP_DONTUNMAP), (addr, length) each
+        self.also_owned: list[tuple[int, int]] = []
 
     @classmethod
-    def create(cls, pages: int = 1, prot: int = C.PROT_READ | C.PROT_WRITE,
+    def create(cls: type[_M], pages: int = 1, prot: int = C.PROT_READ | C.PROT_WRITE,
                flags: int = C.MAP_PRIVATE | C.MAP_ANONYMOUS, fd: int = -1, offset: int = 0,
-               addr: int = 0) -> Mapping:
+               addr: int = 0) -> _M:
         length = pages_to_bytes("mapped_pages", pages)
         if addr and not flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
             pass  # a hint: the kernel may place it elsewhere
@@ -162,12 +169,18 @@ class Mapping(_PageRange):
         libc.msync(start, size, flags)
 
     def remap(self, new_length: int, flags: int = C.MREMAP_MAYMOVE, new_addr: int = 0) -> int:
-        """mremap this mapping; follows it to its new address and length."""
+        """mremap this mapping; follows it to its new address and length.
+
+        With MREMAP_DONTUNMAP the old range stays mapped (emptied) and the contents
+        move to a new range: the Mapping stays on the old range, records the new one
+        in ``also_owned`` and unmaps it too in ``unmap()``. Returns mremap's result."""
         self._check_live("remap")
         if self._owner is not None:
             raise ValueError("remap: mappings inside an arena cannot move; map a new one with arena.map")
         result = libc.mremap(self.addr, self.length, new_length, flags, new_addr)
-        if not flags & C.MREMAP_DONTUNMAP:
+        if flags & C.MREMAP_DONTUNMAP:
+            self.also_owned.append((result, new_length))
+        else:
             self.addr, self.length = result, new_length
         return result
 
@@ -188,8 +201,23 @@ class Mapping(_PageRange):
         self.unmapped = True
         if self._owner is not None:
             self._owner._release(self.addr, self.length)
-        else:
-            libc.munmap(self.addr, self.length)
+            return
+        first: OSError | None = None
+        for addr, length in [(self.addr, self.length), *self.also_owned]:
+            try:
+                libc.munmap(addr, length)
+            except OSError as error:  # still unmap the others
+                first = first or error
+        self.also_owned = []
+        if first is not None:
+            raise first
+
+
+class FileMapping(Mapping):
+    """A Mapping of a file that also names the file (what the ``mapped_file`` fixture
+    returns); ``path`` is set by whoever made it."""
+
+    path: Path
 
 
 class Arena(_PageRange):
@@ -217,7 +245,9 @@ class Arena(_PageRange):
         self.close()
 
     def page(self, index: int) -> int:
-        if not 0 <= index <= self.pages:
+        """The address of arena page ``index``, 0 <= index < pages (``end`` is the
+        address just past the arena)."""
+        if not 0 <= index < self.pages:
             raise IndexError(f"page {index} is outside this {self.pages}-page arena")
         return self.addr + index * PAGE_SIZE
 

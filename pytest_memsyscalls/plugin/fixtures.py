@@ -9,9 +9,10 @@ which is the way to use them inside Hypothesis ``@given`` tests.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import pytest
 
@@ -24,10 +25,25 @@ from ..kernel.libc import PAGE_SIZE
 from ..memory.child import ChildOutcome, SignalExpectation
 from ..memory.child import expect_signal as _expect_signal
 from ..memory.child import run_in_child as _run_in_child
-from ..memory.mapping import Arena, Mapping
+from ..memory.mapping import Arena, FileMapping, Mapping
 from ..memory.shm import PosixShm, ShmSegment
 from . import settings
+from .fixture_types import (
+    ExpectSignal,
+    FaultProbe,
+    LockedRegion,
+    MappedFile,
+    MappedPages,
+    PosixShmFactory,
+    RunInChild,
+    ShmSegmentFactory,
+)
 from .session import session_environment
+
+if sys.version_info >= (3, 11):
+    from builtins import ExceptionGroup
+else:  # a dependency of pytest before 3.11
+    from exceptiongroup import ExceptionGroup
 
 
 class _Cleanup:
@@ -40,14 +56,19 @@ class _Cleanup:
         self._actions.append(action)
 
     def run(self) -> None:
-        errors: list[BaseException] = []
+        """Run every action, newest first, whatever raises. One error is re-raised
+        as it is; several are raised together in an ExceptionGroup, in the order they
+        happened, so no teardown failure goes unreported."""
+        errors: list[Exception] = []
         while self._actions:
             try:
                 self._actions.pop()()
             except Exception as error:  # noqa: BLE001 - collected and re-raised below
                 errors.append(error)
-        if errors:
+        if len(errors) == 1:
             raise errors[0]
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} fixture cleanups failed at teardown", errors)
 
 
 @pytest.fixture
@@ -70,15 +91,17 @@ def page_size() -> int:
 
 
 @pytest.fixture
-def fault_probe() -> Any:
+def fault_probe() -> FaultProbe:
     """The in-process fault probe module: ``fault_probe.read(addr)``, ``.write``, ``.execute``."""
     return probe
 
 
 @pytest.fixture
-def mapped_pages(_memsys_cleanup: _Cleanup) -> Callable[..., Mapping]:
-    """Factory: ``mapped_pages(pages=1, prot=RW, flags=MAP_PRIVATE|MAP_ANONYMOUS, fd=-1,
-    offset=0, addr=0)`` -> Mapping, unmapped at teardown."""
+def mapped_pages(_memsys_cleanup: _Cleanup) -> MappedPages:
+    """Factory: ``mapped_pages(pages=1, prot=RW, flags=MAP_PRIVATE|MAP_ANONYMOUS, fd=None,
+    offset=0, addr=None)`` -> Mapping, unmapped at teardown. ``fd=None`` maps no file
+    (fd -1); ``addr=None`` gives no hint (0); ``addr`` with MAP_FIXED must lie in memory
+    this package mapped (use the arena fixture for MAP_FIXED)."""
 
     def make(pages: int = 1, prot: int = RW, flags: int = C.MAP_PRIVATE | C.MAP_ANONYMOUS,
              fd: int | None = None, offset: int = 0, addr: int | None = None) -> Mapping:
@@ -90,14 +113,14 @@ def mapped_pages(_memsys_cleanup: _Cleanup) -> Callable[..., Mapping]:
 
 
 @pytest.fixture
-def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> Callable[..., Mapping]:
-    """Factory: ``mapped_file(content=b"", size=None, shared=True, prot=RW, pages=None)``:
-    a file in tmp_path of ``size`` bytes (default: the content's length, at least one
-    byte) mapped shared or private; the Mapping has ``.path``."""
+def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> MappedFile:
+    """Factory: ``mapped_file(content=b"", size=None, shared=True, prot=RW, pages=None,
+    offset=0)``: a file in tmp_path of ``size`` bytes (default: the content's length, at
+    least one byte) mapped shared or private; the FileMapping has ``.path``."""
     counter = iter(range(1 << 30))
 
-    def make(content: bytes = b"", size: int | None = None, shared: bool = True, prot: int = RW,
-             pages: int | None = None, offset: int = 0) -> Mapping:
+    def make(content: bytes | bytearray | memoryview = b"", size: int | None = None, shared: bool = True,
+             prot: int = RW, pages: int | None = None, offset: int = 0) -> FileMapping:
         if not isinstance(content, (bytes, bytearray, memoryview)):
             raise TypeError(f"mapped_file: content must be bytes, got {type(content).__name__}")
         length = len(content) if size is None else libc._size("mapped_file", "size", size)
@@ -112,8 +135,8 @@ def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> Callable[..., Mapp
         _memsys_cleanup.add(lambda: os.close(fd))
         count = pages if pages is not None else max(1, -(-max(length, 1) // PAGE_SIZE))
         flags = C.MAP_SHARED if shared else C.MAP_PRIVATE
-        mapping = Mapping.create(count, prot, flags, fd, offset)
-        mapping.path = path  # type: ignore[attr-defined]
+        mapping = FileMapping.create(count, prot, flags, fd, offset)
+        mapping.path = path
         _memsys_cleanup.add(mapping.unmap)
         return mapping
 
@@ -130,7 +153,7 @@ def arena(_memsys_cleanup: _Cleanup) -> Arena:
 
 
 @pytest.fixture
-def locked_region(mapped_pages: Callable[..., Mapping], memsys_env: Environment) -> Callable[..., Mapping]:
+def locked_region(mapped_pages: MappedPages, memsys_env: Environment) -> LockedRegion:
     """Factory: ``locked_region(pages=1, onfault=False)`` -> a Mapping locked with mlock
     (mlock2(MLOCK_ONFAULT) when onfault). Skips, naming the limit, where this process
     cannot lock that much; unlocked and unmapped at teardown."""
@@ -147,7 +170,7 @@ def locked_region(mapped_pages: Callable[..., Mapping], memsys_env: Environment)
 
 
 @pytest.fixture
-def shm_segment(_memsys_cleanup: _Cleanup) -> Callable[..., ShmSegment]:
+def shm_segment(_memsys_cleanup: _Cleanup) -> ShmSegmentFactory:
     """Factory: ``shm_segment(size=PAGE, key=IPC_PRIVATE | 'unique' | int, mode=0o600, flags=0)``
     -> ShmSegment; every attachment detached and the segment removed at teardown."""
 
@@ -161,7 +184,7 @@ def shm_segment(_memsys_cleanup: _Cleanup) -> Callable[..., ShmSegment]:
 
 
 @pytest.fixture
-def posix_shm(_memsys_cleanup: _Cleanup) -> Callable[..., PosixShm]:
+def posix_shm(_memsys_cleanup: _Cleanup) -> PosixShmFactory:
     """Factory: ``posix_shm(size=PAGE, mode=0o600)`` -> PosixShm with an unpredictable
     name, opened O_CREAT|O_EXCL; unlinked and closed at teardown."""
 
@@ -174,30 +197,43 @@ def posix_shm(_memsys_cleanup: _Cleanup) -> Callable[..., PosixShm]:
 
 
 @pytest.fixture
-def run_in_child(pytestconfig: pytest.Config) -> Callable[..., ChildOutcome]:
+def run_in_child(pytestconfig: pytest.Config) -> RunInChild:
     """``run_in_child(fn, *args, timeout=--memsys-child-timeout, **kwargs)`` -> ChildOutcome."""
     default = settings.get(pytestconfig).child_timeout
 
-    def run(fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> ChildOutcome:
+    def run(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> ChildOutcome:
         return _run_in_child(fn, *args, timeout=default if timeout is None else timeout, **kwargs)
 
     return run
 
 
-@pytest.fixture
-def expect_signal(pytestconfig: pytest.Config) -> Callable[..., ChildOutcome | SignalExpectation]:
-    """``expect_signal(SIGSEGV, fn, *args, code=SEGV_ACCERR, addr=a)`` runs ``fn`` in a child and
-    asserts it dies of that signal; ``with expect_signal(SIGSEGV, ...): ...`` runs the block there."""
-    default = settings.get(pytestconfig).child_timeout
+class _SignalExpecter:
+    """The ``expect_signal`` fixture's function: expect_signal with the session's child timeout."""
 
-    def make(signo: int, fn: Callable[..., object] | None = None, /, *args: Any, code: int | None = None,
-             addr: int | None = None, timeout: float | None = None,
-             **kwargs: Any) -> ChildOutcome | SignalExpectation:
-        timeout = default if timeout is None else timeout
+    def __init__(self, default_timeout: float) -> None:
+        self.default_timeout = default_timeout
+
+    @overload
+    def __call__(self, signo: int, /, *, code: int | None = None, addr: int | None = None,
+                 timeout: float | None = None) -> SignalExpectation: ...
+
+    @overload
+    def __call__(self, signo: int, fn: Callable[..., object], /, *args: Any, code: int | None = None,
+                 addr: int | None = None, timeout: float | None = None, **kwargs: Any) -> ChildOutcome: ...
+
+    def __call__(self, signo: int, fn: Callable[..., object] | None = None, /, *args: Any, code: int | None = None,
+                 addr: int | None = None, timeout: float | None = None,
+                 **kwargs: Any) -> ChildOutcome | SignalExpectation:
+        timeout = self.default_timeout if timeout is None else timeout
         if fn is None:
             if args or kwargs:
                 raise TypeError("expect_signal: arguments given without a function to call")
             return _expect_signal(signo, code=code, addr=addr, timeout=timeout)
         return _expect_signal(signo, fn, *args, code=code, addr=addr, timeout=timeout, **kwargs)
 
-    return make
+
+@pytest.fixture
+def expect_signal(pytestconfig: pytest.Config) -> ExpectSignal:
+    """``expect_signal(SIGSEGV, fn, *args, code=SEGV_ACCERR, addr=a)`` runs ``fn`` in a child and
+    asserts it dies of that signal; ``with expect_signal(SIGSEGV, ...): ...`` runs the block there."""
+    return _SignalExpecter(settings.get(pytestconfig).child_timeout)
