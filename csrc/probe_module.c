@@ -342,7 +342,7 @@ static void asynchronous_signals(sigset_t *set)
  * signals back to SIG_DFL; the fault reporter on report_fd; and, when parent > 0, death
  * by SIGKILL with the parent (even a kill -9 of pytest), exiting at once if the parent
  * is already gone. With record_fd >= 0 (the session's record file, O_APPEND) the child
- * records its own group ("group PID STARTTIME", as records.py reads it) for the sweep
+ * records its own group ("group PID STARTTIME", as memory/records.py reads it) for the sweep
  * after a kill -9. A set-up that fails ends the child with status 112.
  *
  * The bookkeeping of os.fork() is skipped where it has nothing to do. Its child runs

@@ -1,4 +1,4 @@
-"""``python -m pytest_memsyscalls``: see cli.py."""
+"""``python -m pytest_memsyscalls``: see cli/main.py."""
 
 import sys
 
