@@ -19,6 +19,10 @@ MIRROR=${MEMSYS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${MEMSYS_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$CACHE"
+# One preparation at a time: two runs unpacking the same kernel into DEST.tmp would
+# remove each other's files (seen: "no vmlinuz in linux-image-5.10.0-32-amd64").
+exec 9>"$CACHE/.prepare.lock"
+flock 9
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
