@@ -4,9 +4,11 @@ Where an advice changes a VMA flag the oracle is /proc/self/smaps VmFlags
 (``rr`` random, ``sr`` sequential, ``dd`` dontdump, ``hg``/``nh`` huge/no-huge,
 ``mg`` mergeable, ``lo`` locked); where it changes contents, the bytes read back
 (through the fault probe, never by touching memory blindly); residency through
-mincore(2); inheritance through a forked child. Advice values newer than the
-oldest kernel we support are probed first on a scratch mapping (LTP-style) so
-an unsupported one skips as ``unsupported:MADV_X`` instead of failing.
+mincore(2); inheritance through a forked child. For advice values that not every kernel has,
+what the environment promises decides whether an advice is asserted
+(``requires("feature:MADV_X")``, environment/features.py): a promised advice that fails is
+a failure naming the promise; one not promised skips as ``needs:``; only where the
+promise is unknown (gVisor) does a probe decide, and a missing one is ``unsupported:``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from pytest_memsyscalls import (
     succeeds,
 )
 from pytest_memsyscalls.environment import fingerprint as environment
+from pytest_memsyscalls.environment.features import PROMISED, UNKNOWN
+from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.environment.needs import lockable_shortfall
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
@@ -44,9 +48,6 @@ from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 
 SHARED_ANON = C.MAP_SHARED | C.MAP_ANONYMOUS
 CAP_SYS_ADMIN = 21
-THP_DIR = "/sys/kernel/mm/transparent_hugepage"
-KSM_DIR = "/sys/kernel/mm/ksm"
-MEMORY_FAILURE_SYSCTL = "/proc/sys/vm/memory_failure_early_kill"
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -58,22 +59,6 @@ def fill(m: Mapping, value: int, offset: int = 0, length: int | None = None) -> 
 def byte_at(addr: int) -> int | Fault:
     fault, value = probe.read_value(addr)
     return fault if fault is not None else int(value or 0)
-
-
-def probe_advice(advice: int, name: str, flags: int = ANON) -> None:
-    """Skip unless the kernel accepts `advice` on a scratch mapping of the given kind.
-
-    The probe is separate from the assertion: EINVAL here means "this kernel does
-    not know the advice" (madvise(2): 'advice is not valid')."""
-    scratch = libc.mmap(0, PAGE, RW, flags)
-    try:
-        libc.madvise(scratch, PAGE, advice)
-    except OSError as error:
-        if error.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            pytest.skip(f"unsupported:{name} ({errno.errorcode[error.errno]} from a probe on a scratch mapping)")
-        raise
-    finally:
-        libc.munmap(scratch, PAGE)
 
 
 def need_lockable(memsys_env: Any, length: int) -> None:
@@ -211,8 +196,8 @@ def test_dontneed_locked(locked_region: LockedRegion) -> None:
 @semantic("madvise.dontneed_locked.locked_zero_fill",
           "MADV_DONTNEED_LOCKED applies to locked pages: they read back zero and the range stays locked.",
           source="madvise(2) (Linux 5.18+) MADV_DONTNEED_LOCKED", tier="linux")
+@requires("feature:MADV_DONTNEED_LOCKED")
 def test_dontneed_locked_advice(locked_region: LockedRegion) -> None:
-    probe_advice(C.MADV_DONTNEED_LOCKED, "MADV_DONTNEED_LOCKED")
     m = locked_region(1)
     fill(m, 0x42)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_DONTNEED_LOCKED)
@@ -228,8 +213,8 @@ def test_dontneed_locked_advice(locked_region: LockedRegion) -> None:
           "MADV_FREE on private anonymous memory succeeds; each page then reads either its old data "
           "(not yet freed: freeing may be lazy) or zeros, and a write after it sticks.",
           source="madvise(2) MADV_FREE", tier="linux")
+@requires("feature:MADV_FREE")
 def test_free_private_anonymous(mapped_pages: MappedPages) -> None:
-    probe_advice(C.MADV_FREE, "MADV_FREE")
     m = mapped_pages(2)
     fill(m, 0x5C)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_FREE)
@@ -243,9 +228,9 @@ def test_free_private_anonymous(mapped_pages: MappedPages) -> None:
 @semantic("madvise.free.non_private_anon_einval",
           "MADV_FREE on a shared or file-backed mapping fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
+@requires("feature:MADV_FREE")
 def test_free_shared_einval(kind: str, mapped_pages: MappedPages,
                             mapped_file: MappedFile) -> None:
-    probe_advice(C.MADV_FREE, "MADV_FREE")
     m = mapped_pages(1, flags=SHARED_ANON) if kind == "shared-anon" else mapped_file(b"x" * PAGE, shared=False)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_FREE)
 
@@ -258,8 +243,8 @@ def test_free_shared_einval(kind: str, mapped_pages: MappedPages,
           "MADV_REMOVE on a shared writable tmpfs mapping makes the range read zeros and frees the "
           "file's blocks (a hole is punched), leaving the rest of the file intact.",
           source="madvise(2) MADV_REMOVE", tier="linux")
+@requires("feature:MADV_REMOVE")
 def test_remove_shared(posix_shm: PosixShmFactory, mapped_pages: MappedPages) -> None:
-    probe_advice(C.MADV_REMOVE, "MADV_REMOVE", SHARED_ANON)
     shm = posix_shm(2 * PAGE)
     m = mapped_pages(2, flags=C.MAP_SHARED, fd=shm.fd)
     fill(m, 0x99)
@@ -275,8 +260,8 @@ def test_remove_shared(posix_shm: PosixShmFactory, mapped_pages: MappedPages) ->
 @semantic("madvise.remove.private_anon_einval",
           "MADV_REMOVE on private anonymous memory (no backing file) fails with EINVAL.",
           source="mm/madvise.c madvise_remove; madvise(2) MADV_REMOVE", tier="linux")
+@requires("feature:MADV_REMOVE")
 def test_remove_private_anonymous(mapped_pages: MappedPages) -> None:
-    probe_advice(C.MADV_REMOVE, "MADV_REMOVE", SHARED_ANON)
     m = mapped_pages(1)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_REMOVE)
 
@@ -284,17 +269,17 @@ def test_remove_private_anonymous(mapped_pages: MappedPages) -> None:
 @semantic("madvise.remove.private_file_eacces",
           "MADV_REMOVE on a file mapping that is not shared and writable fails with EACCES.",
           source="madvise(2) ERRORS (EACCES)", tier="linux")
+@requires("feature:MADV_REMOVE")
 def test_remove_private_file(mapped_file: MappedFile) -> None:
-    probe_advice(C.MADV_REMOVE, "MADV_REMOVE", SHARED_ANON)
     m = mapped_file(b"x" * PAGE, shared=False)
     fails_with(errno.EACCES, libc.madvise, m.addr, m.length, C.MADV_REMOVE)
 
 
 @semantic("madvise.remove.locked_einval", "MADV_REMOVE on locked pages fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
+@requires("feature:MADV_REMOVE")
 def test_remove_locked(posix_shm: PosixShmFactory, mapped_pages: MappedPages,
                        memsys_env: Any) -> None:
-    probe_advice(C.MADV_REMOVE, "MADV_REMOVE", SHARED_ANON)
     shm = posix_shm(PAGE)
     m = mapped_pages(1, flags=C.MAP_SHARED, fd=shm.fd)
     need_lockable(memsys_env, PAGE)
@@ -340,8 +325,8 @@ def test_dofork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
 @semantic("madvise.wipeonfork.child_sees_zeros",
           "A MADV_WIPEONFORK range reads zeros in a fork child while the parent keeps its data.",
           source="madvise(2) MADV_WIPEONFORK", tier="linux")
+@requires("feature:MADV_WIPEONFORK")
 def test_wipeonfork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
-    probe_advice(C.MADV_WIPEONFORK, "MADV_WIPEONFORK")
     m = mapped_pages(1)
     fill(m, 0x23)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_WIPEONFORK)
@@ -352,8 +337,8 @@ def test_wipeonfork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None
 @semantic("madvise.keeponfork.restores_inheritance",
           "MADV_KEEPONFORK undoes MADV_WIPEONFORK: a later fork child sees the data.",
           source="madvise(2) MADV_KEEPONFORK", tier="linux")
+@requires("feature:MADV_WIPEONFORK", "feature:MADV_KEEPONFORK")
 def test_keeponfork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
-    probe_advice(C.MADV_WIPEONFORK, "MADV_WIPEONFORK")
     m = mapped_pages(1)
     fill(m, 0x24)
     libc.madvise(m.addr, m.length, C.MADV_WIPEONFORK)
@@ -365,9 +350,9 @@ def test_keeponfork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None
 @semantic("madvise.wipeonfork.non_private_anon_einval",
           "MADV_WIPEONFORK on a shared or file-backed mapping fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
+@requires("feature:MADV_WIPEONFORK")
 def test_wipeonfork_shared(kind: str, mapped_pages: MappedPages,
                            mapped_file: MappedFile) -> None:
-    probe_advice(C.MADV_WIPEONFORK, "MADV_WIPEONFORK")
     m = mapped_pages(1, flags=SHARED_ANON) if kind == "shared-anon" else mapped_file(b"x" * PAGE, shared=False)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_WIPEONFORK)
 
@@ -398,19 +383,24 @@ def test_dodump(mapped_pages: MappedPages) -> None:
 # HUGEPAGE / NOHUGEPAGE / COLLAPSE (CONFIG_TRANSPARENT_HUGEPAGE)
 # =====================================================================================
 
-def thp_configured() -> bool:
-    return os.path.isdir(THP_DIR)
+def _configured(env: Environment, feature: str) -> bool:
+    """Whether this environment has ``feature`` (promised, or probed working where the
+    promise is unknown); skips as unsupported where a probe found it missing."""
+    promise = env.promise(feature)
+    if promise.state == UNKNOWN and not promise.works:
+        pytest.skip(f"unsupported:{feature} ({promise.why})")
+    return promise.state == PROMISED or bool(promise.works)
 
 
 @pytest.mark.parametrize("advice,flag", [(C.MADV_HUGEPAGE, "hg"), (C.MADV_NOHUGEPAGE, "nh")],
                          ids=["hugepage", "nohugepage"])
 @semantic("madvise.hugepage.vmflag",
-          "With THP configured (/sys/kernel/mm/transparent_hugepage exists) MADV_HUGEPAGE sets 'hg' and "
+          "With THP configured (CONFIG_TRANSPARENT_HUGEPAGE) MADV_HUGEPAGE sets 'hg' and "
           "MADV_NOHUGEPAGE sets 'nh'; without CONFIG_TRANSPARENT_HUGEPAGE both fail with EINVAL.",
           source="madvise(2) MADV_HUGEPAGE/MADV_NOHUGEPAGE", tier="linux")
-def test_hugepage_flags(mapped_pages: MappedPages, advice: int, flag: str) -> None:
+def test_hugepage_flags(mapped_pages: MappedPages, advice: int, flag: str, memsys_env: Environment) -> None:
     m = mapped_pages(2)
-    if not thp_configured():
+    if not _configured(memsys_env, "THP"):
         fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, advice)
         return
     succeeds(libc.madvise, m.addr, m.length, advice)
@@ -419,9 +409,8 @@ def test_hugepage_flags(mapped_pages: MappedPages, advice: int, flag: str) -> No
 
 @semantic("madvise.hugepage.exclusive", "MADV_NOHUGEPAGE replaces an earlier MADV_HUGEPAGE ('nh', no 'hg').",
           source="madvise(2) MADV_NOHUGEPAGE", tier="linux")
+@requires("feature:THP")
 def test_nohugepage_replaces_hugepage(mapped_pages: MappedPages) -> None:
-    if not thp_configured():
-        pytest.skip(f"unsupported:CONFIG_TRANSPARENT_HUGEPAGE ({THP_DIR} missing)")
     m = mapped_pages(2)
     libc.madvise(m.addr, m.length, C.MADV_HUGEPAGE)
     libc.madvise(m.addr, m.length, C.MADV_NOHUGEPAGE)
@@ -437,11 +426,8 @@ HPAGE = 2 << 20
           "MADV_COLLAPSE synchronously collapses a populated, PMD-aligned private anonymous range into "
           "a transparent huge page (AnonHugePages counts it) and keeps its data.",
           source="madvise(2) MADV_COLLAPSE (Linux 6.1+)", tier="linux")
+@requires("feature:MADV_COLLAPSE")
 def test_collapse(mapped_pages: MappedPages) -> None:
-    if not thp_configured():
-        pytest.skip(f"unsupported:CONFIG_TRANSPARENT_HUGEPAGE ({THP_DIR} missing)")
-    if libc_probe_len0(C.MADV_COLLAPSE):
-        pytest.skip("unsupported:MADV_COLLAPSE (madvise(0, 0, MADV_COLLAPSE) gives EINVAL)")
     m = mapped_pages(2 * HPAGE // PAGE)
     start = (m.addr + HPAGE - 1) // HPAGE * HPAGE
     libc.madvise(m.addr, m.length, C.MADV_NOHUGEPAGE)  # fault in small pages only
@@ -454,26 +440,16 @@ def test_collapse(mapped_pages: MappedPages) -> None:
     assert byte_at(start + HPAGE - 1) == 0x3D
 
 
-def libc_probe_len0(advice: int) -> bool:
-    """madvise(0, 0, advice) returns 0 iff the kernel supports the advice (madvise(2) NOTES).
-    Returns True when unsupported."""
-    try:
-        libc.madvise(0, 0, advice)
-    except OSError as error:
-        return error.errno == errno.EINVAL
-    return False
-
-
 # =====================================================================================
 # MERGEABLE / UNMERGEABLE (CONFIG_KSM)
 # =====================================================================================
 
 @semantic("madvise.mergeable.vmflag",
-          "With CONFIG_KSM (/sys/kernel/mm/ksm exists) MADV_MERGEABLE sets 'mg'; without it, EINVAL.",
+          "With CONFIG_KSM MADV_MERGEABLE sets 'mg'; without it, EINVAL.",
           source="madvise(2) MADV_MERGEABLE; ERRORS", tier="linux")
-def test_mergeable(mapped_pages: MappedPages) -> None:
+def test_mergeable(mapped_pages: MappedPages, memsys_env: Environment) -> None:
     m = mapped_pages(2)
-    if not os.path.isdir(KSM_DIR):
+    if not _configured(memsys_env, "MADV_MERGEABLE"):
         fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_MERGEABLE)
         return
     succeeds(libc.madvise, m.addr, m.length, C.MADV_MERGEABLE)
@@ -482,9 +458,8 @@ def test_mergeable(mapped_pages: MappedPages) -> None:
 
 @semantic("madvise.unmergeable.clears_mg", "MADV_UNMERGEABLE undoes MADV_MERGEABLE: 'mg' disappears.",
           source="madvise(2) MADV_UNMERGEABLE", tier="linux")
+@requires("feature:MADV_MERGEABLE", "feature:MADV_UNMERGEABLE")
 def test_unmergeable(mapped_pages: MappedPages) -> None:
-    if not os.path.isdir(KSM_DIR):
-        pytest.skip(f"unsupported:CONFIG_KSM ({KSM_DIR} missing)")
     m = mapped_pages(2)
     libc.madvise(m.addr, m.length, C.MADV_MERGEABLE)
     succeeds(libc.madvise, m.addr, m.length, C.MADV_UNMERGEABLE)
@@ -495,27 +470,29 @@ def test_unmergeable(mapped_pages: MappedPages) -> None:
 # COLD / PAGEOUT
 # =====================================================================================
 
-@pytest.mark.parametrize("advice,name", [(C.MADV_COLD, "MADV_COLD"), (C.MADV_PAGEOUT, "MADV_PAGEOUT")],
-                         ids=["cold", "pageout"])
+@pytest.mark.parametrize("advice,name", [
+    pytest.param(C.MADV_COLD, "MADV_COLD", id="cold", marks=requires("feature:MADV_COLD")),
+    pytest.param(C.MADV_PAGEOUT, "MADV_PAGEOUT", id="pageout", marks=requires("feature:MADV_PAGEOUT")),
+])
 @semantic("madvise.cold_pageout.nondestructive",
           "MADV_COLD and MADV_PAGEOUT only influence reclaim: the data reads back unchanged "
           "(an anonymous page is swapped out, not discarded; without swap it simply stays).",
           source="madvise(2) MADV_COLD, MADV_PAGEOUT (Linux 5.4+)", tier="linux")
 def test_cold_pageout_keep_data(mapped_pages: MappedPages, advice: int, name: str) -> None:
-    probe_advice(advice, name)
     m = mapped_pages(2)
     fill(m, 0x6E)
     succeeds(libc.madvise, m.addr, m.length, advice)
     assert byte_at(m.addr) == 0x6E and byte_at(m.page(1) + 9) == 0x6E
 
 
-@pytest.mark.parametrize("advice,name", [(C.MADV_COLD, "MADV_COLD"), (C.MADV_PAGEOUT, "MADV_PAGEOUT")],
-                         ids=["cold", "pageout"])
+@pytest.mark.parametrize("advice,name", [
+    pytest.param(C.MADV_COLD, "MADV_COLD", id="cold", marks=requires("feature:MADV_COLD")),
+    pytest.param(C.MADV_PAGEOUT, "MADV_PAGEOUT", id="pageout", marks=requires("feature:MADV_PAGEOUT")),
+])
 @semantic("madvise.cold_pageout.locked_einval",
           "MADV_COLD and MADV_PAGEOUT on locked pages fail with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
 def test_cold_pageout_locked(locked_region: LockedRegion, advice: int, name: str) -> None:
-    probe_advice(advice, name)
     m = locked_region(1)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, advice)
 
@@ -527,8 +504,8 @@ def test_cold_pageout_locked(locked_region: LockedRegion, advice: int, name: str
 @semantic("madvise.populate_read.resident",
           "MADV_POPULATE_READ prefaults the range readable: every page is resident afterwards.",
           source="madvise(2) MADV_POPULATE_READ (Linux 5.14+)", tier="linux")
+@requires("feature:MADV_POPULATE_READ")
 def test_populate_read(mapped_pages: MappedPages) -> None:
-    probe_advice(C.MADV_POPULATE_READ, "MADV_POPULATE_READ")
     if not mincore_sees_residency():
         pytest.skip("unsupported:mincore residency (a probe saw an untouched anonymous page reported resident)")
     m = mapped_pages(4)
@@ -541,8 +518,8 @@ def test_populate_read(mapped_pages: MappedPages) -> None:
           "MADV_POPULATE_WRITE prefaults writable, as if each page were written: every page is resident "
           "and backed by its own anonymous page (smaps Anonymous covers the range).",
           source="madvise(2) MADV_POPULATE_WRITE (Linux 5.14+)", tier="linux")
+@requires("feature:MADV_POPULATE_WRITE")
 def test_populate_write(arena: Any) -> None:
-    probe_advice(C.MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")
     m = arena.map(1, 4)  # PROT_NONE neighbours: the VMA is exactly this mapping
     succeeds(libc.madvise, m.addr, m.length, C.MADV_POPULATE_WRITE)
     assert resident(m.addr, m.length) == [True] * 4
@@ -552,15 +529,17 @@ def test_populate_write(arena: Any) -> None:
 
 
 @pytest.mark.parametrize("advice,prot,name", [
-    (C.MADV_POPULATE_WRITE, C.PROT_READ, "MADV_POPULATE_WRITE"),
-    (C.MADV_POPULATE_READ, C.PROT_NONE, "MADV_POPULATE_READ"),
-    (C.MADV_POPULATE_WRITE, C.PROT_NONE, "MADV_POPULATE_WRITE"),
-], ids=["write-on-readonly", "read-on-none", "write-on-none"])
+    pytest.param(C.MADV_POPULATE_WRITE, C.PROT_READ, "MADV_POPULATE_WRITE", id="write-on-readonly",
+                 marks=requires("feature:MADV_POPULATE_WRITE")),
+    pytest.param(C.MADV_POPULATE_READ, C.PROT_NONE, "MADV_POPULATE_READ", id="read-on-none",
+                 marks=requires("feature:MADV_POPULATE_READ")),
+    pytest.param(C.MADV_POPULATE_WRITE, C.PROT_NONE, "MADV_POPULATE_WRITE", id="write-on-none",
+                 marks=requires("feature:MADV_POPULATE_WRITE")),
+])
 @semantic("madvise.populate.insufficient_permissions_einval",
           "MADV_POPULATE_READ/WRITE on a range without read/write permission fails with EINVAL.",
           source="madvise(2) ERRORS", tier="linux")
 def test_populate_permissions(mapped_pages: MappedPages, advice: int, prot: int, name: str) -> None:
-    probe_advice(advice, name)
     m = mapped_pages(1, prot=prot)
     fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, advice)
 
@@ -569,8 +548,8 @@ def test_populate_permissions(mapped_pages: MappedPages, advice: int, prot: int,
           "MADV_POPULATE_READ over file pages past EOF (where an access would raise SIGBUS) fails "
           "with EFAULT instead of signalling.",
           source="madvise(2) ERRORS (EFAULT)", tier="linux")
+@requires("feature:MADV_POPULATE_READ")
 def test_populate_past_eof(mapped_file: MappedFile) -> None:
-    probe_advice(C.MADV_POPULATE_READ, "MADV_POPULATE_READ")
     m = mapped_file(b"y" * PAGE, shared=True, pages=2)
     fails_with(errno.EFAULT, libc.madvise, m.page(1), PAGE, C.MADV_POPULATE_READ)
 
@@ -609,15 +588,15 @@ def _drop_capability(number: int) -> None:
     libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
 
 
-@pytest.mark.parametrize("advice", [C.MADV_HWPOISON, C.MADV_SOFT_OFFLINE], ids=["hwpoison", "soft-offline"])
+@pytest.mark.parametrize("advice", [
+    pytest.param(C.MADV_HWPOISON, id="hwpoison", marks=requires("feature:MADV_HWPOISON")),
+    pytest.param(C.MADV_SOFT_OFFLINE, id="soft-offline", marks=requires("feature:MADV_SOFT_OFFLINE")),
+])
 @semantic("madvise.inject_error.eperm_without_cap_sys_admin",
           "MADV_HWPOISON/MADV_SOFT_OFFLINE without CAP_SYS_ADMIN fail with EPERM (kernels with "
           "CONFIG_MEMORY_FAILURE); checked in a child that dropped the capability.",
           source="madvise(2) ERRORS (EPERM)", tier="linux")
 def test_inject_error_eperm(run_in_child: RunInChild, advice: int) -> None:
-    if not os.path.exists(MEMORY_FAILURE_SYSCTL):
-        pytest.skip(f"unsupported:CONFIG_MEMORY_FAILURE ({MEMORY_FAILURE_SYSCTL} missing; "
-                    "the advice is then simply invalid)")
     assert run_in_child(_inject_error_child, advice).result() == errno.EPERM
 
 

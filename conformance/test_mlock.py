@@ -268,6 +268,7 @@ def test_mlock2_zero_flags(mapped_pages: MappedPages, memsys_env: Any) -> None:
 @semantic("mlock2.onfault.not_populated",
           "mlock2(MLOCK_ONFAULT) does not fault in non-resident pages.",
           source="mlock(2) MLOCK_ONFAULT", tier="linux")
+@requires("feature:MLOCK_ONFAULT")
 def test_mlock2_onfault_does_not_populate(mapped_pages: MappedPages, memsys_env: Any) -> None:
     need_residency_oracle()
     m = mapped_pages(4)
@@ -280,6 +281,7 @@ def test_mlock2_onfault_does_not_populate(mapped_pages: MappedPages, memsys_env:
 @semantic("mlock2.onfault.vmflags",
           "A range locked with MLOCK_ONFAULT shows both 'lo' and 'lf' (lock on fault) in VmFlags.",
           source="mlock(2) MLOCK_ONFAULT; proc(5) VmFlags", tier="linux")
+@requires("feature:MLOCK_ONFAULT")
 def test_mlock2_onfault_vmflags(locked_region: LockedRegion) -> None:
     m = locked_region(2, onfault=True)
     assert {"lo", "lf"} <= vmflags(m.addr)
@@ -288,6 +290,7 @@ def test_mlock2_onfault_vmflags(locked_region: LockedRegion) -> None:
 @semantic("mlock2.onfault.touched_pages_locked",
           "With MLOCK_ONFAULT a page becomes resident and locked when touched; untouched pages stay out.",
           source="mlock(2) MLOCK_ONFAULT", tier="linux")
+@requires("feature:MLOCK_ONFAULT")
 def test_mlock2_onfault_locks_on_touch(locked_region: LockedRegion) -> None:
     m = locked_region(4, onfault=True)
     assert m.write(0, 0x5A) is None
@@ -299,6 +302,7 @@ def test_mlock2_onfault_locks_on_touch(locked_region: LockedRegion) -> None:
 @semantic("mlock2.onfault.vmlck_counts_range",
           "Linux accounts the whole MLOCK_ONFAULT range in VmLck at once, resident or not.",
           source="mm/mlock.c mlock_fixup (locked_vm += range)", tier="impl")
+@requires("feature:MLOCK_ONFAULT")
 def test_mlock2_onfault_vmlck(mapped_pages: MappedPages, memsys_env: Any) -> None:
     m = mapped_pages(4)
     need_lockable(memsys_env, m.length)
@@ -636,6 +640,7 @@ def test_munlockall() -> None:
 @semantic("mlockall.onfault.current_not_populated",
           "mlockall(MCL_CURRENT|MCL_ONFAULT) marks current mappings 'lo'+'lf' without faulting pages in.",
           source="mlock(2) MCL_ONFAULT", tier="linux")
+@requires("feature:MCL_ONFAULT")
 def test_mlockall_current_onfault() -> None:
     need_helper_mlockall_current(CURRENT_PAGES)
     view = mlockall_current(C.MCL_CURRENT | C.MCL_ONFAULT)

@@ -121,34 +121,6 @@ def can_lock(env: Environment, length: int) -> str | None:
     return None if locked_kb * 1024 + length <= soft else "EAGAIN"
 
 
-def shared_validate_supported(tmp_path: Path) -> None:
-    """Probe (on a scratch file) that the kernel knows MAP_SHARED_VALIDATE (Linux 4.15)."""
-    path = make_file(tmp_path, b"\0" * P, "probe-validate.bin")
-    with opened(path, os.O_RDWR) as fd:
-        try:
-            addr = libc.mmap(0, P, C.PROT_READ, C.MAP_SHARED_VALIDATE, fd)
-        except OSError as error:
-            pytest.skip(f"unsupported:MAP_SHARED_VALIDATE ({errno.errorcode.get(error.errno or 0)} from a "
-                        "plain MAP_SHARED_VALIDATE mapping of a scratch file)")
-        libc.munmap(addr, P)
-
-
-def fixed_noreplace_supported() -> None:
-    """Probe on a scratch mapping: a kernel before 4.17 treats MAP_FIXED_NOREPLACE as a hint
-    and returns another address instead of EEXIST (mmap(2) NOTES)."""
-    scratch = Mapping.create(1, C.PROT_NONE)
-    try:
-        try:
-            other = libc.mmap(scratch.addr, P, C.PROT_NONE, ANON | C.MAP_FIXED_NOREPLACE)
-        except OSError:
-            return
-        libc.munmap(other, P)
-        pytest.skip(f"unsupported:MAP_FIXED_NOREPLACE (treated as a hint: a scratch request for "
-                    f"{scratch.addr:#x} returned {other:#x})")
-    finally:
-        scratch.unmap()
-
-
 # --- ERRORS ------------------------------------------------------------------------
 
 @semantic("mmap.einval.length_zero", "mmap with length 0 fails with EINVAL (since Linux 2.6.12).",
@@ -193,8 +165,8 @@ def test_missing_mapping_type_is_einval(tmp_path: Path, file_backed: bool) -> No
 @semantic("mmap.eopnotsupp.shared_validate_unknown_flag",
           "MAP_SHARED_VALIDATE fails with EOPNOTSUPP when flags holds a bit the kernel does not know.",
           source="mmap(2) MAP_SHARED_VALIDATE", tier="linux")
+@requires("feature:MAP_SHARED_VALIDATE")
 def test_shared_validate_rejects_unknown_flag(tmp_path: Path) -> None:
-    shared_validate_supported(tmp_path)
     path = make_file(tmp_path, b"x" * P)
     with opened(path, os.O_RDWR) as fd:
         fails_with(errno.EOPNOTSUPP, libc.mmap, 0, P, RW, C.MAP_SHARED_VALIDATE | UNKNOWN_MAP_FLAG, fd)
@@ -214,8 +186,8 @@ def test_shared_ignores_unknown_flag(tmp_path: Path) -> None:
           "MAP_SHARED_VALIDATE accepts known flags (MAP_POPULATE, MAP_NORESERVE, MAP_DENYWRITE, "
           "MAP_EXECUTABLE) and then behaves like MAP_SHARED: stores reach the file.",
           source="mmap(2) MAP_SHARED_VALIDATE", tier="linux")
+@requires("feature:MAP_SHARED_VALIDATE")
 def test_shared_validate_accepts_known_flags(tmp_path: Path) -> None:
-    shared_validate_supported(tmp_path)
     path = make_file(tmp_path, b"x" * P)
     flags = C.MAP_SHARED_VALIDATE | C.MAP_POPULATE | C.MAP_NORESERVE | C.MAP_DENYWRITE | C.MAP_EXECUTABLE
     with opened(path, os.O_RDWR) as fd, mapped(0, P, RW, flags, fd) as addr:
@@ -226,8 +198,8 @@ def test_shared_validate_accepts_known_flags(tmp_path: Path) -> None:
 @semantic("mmap.eopnotsupp.map_sync_without_dax",
           "MAP_SHARED_VALIDATE|MAP_SYNC on a file that does not support DAX fails with EOPNOTSUPP.",
           source="mmap(2) MAP_SYNC", tier="linux")
+@requires("feature:MAP_SHARED_VALIDATE")
 def test_map_sync_without_dax_is_eopnotsupp(tmp_path: Path) -> None:
-    shared_validate_supported(tmp_path)
     mounts = procfs.parse_mountinfo(procfs._read("/proc/self/mountinfo"))
     here = str(tmp_path.resolve())
     containing = [m for m in mounts
@@ -243,8 +215,8 @@ def test_map_sync_without_dax_is_eopnotsupp(tmp_path: Path) -> None:
 @semantic("mmap.eexist.fixed_noreplace_over_mapping",
           "MAP_FIXED_NOREPLACE over a range that clashes with an existing mapping fails with EEXIST and "
           "leaves the existing mapping intact.", source="mmap(2) ERRORS", tier="linux")
+@requires("feature:MAP_FIXED_NOREPLACE")
 def test_fixed_noreplace_over_mapping_is_eexist(arena: Arena) -> None:
-    fixed_noreplace_supported()
     existing = arena.map(5, 2)
     existing.write(0, 0x5A)
     fails_with(errno.EEXIST, libc.mmap, arena.page(4), 2 * P, RW, ANON | C.MAP_FIXED_NOREPLACE)
@@ -254,8 +226,8 @@ def test_fixed_noreplace_over_mapping_is_eexist(arena: Arena) -> None:
 @semantic("mmap.fixed_noreplace.maps_exactly_when_free",
           "MAP_FIXED_NOREPLACE over a free range maps exactly at the requested address.",
           source="mmap(2) MAP_FIXED_NOREPLACE", tier="linux")
+@requires("feature:MAP_FIXED_NOREPLACE")
 def test_fixed_noreplace_maps_free_range_exactly(arena: Arena) -> None:
-    fixed_noreplace_supported()
     arena.hole(10, 2)
     addr = libc.mmap(arena.page(10), 2 * P, RW, ANON | C.MAP_FIXED_NOREPLACE)
     try:
@@ -425,6 +397,7 @@ def test_offset_past_max_file_size_is_eoverflow(tmp_path: Path) -> None:
           "MAP_HUGETLB fails with ENOMEM when the huge page pool has no free page and no overcommit "
           "(HugePages_Free 0, nr_overcommit_hugepages 0).", source="mmap(2) ERRORS; hugetlbpage.rst",
           tier="linux")
+@requires("feature:HUGETLB")
 def test_hugetlb_without_pool_is_enomem(memsys_env: Environment) -> None:
     huge = memsys_env.hugepages
     if huge is None or huge.free is None or huge.size_kb is None:
@@ -684,12 +657,11 @@ def test_map_stack_accepted(mapped_pages: MappedPages) -> None:
 @semantic("mmap.map_stack.nohugepage", "Since Linux 6.7, MAP_STACK implies VM_NOHUGEPAGE ('nh' in VmFlags) "
           "where transparent huge pages exist.", source="mm: MAP_STACK implies VM_NOHUGEPAGE (Linux 6.7)",
           tier="impl")
+@requires("feature:THP")
 def test_map_stack_nohugepage(memsys_env: Environment, mapped_pages: MappedPages) -> None:
     if memsys_env.sandbox.kind == "gvisor" or not kernel_at_least(memsys_env, 6, 7):
         pytest.skip(f"needs:Linux>=6.7 (kernel {memsys_env.kernel.release}, sandbox "
                     f"{memsys_env.sandbox.kind})")
-    if memsys_env.thp.enabled is None:
-        pytest.skip("unsupported:transparent huge pages (no /sys/kernel/mm/transparent_hugepage/enabled)")
     stack = mapped_pages(4, RW, ANON | C.MAP_STACK)
     plain = mapped_pages(5, RW, ANON)
     assert "nh" in vmflags_of(stack.addr)

@@ -15,13 +15,12 @@ import errno
 import fcntl
 import os
 import signal
-import struct
-import sys
 from pathlib import Path
 
 import pytest
 
 from pytest_memsyscalls import ExpectSignal, MappedFile, MappedPages, RunInChild, fails_with, requires, semantic
+from pytest_memsyscalls.environment import fingerprint as environment
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
@@ -33,47 +32,17 @@ from pytest_memsyscalls.memory.mapping import Arena, Mapping
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
 
 RET = probe.RET_INSTRUCTION
-PT_GNU_STACK = 0x6474E551
 UNKNOWN_PROT_BIT = 0x40  # no PROT_* flag on x86_64, aarch64, powerpc or any other architecture
 
 
 # --- facts of this machine that decide the expected outcome ----------------------------
 
-def _cpu_flags() -> frozenset[str]:
-    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo has none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
-
-
-def _has_gnu_stack(path: str) -> bool:
-    """Whether an ELF64 executable has a PT_GNU_STACK header (without one, Linux gives the
-    process the READ_IMPLIES_EXEC personality)."""
-    data = Path(path).read_bytes()
-    phoff, = struct.unpack_from("<Q", data, 32)
-    phentsize, phnum = struct.unpack_from("<HH", data, 54)
-    return any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == PT_GNU_STACK for i in range(phnum))
-
-
-def _read_implies_exec() -> bool:
-    """READ_IMPLIES_EXEC from personality(0xffffffff), which only queries; where that query is
-    refused (gVisor answers EINVAL) from the rule that sets it: no PT_GNU_STACK in the executable."""
-    try:
-        return bool(libc.personality(C.PERSONALITY_QUERY) & C.READ_IMPLIES_EXEC)
-    except OSError:
-        return not _has_gnu_stack(os.path.realpath(sys.executable))
-
-
 X86_64 = C.ARCH == "x86_64"
-# Linux x86 backs PROT_EXEC-only mappings with the execute-only protection key when the
-# CPU has protection keys and the OS enabled them (arch/x86/mm/pkeys.c).
-PKEY_EXEC_ONLY = X86_64 and {"pku", "ospke"} <= _cpu_flags()
-READ_EXEC = _read_implies_exec()
+# Facts of this process from the environment fingerprint (`memsyscalls env`): whether x86
+# makes PROT_EXEC-only pages execute-only with a protection key, and READ_IMPLIES_EXEC.
+_CPU = environment.detect().cpu
+PKEY_EXEC_ONLY = bool(_CPU.pkey_exec_only)
+READ_EXEC = bool(_CPU.read_implies_exec)
 
 
 def readable(prot: int) -> bool:

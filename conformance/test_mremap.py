@@ -14,14 +14,12 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
-from pytest_memsyscalls import MappedPages, fails_with, semantic
+from pytest_memsyscalls import MappedPages, fails_with, requires, semantic
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
-from pytest_memsyscalls.memory.mapping import Arena, Mapping
+from pytest_memsyscalls.memory.mapping import Arena
 
 MAYMOVE = C.MREMAP_MAYMOVE
 
@@ -166,26 +164,12 @@ def test_fixed_without_maymove_is_einval(arena: Arena) -> None:
     fails_with(errno.EINVAL, libc.mremap, region.addr, PAGE, PAGE, C.MREMAP_FIXED, arena.page(48))
 
 
-def _dontunmap_unsupported() -> str | None:
-    """Probe MREMAP_DONTUNMAP (Linux 5.7) on a scratch private anonymous page."""
-    with Mapping.create(1) as scratch:
-        try:
-            new = libc.mremap(scratch.addr, PAGE, PAGE, MAYMOVE | C.MREMAP_DONTUNMAP)
-        except OSError as error:
-            return (f"unsupported:MREMAP_DONTUNMAP ({errno.errorcode.get(error.errno or 0)} from a probe on a "
-                    "scratch private anonymous page)")
-        libc.munmap(new, PAGE)
-    return None
-
-
 @semantic("mremap.dontunmap.old_range_stays_mapped_empty",
           "With MREMAP_DONTUNMAP the contents move to the new address while the old range stays mapped; "
           "for a private anonymous mapping it reads back zero-filled",
           source="mremap(2) DESCRIPTION (MREMAP_DONTUNMAP, since Linux 5.7)", tier="linux")
+@requires("feature:MREMAP_DONTUNMAP")
 def test_dontunmap_keeps_old_range_empty(arena: Arena) -> None:
-    reason = _dontunmap_unsupported()
-    if reason:
-        pytest.skip(reason)
     region = arena.map(50, 1)
     moved: list[tuple[int, int]] = []
     with _unmapped_at_end(moved):

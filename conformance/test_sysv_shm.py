@@ -534,15 +534,10 @@ def _stat_by_index(index: int) -> tuple[int, int]:
           "SHM_STAT_ANY returns the segment like SHM_STAT but without the read-permission check: "
           "another uid gets EACCES from SHM_STAT on a 0600 segment and its id from SHM_STAT_ANY",
           source="shmctl(2) SHM_STAT_ANY (Linux 4.17)", tier="linux")
-@requires("setuid")
+@requires("setuid", "feature:SHM_STAT_ANY")
 def test_shm_stat_any(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
     segment = shm_segment(mode=0o600)
     index = _index_of(segment)
-    try:
-        libc.shmctl(index, C.SHM_STAT_ANY, libc.ShmidDs())
-    except OSError as error:  # probe on our own segment, which we may read
-        pytest.skip(f"unsupported:SHM_STAT_ANY ({errno.errorcode.get(error.errno or 0)} from a probe "
-                    "on our own segment)")
     outcome = run_in_child(_as_user, OTHER_UID, OTHER_UID, _stat_by_index, index)
     assert outcome.result() == (-errno.EACCES, segment.shmid)
 

@@ -43,6 +43,7 @@ EXPECTED_KEYS: dict[str, set[str]] = {
     "vm": {"mmap_min_addr", "max_map_count"},
     "hugepages": {"total", "free", "size_kb"},
     "libc": {"name", "version"},
+    "cpu": {"flags", "pkey_exec_only", "read_implies_exec"},
 }
 
 # Run in the child: import the two modules without the package __init__.
@@ -60,7 +61,11 @@ with open(out, "w") as f:
 
 
 def check_schema(d: dict[str, Any]) -> None:
-    assert set(d) == set(EXPECTED_KEYS) | {"unknown"}
+    assert set(d) == set(EXPECTED_KEYS) | {"unknown", "kernel_config", "features"}
+    assert isinstance(d["kernel_config"], str)
+    for name, promise in d["features"].items():
+        assert set(promise) == {"feature", "state", "why", "works"}, name
+        assert promise["state"] in ("promised", "not promised", "unknown"), name
     for key, fields in EXPECTED_KEYS.items():
         assert isinstance(d[key], dict), key
         assert set(d[key]) == fields, key

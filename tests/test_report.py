@@ -72,7 +72,7 @@ EXPECTED_OUTCOMES = {
     "demo.fail.errno": "failed",
     "demo.param.mixed": "failed",
     "demo.param.passed": "passed",
-    "demo.param.skipped": "skipped",
+    "demo.param.skipped": "unsupported",
     "demo.pass.ok": "passed",
     "demo.skip.cap": "skipped",
 }
@@ -97,8 +97,9 @@ def test_report_records_every_semantic_outcome(pytester: pytest.Pytester) -> Non
     assert report["schema"] == "pytest-memsyscalls/report/v1"
     assert [row["id"] for row in report["semantics"]] == sorted(EXPECTED_OUTCOMES)
     assert {sid: row["outcome"] for sid, row in semantics_of(report).items()} == EXPECTED_OUTCOMES
-    assert report["summary"] == {"semantics": 6, "passed": 2, "failed": 2, "skipped": 2}
-    result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 2 skipped (report: *report.json)"])
+    assert report["summary"] == {"semantics": 6, "passed": 2, "failed": 2, "skipped": 1, "unsupported": 1}
+    result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 1 skipped, 1 unsupported "
+                                 "(report: *report.json)"])
 
 
 def test_report_carries_the_semantic_and_the_environment(pytester: pytest.Pytester) -> None:
@@ -461,4 +462,5 @@ def test_xdist_report_is_complete_and_written_once(pytester: pytest.Pytester,
     assert sum(len(row["nodeids"]) for row in report["semantics"]) == 10
     assert semantics_of(report)["demo.fail.errno"]["observed"] == "failed with EINVAL (Invalid argument)"
     assert junit_properties(pytester.path / "junit.xml")["test_skip"]["memsys_reason"] == "needs:CAP_MADE_UP"
-    result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 2 skipped (report: r.json)"])
+    result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 1 skipped, 1 unsupported "
+                                 "(report: r.json)"])

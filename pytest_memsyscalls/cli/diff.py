@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ..report.baseline import compare
 from ..report.diff import render_table
-from ..report.model import ReportError, load_report
+from ..report.model import OUTCOMES, ReportError, load_report
 
 
 def cmd_diff(argv: Sequence[str]) -> int:
@@ -44,5 +45,15 @@ def cmd_diff(argv: Sequence[str]) -> int:
     parts = [f"{counts.get(kind, 0)} {kind}" for kind in ("changed", "new", "missing") if counts.get(kind)]
     extra = [f"{counts.get(kind, 0)} {kind}" for kind in ("changed-failure", "reason-changed") if counts.get(kind)]
     verdict = "outcomes differ: " + ", ".join(parts) if parts else "identical outcomes"
+    for label, report in (("old", old), ("new", new)):
+        print(f"{label}: {outcome_counts(report)}")
     print(f"{total} semantics compared; {verdict}" + (f" (also {', '.join(extra)})" if extra else ""))
     return status
+
+
+def outcome_counts(report: dict[str, Any]) -> str:
+    """'P passed, F failed, S skipped, U unsupported': unsupported counted apart from skips."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for row in report.get("semantics", []):
+        counts[str(row["outcome"])] += 1
+    return ", ".join(f"{counts[outcome]} {outcome}" for outcome in OUTCOMES)

@@ -78,19 +78,28 @@ def cmd_env(argv: Sequence[str]) -> int:
 
 class _SemanticCollector:
     def __init__(self) -> None:
-        self.rows: dict[str, dict[str, object]] = {}
+        self.semantics: dict[str, dict[str, str]] = {}
+        self.tests: dict[str, set[str]] = {}
+        self.needs: dict[str, set[str]] = {}
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        from ..plugin.semantics import semantic_of
+        from ..plugin.semantics import REQUIRES_MARK, semantic_of
 
         for item in items:
             found = semantic_of(item)
             if found is None:
                 continue
-            row = self.rows.setdefault(found.id, {**found.as_dict(), "tests": []})
-            tests = row["tests"]
-            assert isinstance(tests, list)
-            tests.append(item.nodeid)
+            self.semantics.setdefault(found.id, found.as_dict())
+            self.tests.setdefault(found.id, set()).add(item.nodeid)
+            needs = self.needs.setdefault(found.id, set())
+            for mark in item.iter_markers(REQUIRES_MARK):
+                needs.update(need if isinstance(need, str) else f"callable:{getattr(need, '__name__', repr(need))}"
+                             for need in mark.args)
+
+    def rows(self) -> list[dict[str, object]]:
+        """One row a semantic, sorted, whatever order the items were collected in."""
+        return [{**self.semantics[sid], "requires": sorted(self.needs[sid]), "tests": sorted(self.tests[sid])}
+                for sid in sorted(self.semantics)]
 
 
 def collect_semantics(extra: Sequence[str] = ()) -> list[dict[str, object]]:
@@ -98,7 +107,7 @@ def collect_semantics(extra: Sequence[str] = ()) -> list[dict[str, object]]:
     status = pytest.main([*suite_args(extra), "--collect-only", "-q"], plugins=[collector])
     if status not in (0, 5):
         raise SystemExit(f"collecting the conformance suite failed (pytest exit status {int(status)})")
-    return [collector.rows[key] for key in sorted(collector.rows)]
+    return collector.rows()
 
 
 def cmd_semantics(argv: Sequence[str]) -> int:

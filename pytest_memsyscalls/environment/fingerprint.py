@@ -16,8 +16,8 @@ Rules this module keeps:
 * Probing prefers what the kernel says about *this* process (/proc/self) over
   global claims; version numbers are reported but never trusted for features:
   gVisor always says 4.4.0.
-* It imports nothing from the package but :mod:`procfs`, so the package's
-  ``__init__`` can import anything without a cycle.
+* It imports only the kernel door (procfs, and libc for the personality query) and
+  :mod:`features`, whose registry decides what the kernel promises.
 """
 
 from __future__ import annotations
@@ -27,14 +27,20 @@ import functools
 import os
 import platform
 import resource
+import struct
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from ..kernel import procfs
+from ..kernel import constants as C
+from ..kernel import libc, procfs
+from . import features
+from .features import NOT_PROMISED, UNKNOWN, Promise
 
 __all__ = [
     "Capabilities",
+    "Cpu",
     "DevShm",
     "Environment",
     "HugePages",
@@ -299,6 +305,22 @@ class HugePages:
 
 
 @dataclass(frozen=True)
+class Cpu:
+    """The CPU and process facts that decide what a protection allows.
+
+    ``flags``: those of the /proc/cpuinfo flags that expectations use (None: no flags
+    line). ``pkey_exec_only``: Linux x86 backs PROT_EXEC-only mappings with the
+    execute-only protection key, so they are not readable (the CPU has pku and the OS
+    enabled it, ospke; arch/x86/mm/pkeys.c). ``read_implies_exec``: the READ_IMPLIES_EXEC
+    personality, under which PROT_READ implies PROT_EXEC.
+    """
+
+    flags: tuple[str, ...] | None
+    pkey_exec_only: bool | None
+    read_implies_exec: bool | None
+
+
+@dataclass(frozen=True)
 class LibC:
     name: str | None
     version: str | None
@@ -322,7 +344,14 @@ class Environment:
     vm: VmLimits
     hugepages: HugePages | None
     libc: LibC
+    cpu: Cpu
+    kernel_config: str  # where the kernel's Kconfig was read, or why it could not be
+    features: Mapping[str, Promise] = field(default_factory=dict, hash=False)
     unknown: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def promise(self, feature: str) -> Promise:
+        """What this environment promises about ``feature`` (a name in features.FEATURES)."""
+        return self.features[feature]
 
     # Shortcuts used by the requires() machinery.
     @property
@@ -371,7 +400,12 @@ class Environment:
             f"mmap_min_addr {_s(self.vm.mmap_min_addr)}, max_map_count {_s(self.vm.max_map_count)}, "
             f"hugepages {hp_text}"
         )
-        return [first, second, third]
+        lines = [first, second, third]
+        for state in (NOT_PROMISED, UNKNOWN):
+            listed = [f"{p.feature} ({p.why})" for p in self.features.values() if p.state == state]
+            if listed:
+                lines.append(f"memsyscalls: features {state}: " + "; ".join(listed))
+        return lines
 
     def describe(self) -> str:
         """Full human-readable text, one fact per line."""
@@ -432,6 +466,12 @@ class Environment:
         else:
             add("huge pages", f"total {_s(hp.total)}, free {_s(hp.free)}, size {_s(hp.size_kb)} kB")
         add("libc", " ".join(p for p in (self.libc.name, self.libc.version) if p) or "?")
+        add("cpu flags used", "?" if self.cpu.flags is None else " ".join(self.cpu.flags) or "none")
+        add("pkey execute-only", _yes_no(self.cpu.pkey_exec_only))
+        add("READ_IMPLIES_EXEC", _yes_no(self.cpu.read_implies_exec))
+        add("kernel config", self.kernel_config)
+        for promise in self.features.values():
+            add(f"feature {promise.feature}", f"{promise.state} ({promise.why})")
         for key, why in sorted(self.unknown.items()):
             add(f"unknown {key}", why)
         return "\n".join(lines)
@@ -743,6 +783,31 @@ def detect_sandbox() -> Sandbox:
     return Sandbox(kind, evidence)
 
 
+# The /proc/cpuinfo flags that expectations read (x86 protection keys; arm64 BTI, MTE, POE).
+_CPU_FLAGS_USED: Final = frozenset({"pku", "ospke", "bti", "mte", "poe"})
+_PT_GNU_STACK: Final = 0x6474E551
+
+
+def _has_gnu_stack(path: str) -> bool:
+    """Whether an ELF64 little-endian executable has a PT_GNU_STACK header (without one,
+    Linux gives the process the READ_IMPLIES_EXEC personality)."""
+    with open(path, "rb") as handle:
+        data = handle.read(1 << 16)
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    return any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == _PT_GNU_STACK for i in range(phnum))
+
+
+def _read_implies_exec() -> bool:
+    """READ_IMPLIES_EXEC from personality(0xffffffff), which only queries; where that query is
+    refused (gVisor answers EINVAL), from the rule that sets it: no PT_GNU_STACK in the
+    executable."""
+    try:
+        return bool(libc.personality(C.PERSONALITY_QUERY) & C.READ_IMPLIES_EXEC)
+    except OSError:
+        return not _has_gnu_stack(os.path.realpath(sys.executable))
+
+
 def detect_uncached() -> Environment:
     """Probe everything afresh (for tests that change uid, rlimits, ...)."""
     p = _Probe()
@@ -828,6 +893,20 @@ def detect_uncached() -> Environment:
     except Exception as e:  # noqa: BLE001 - the fingerprint must never raise
         sandbox = Sandbox("unknown", [f"detection failed: {type(e).__name__}: {e}"])
 
+    flags = features.cpu_flags(_read_quiet("/proc/cpuinfo", 1 << 20))
+    cpu = Cpu(
+        flags=None if flags is None else tuple(sorted(flags & _CPU_FLAGS_USED)),
+        pkey_exec_only=None if flags is None else (u.machine == "x86_64" and {"pku", "ospke"} <= flags),
+        read_implies_exec=p.call("cpu.read_implies_exec", _read_implies_exec),
+    )
+    config = features.read_kernel_config(u.release)
+    facts = features.Facts(u.release, u.machine, sandbox.kind, config, flags)
+    try:
+        promises = features.assess(facts)
+    except Exception as e:  # noqa: BLE001 - the fingerprint must never raise
+        p.unknown["features"] = f"assessment failed: {type(e).__name__}: {e}"
+        promises = {}
+
     return Environment(
         kernel=kernel,
         identity=identity,
@@ -843,6 +922,9 @@ def detect_uncached() -> Environment:
         vm=vm,
         hugepages=hugepages,
         libc=_libc(p),
+        cpu=cpu,
+        kernel_config=config.source,
+        features=promises,
         unknown=dict(sorted(p.unknown.items())),
     )
 

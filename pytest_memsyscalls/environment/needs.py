@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..kernel import procfs
+from .features import BY_NAME, NOT_PROMISED, PROMISED, UNKNOWN
 from .fingerprint import Environment, format_bytes
 
 Need = Callable[[Environment], "str | None"]
@@ -23,9 +24,12 @@ Need = Callable[[Environment], "str | None"]
 
 def check_need_name(need: str) -> None:
     """Raise ValueError for a need that names no known kind."""
-    head = need.split(":", 1)[0]
+    head, _, arg = need.partition(":")
     if head not in _NEEDS:
         raise ValueError(f"requires: unknown need {need!r}; known: {', '.join(sorted(_NEEDS))}")
+    if head == "feature" and arg not in BY_NAME:
+        raise ValueError(f"requires: unknown feature {arg!r}; the registry (environment/features.py) has "
+                         f"{', '.join(sorted(BY_NAME))}")
 
 
 def _need_root(env: Environment, _: str) -> str | None:
@@ -86,6 +90,20 @@ def _need_arch(env: Environment, arch: str) -> str | None:
     return None if env.arch == arch else f"needs:arch={arch} (this is {env.arch})"
 
 
+def _need_feature(env: Environment, name: str) -> str | None:
+    """What the environment promises decides (environment/features.py): a promised
+    feature is asserted, one not promised is a ``needs:`` skip, and only where the promise
+    is unknown does the probe decide; what it finds missing is ``unsupported:``."""
+    promise = env.features.get(name)
+    if promise is None:
+        return f"unsupported:{name} (no verdict: {env.unknown.get('features', 'features not assessed')})"
+    if promise.state == PROMISED or (promise.state == UNKNOWN and promise.works):
+        return None
+    if promise.state == NOT_PROMISED:
+        return f"needs:{name} ({promise.why})"
+    return f"unsupported:{name} ({promise.why})"
+
+
 def _need_path(env: Environment, path: str) -> str | None:
     return None if os.path.exists(path) else f"needs:{path} (missing)"
 
@@ -102,6 +120,7 @@ _NEEDS: dict[str, Callable[[Environment, str], str | None]] = {
     "nosandbox": _need_nosandbox,
     "arch": _need_arch,
     "path": _need_path,
+    "feature": _need_feature,
 }
 
 

@@ -21,7 +21,8 @@ def column_summary(column: Column) -> str:
     if column.status != "ok":
         return f"{column.status}: {column.reason}"
     counts = column.counts
-    text = f"{counts['passed']} passed, {counts['differs']} differ, {counts['skipped']} skipped"
+    text = (f"{counts['passed']} passed, {counts['differs']} differ, {counts['skipped']} skipped, "
+            f"{counts['unsupported']} unsupported")
     if counts["absent"]:
         text += f", {counts['absent']} absent"
     return text
@@ -44,9 +45,10 @@ def render_markdown(table: Table, wall: float | None = None) -> str:
             shown = f"**{cell.state}**" if cell.state == "differs" else cell.state
             lines.append(f"| {label} | {shown} | {_md(cell.text)} |")
         lines.append("")
-    short = {"passed": "pass", "differs": "**DIFFERS**", "skipped": "skip", "absent": "absent",
-             "unavailable": "n/a", "error": "error"}
-    lines += ["## All semantics", "", "Cells: pass, **DIFFERS** (see above), skip (reason in the list below), "
+    short = {"passed": "pass", "differs": "**DIFFERS**", "skipped": "skip", "unsupported": "unsupported",
+             "absent": "absent", "unavailable": "n/a", "error": "error"}
+    lines += ["## All semantics", "", "Cells: pass, **DIFFERS** (see above), skip and unsupported (reasons in "
+              "the list below; unsupported: a probe found a feature missing where the promise was unknown), "
               "n/a (target unavailable).", ""]
     lines.append("| semantic | " + " | ".join(c.label for c in table.columns) + " |")
     lines.append("|---" * (len(table.columns) + 1) + "|")
@@ -55,7 +57,7 @@ def render_markdown(table: Table, wall: float | None = None) -> str:
     skips: dict[str, list[str]] = {}
     for row in table.rows:
         for label, cell in row.cells.items():
-            if cell.state == "skipped":
+            if cell.state in ("skipped", "unsupported"):
                 skips.setdefault(f"`{row.id}`: {_md(cell.text)}", []).append(label)
     if skips:
         lines += ["", "## Skips and their reasons", ""]
@@ -70,6 +72,7 @@ table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:3px 6px;vertical-align:top;text-align:left}
 thead th{position:sticky;top:0;background:#f4f4f4}
 td.passed{background:#e6f4e6}td.differs{background:#fbd9d3}td.skipped{background:#f3f0d7}
+td.unsupported{background:#e3dcf3}
 td.unavailable,td.error,td.absent{background:#e8e8e8;color:#666}
 td small{display:block;max-width:28em;font-size:12px;color:#333;white-space:pre-wrap}
 tr.same td small{display:none}

@@ -16,7 +16,7 @@ from typing import Any
 from ..report.model import ReportError, load_report
 from .runner import Result
 
-STATES = ("differs", "passed", "skipped", "absent", "unavailable", "error")
+STATES = ("differs", "passed", "skipped", "unsupported", "absent", "unavailable", "error")
 
 
 @dataclass
@@ -86,8 +86,8 @@ def merge(results: Sequence[Result]) -> Table:
             outcome = semantic.get("outcome")
             if outcome == "failed":
                 cell = Cell("differs", differing_text(semantic))
-            elif outcome == "skipped":
-                cell = Cell("skipped", str(semantic.get("reason") or "skipped"))
+            elif outcome in ("skipped", "unsupported"):
+                cell = Cell(str(outcome), str(semantic.get("reason") or outcome))
             else:
                 cell = Cell("passed")
             row.cells[result.label] = cell

@@ -14,7 +14,7 @@ import pytest
 from ..environment.needs import unmet_needs
 from ..kernel import procfs
 from . import hookspecs as hooks
-from . import settings
+from . import promises, settings
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of
 from .session import session_environment
 
@@ -82,6 +82,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reasons = unmet_needs(tuple(needs), session_environment(item.config))
         if reasons:
             pytest.skip("; ".join(reasons))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, pluggy.Result[None], None]:
+    """A test that relied on a promised feature and failed: the failure names the promise."""
+    outcome = yield
+    error = outcome.exception
+    if not isinstance(error, Exception):
+        return
+    env = session_environment(item.config)
+    relied_on = promises.promised_by(item, env)
+    if relied_on:
+        try:
+            raise promises.broken(error, relied_on, env) from error
+        except promises.PromiseBroken as named:
+            outcome.force_exception(named)
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,16}")

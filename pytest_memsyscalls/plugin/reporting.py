@@ -198,4 +198,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     summary = report["summary"]
     where = f" (report: {state['path']})" if state.get("path") else ""
     write(f"memsyscalls: {summary['semantics']} semantics: {summary['passed']} passed, "
-          f"{summary['failed']} failed, {summary['skipped']} skipped{where}")
+          f"{summary['failed']} failed, {summary['skipped']} skipped, {summary['unsupported']} unsupported{where}")

@@ -2,12 +2,12 @@
 
 The gate compares outcomes by semantic id:
 
-- changed outcome (passed, failed, skipped): fails;
+- changed outcome (passed, failed, skipped, unsupported): fails;
 - failed in both: a known deviation, which passes; reported as ``known`` when the reasons
   agree (addresses and long numbers normalised), as ``changed-failure`` when they do not
   (messages carry addresses, pids and timings that no normalisation makes stable);
 - same outcome, another skip reason: ``reason-changed``, reported, passes;
-- new semantics are reported; a new skip fails with ``--memsys-strict``;
+- new semantics are reported; a new skip (or unsupported) fails with ``--memsys-strict``;
 - semantics the baseline had but this run lacks are reported; they fail with
   ``--memsys-strict``.
 
@@ -111,7 +111,7 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], strict: boo
         if old is None:
             kind = "new"
             # A new failure is not a recorded deviation: its test failure stands either way.
-            failing = strict and new_outcome == "skipped"
+            failing = strict and new_outcome in ("skipped", "unsupported")
         elif new is None:
             kind, failing = "missing", strict
         elif old_outcome != new_outcome:

@@ -14,12 +14,12 @@ next to this module)::
       "generator": {"name": "pytest-memsyscalls", "version": "0.1.0", "pytest": "9.0.3"},
       "created": "2024-01-01T00:00:00Z",          # UTC; ignored by comparisons
       "environment": {...},                      # the environment fingerprint's as_dict()
-      "summary": {"semantics": N, "passed": P, "failed": F, "skipped": S},
+      "summary": {"semantics": N, "passed": P, "failed": F, "skipped": S, "unsupported": U},
       "semantics": [                             # sorted by id
         {
           "id": "mprotect.readonly.write_faults",
           "statement": "...", "source": "mprotect(2)", "tier": "posix",
-          "outcome": "passed" | "failed" | "skipped",
+          "outcome": "passed" | "failed" | "skipped" | "unsupported",
           "reason": null | "what the documentation predicts and what was observed" | "needs:CAP_IPC_LOCK",
           "expected": null | "...", "observed": null | "...",   # from a failed expectation's fields
           "nodeids": ["conformance/test_x.py::test_y[a]", ...], # sorted
@@ -31,8 +31,11 @@ next to this module)::
 
 Outcome of one test: a failure or error in any phase is ``failed`` (``phase`` says where);
 an xfail is ``failed`` too (the documented behaviour did not hold; the reason says it was
-expected to fail); otherwise a skip is ``skipped``; otherwise ``passed``. A semantic checked
-by several tests is ``failed`` if any failed, ``skipped`` if all skipped, ``passed`` otherwise.
+expected to fail); otherwise a skip whose reason starts ``unsupported:`` is ``unsupported``
+(the environment's promise of a feature is unknown and a probe found it missing,
+environment/features.py), any other skip ``skipped``; otherwise ``passed``. A semantic
+checked by several tests is ``failed`` if any failed; if none ran, ``unsupported`` if any
+test was unsupported, else ``skipped``; ``passed`` otherwise.
 
 The functions here work on plain dicts and dataclasses, so they are testable without pytest.
 ``expected`` and ``observed`` come from the failed expectation itself
@@ -53,7 +56,8 @@ from typing import Any
 
 SCHEMA = "pytest-memsyscalls/report/v1"
 SCHEMA_FILE = Path(__file__).with_name("report-v1.schema.json")
-OUTCOMES = ("passed", "failed", "skipped")
+OUTCOMES = ("passed", "failed", "skipped", "unsupported")
+UNSUPPORTED_PREFIX = "unsupported:"
 MAX_REASON = 2000
 
 
@@ -82,7 +86,8 @@ def test_outcome(phases: Sequence[Phase]) -> dict[str, str | None]:
             return _result("failed", phase, (phase.message or "failed") + why)
     for phase in phases:
         if phase.outcome == "skipped":
-            return _result("skipped", phase, phase.message or "skipped")
+            message = phase.message or "skipped"
+            return _result("unsupported" if message.startswith(UNSUPPORTED_PREFIX) else "skipped", phase, message)
     return _result("passed", Phase("call", "passed"), None)
 
 
@@ -116,14 +121,14 @@ def aggregate(tests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if "failed" in outcomes:
             outcome = "failed"
             deciding = [t for t in members if t["outcome"] == "failed"]
-        elif all(o == "skipped" for o in outcomes):
-            outcome = "skipped"
+        elif all(o in ("skipped", "unsupported") for o in outcomes):
+            outcome = "unsupported" if "unsupported" in outcomes else "skipped"
             deciding = members
         else:
             outcome = "passed"
             deciding = []
         reason = None
-        if outcome == "skipped":
+        if outcome in ("skipped", "unsupported"):
             reason = "; ".join(dict.fromkeys(str(t["reason"]) for t in deciding))
         elif outcome == "failed":
             reason = str(deciding[0]["reason"])
@@ -147,7 +152,7 @@ def aggregate(tests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarize(semantics: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    counts = {"semantics": len(semantics), "passed": 0, "failed": 0, "skipped": 0}
+    counts = {"semantics": len(semantics), "passed": 0, "failed": 0, "skipped": 0, "unsupported": 0}
     for row in semantics:
         counts[str(row["outcome"])] += 1
     return counts
