@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -497,29 +496,11 @@ def test_cap_ipc_lock_bypasses_limit(run_in_child: RunInChild) -> None:
 # so these tests ask it. Only the tests that must first lower RLIMIT_MEMLOCK and drop
 # CAP_IPC_LOCK run in a forked child (they fail fast, before touching any page).
 
-@dataclass(frozen=True)
-class HelperFacts:
-    """What the helper is before any lock (LTP style: probed by a run of its own, then the
-    test asserts): its VmSize with the test's pages mapped, which mlockall(MCL_CURRENT) has
-    to fit under RLIMIT_MEMLOCK (mm/mlock.c: total_vm <= limit), and whether it holds
-    CAP_IPC_LOCK (an exec'd helper keeps only the capabilities execve(2) leaves it)."""
-
-    vmsize: int | None
-    ipc_lock: bool
-
-
-@functools.cache
-def helper_facts(pages: int) -> HelperFacts:
-    """Probe (once per page count): the helper's VmSize after mapping ``pages`` pages, and
-    CAP_IPC_LOCK in its CapEff (only effective outside a user namespace, as for has_ipc_lock)."""
-    probe = brk.run(f"mmap:{pages}", "status:VmSize", "status:CapEff")
-    assert probe[0].errno == 0, f"the probe's mmap of {pages} pages failed: {probe[0]}"
-    vmsize_kb = probe[1].status_kb
-    capeff = probe[2].status
-    caps = procfs.decode_capabilities(capeff) if capeff is not None else frozenset()
-    in_userns = environment.detect().capabilities.user_namespace
-    return HelperFacts(None if vmsize_kb is None else vmsize_kb * 1024,
-                       "CAP_IPC_LOCK" in caps and not in_userns)
+def helper_vmsize(pages: int) -> int | None:
+    """The helper's VmSize with ``pages`` pages of its own mapped: its size before any
+    experiment (in the fingerprint, ``memsyscalls env``) plus the pages."""
+    base = brk.helper_facts().vmsize
+    return None if base is None else base + pages * PAGE
 
 
 def need_helper_mlockall_current(pages: int) -> None:
@@ -528,24 +509,24 @@ def need_helper_mlockall_current(pages: int) -> None:
     soft = memlock_soft()
     if soft is None:
         return
-    facts = helper_facts(pages)
-    if facts.ipc_lock:
+    if brk.helper_facts().ipc_lock:
         return
+    vmsize = helper_vmsize(pages)
     if soft == 0:
         pytest.skip("limit:RLIMIT_MEMLOCK=0 (no CAP_IPC_LOCK: mlockall is refused with EPERM)")
-    if facts.vmsize is None:
+    if vmsize is None:
         pytest.skip(f"unsupported:VmSize (RLIMIT_MEMLOCK={soft} and no CAP_IPC_LOCK, but the helper's "
                     f"/proc/self/status has no VmSize to compare it with)")
-    if facts.vmsize > soft:
+    if vmsize > soft:
         pytest.skip(f"limit:RLIMIT_MEMLOCK={soft} (mlockall(MCL_CURRENT) needs the helper's whole VmSize "
-                    f"{facts.vmsize} bytes, its {pages} mapped pages included, lockable; no CAP_IPC_LOCK)")
+                    f"{vmsize} bytes, its {pages} mapped pages included, lockable; no CAP_IPC_LOCK)")
 
 
 def need_future_lock(pages: int) -> None:
     """Skip when the helper cannot lock ``pages`` new pages after mlockall(MCL_FUTURE)
     (which checks nothing but RLIMIT_MEMLOCK 0 itself; each later mmap is checked)."""
     soft = memlock_soft()
-    if soft is None or helper_facts(pages).ipc_lock:
+    if soft is None or brk.helper_facts().ipc_lock:
         return
     if soft == 0:
         pytest.skip("limit:RLIMIT_MEMLOCK=0 (no CAP_IPC_LOCK: mlockall is refused with EPERM)")

@@ -61,7 +61,7 @@ with open(out, "w") as f:
 
 
 def check_schema(d: dict[str, Any]) -> None:
-    assert set(d) == set(EXPECTED_KEYS) | {"unknown", "kernel_config", "features"}
+    assert set(d) == set(EXPECTED_KEYS) | {"unknown", "kernel_config", "features", "brk_helper"}
     assert isinstance(d["kernel_config"], str)
     for name, promise in d["features"].items():
         assert set(promise) == {"feature", "state", "why", "works"}, name
@@ -270,3 +270,16 @@ def test_bubblewrap_user_namespace(tmp_path: Path) -> None:
     # Root in a user namespace: CAP_IPC_LOCK is in CapEff but mlock ignores it.
     assert d["capabilities"]["ipc_lock"] is False
     assert d["security"]["no_new_privs"] is True
+
+
+def test_the_brk_helpers_facts_are_in_the_fingerprint() -> None:
+    """What the mlockall tests compare with RLIMIT_MEMLOCK is shown by `memsyscalls env`."""
+    from pytest_memsyscalls.memory.brk import run, with_helper_facts
+
+    helper = with_helper_facts(environment.detect()).brk_helper
+    assert helper is not None and helper.vmsize is not None
+    mapped = run("mmap:3", "status:VmSize")
+    assert mapped[1].status_kb * 1024 == helper.vmsize + 3 * os.sysconf("SC_PAGESIZE")
+    shown = json.loads(subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "env", "--json"],
+                                      capture_output=True, text=True, check=True).stdout)
+    assert shown["brk_helper"]["vmsize"] == helper.vmsize

@@ -67,8 +67,9 @@ def cmd_env(argv: Sequence[str]) -> int:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     options = parser.parse_args(argv)
     from ..environment.fingerprint import detect
+    from ..memory.brk import with_helper_facts
 
-    env = detect()
+    env = with_helper_facts(detect())
     if options.json:
         print(json.dumps(env.as_dict(), indent=2, sort_keys=True))
     else:

@@ -39,6 +39,7 @@ from . import features
 from .features import NOT_PROMISED, UNKNOWN, Promise
 
 __all__ = [
+    "BrkHelper",
     "Capabilities",
     "Cpu",
     "DevShm",
@@ -321,6 +322,18 @@ class Cpu:
 
 
 @dataclass(frozen=True)
+class BrkHelper:
+    """memsys-brk-helper, the exec'd process the process-wide experiments (brk, malloc,
+    mlockall) run in, as it is before any of them: its VmSize with nothing of its own
+    mapped (mlockall(MCL_CURRENT) must fit VmSize under RLIMIT_MEMLOCK, mm/mlock.c) and
+    whether CAP_IPC_LOCK is effective in it (an exec'd helper keeps only what execve(2)
+    leaves it). Filled by ``memory.brk.with_helper_facts``; None where not asked."""
+
+    vmsize: int | None
+    ipc_lock: bool
+
+
+@dataclass(frozen=True)
 class LibC:
     name: str | None
     version: str | None
@@ -348,6 +361,7 @@ class Environment:
     kernel_config: str  # where the kernel's Kconfig was read, or why it could not be
     features: Mapping[str, Promise] = field(default_factory=dict, hash=False)
     unknown: Mapping[str, str] = field(default_factory=dict, hash=False)
+    brk_helper: BrkHelper | None = None
 
     def promise(self, feature: str) -> Promise:
         """What this environment promises about ``feature`` (a name in features.FEATURES)."""
@@ -469,6 +483,9 @@ class Environment:
         add("cpu flags used", "?" if self.cpu.flags is None else " ".join(self.cpu.flags) or "none")
         add("pkey execute-only", _yes_no(self.cpu.pkey_exec_only))
         add("READ_IMPLIES_EXEC", _yes_no(self.cpu.read_implies_exec))
+        helper = self.brk_helper
+        add("brk helper", "?" if helper is None else
+            f"VmSize {_bytes_or_q(helper.vmsize)}, CAP_IPC_LOCK {_yes_no(helper.ipc_lock)}")
         add("kernel config", self.kernel_config)
         for promise in self.features.values():
             add(f"feature {promise.feature}", f"{promise.state} ({promise.why})")

@@ -26,6 +26,8 @@ the slots made so far, and what they make stays in the child.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import re
@@ -34,7 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..kernel import native
+from ..environment.fingerprint import BrkHelper, Environment, detect
+from ..kernel import native, procfs
 from ..kernel.probe import Fault
 
 # glibc <malloc.h> mallopt parameters (ABI values).
@@ -282,3 +285,24 @@ def _step(raw: dict[str, Any]) -> Step:
         child=tuple(_step(sub) for sub in child) if child is not None else None,
         wait_status=raw.get("wait_status"),
     )
+
+
+@functools.cache
+def helper_facts() -> BrkHelper:
+    """The helper as it is before any experiment (environment.fingerprint.BrkHelper),
+    asked once per process: its VmSize and its CapEff, from a run of its own."""
+    probe = run("status:VmSize", "status:CapEff")
+    vmsize_kb, capeff = probe[0].status_kb, probe[1].status
+    caps = procfs.decode_capabilities(capeff) if capeff is not None else frozenset()
+    in_userns = detect().capabilities.user_namespace
+    return BrkHelper(None if vmsize_kb is None else vmsize_kb * 1024, "CAP_IPC_LOCK" in caps and not in_userns)
+
+
+def with_helper_facts(env: Environment) -> Environment:
+    """``env`` with the brk helper's facts, so that everything an expectation depends on is
+    in the fingerprint (``memsyscalls env``, the report); where the helper cannot run, the
+    fingerprint says why in ``unknown``."""
+    try:
+        return dataclasses.replace(env, brk_helper=helper_facts())
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
+        return dataclasses.replace(env, unknown={**env.unknown, "brk_helper": f"{type(error).__name__}: {error}"})

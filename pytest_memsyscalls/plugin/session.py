@@ -1,5 +1,6 @@
-"""The session's environment fingerprint: detected once per session, with the sandbox a
-plugin or conftest named through ``pytest_memsyscalls_sandbox``.
+"""The session's environment fingerprint: detected once per session, with the brk
+helper's facts and the sandbox a plugin or conftest named through
+``pytest_memsyscalls_sandbox``.
 
 Why a module of its own: the hooks, the fixtures and the report all need the same
 fingerprint, and none of them should import another to get it.
@@ -20,7 +21,9 @@ def session_environment(config: pytest.Config) -> Environment:
     """The environment fingerprint of this session, with the sandbox a plugin named."""
     found = config.stash.get(ENVIRONMENT_KEY, None)
     if found is None:
-        found = detect()
+        from ..memory.brk import with_helper_facts  # on first use: the helper is a process to run
+
+        found = with_helper_facts(detect())
         sandbox = config.hook.pytest_memsyscalls_sandbox(config=config)
         if sandbox is not None:
             found = dataclasses.replace(found, sandbox=sandbox)
