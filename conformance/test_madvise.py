@@ -462,6 +462,7 @@ def test_mergeable(mapped_pages: MappedPages, memsys_env: Environment) -> None:
 def test_unmergeable(mapped_pages: MappedPages) -> None:
     m = mapped_pages(2)
     libc.madvise(m.addr, m.length, C.MADV_MERGEABLE)
+    assert "mg" in vmflags(m.addr), "precondition: MADV_MERGEABLE set 'mg'"
     succeeds(libc.madvise, m.addr, m.length, C.MADV_UNMERGEABLE)
     assert "mg" not in vmflags(m.addr)
 

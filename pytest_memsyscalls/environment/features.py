@@ -24,11 +24,14 @@ describes.
 
 from __future__ import annotations
 
+import ctypes
 import errno as errno_names
 import gzip
 import os
 import re
+import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -89,7 +92,7 @@ FEATURES: Final[tuple[Feature, ...]] = (
     Feature("MADV_DONTNEED_LOCKED", _v("5.18"), "MADV_DONTNEED that also applies to locked pages",
             "madvise(2) MADV_DONTNEED_LOCKED", probe="madvise"),
     Feature("MADV_COLLAPSE", _v("6.1"), "synchronous collapse into transparent huge pages",
-            "madvise(2) MADV_COLLAPSE", kconfig=_THP, evidence=_THP_DIR, probe="madvise_empty"),
+            "madvise(2) MADV_COLLAPSE", kconfig=_THP, evidence=_THP_DIR, probe="collapse"),
     Feature("MADV_GUARD_INSTALL", _v("6.13"), "guard regions that fault on access",
             "madvise(2) MADV_GUARD_INSTALL; Documentation/mm/process_addrs.rst", probe="madvise_guard"),
     Feature("MADV_GUARD_REMOVE", _v("6.13"), "remove guard regions", "madvise(2) MADV_GUARD_REMOVE",
@@ -124,7 +127,7 @@ FEATURES: Final[tuple[Feature, ...]] = (
             probe="dontunmap_shared"),
     Feature("MLOCK_ONFAULT", _v("4.4"), "mlock2(MLOCK_ONFAULT): lock pages as they are faulted in",
             "mlock(2) mlock2", probe="mlock2"),
-    Feature("MCL_ONFAULT", _v("4.4"), "mlockall(MCL_ONFAULT)", "mlock(2) MCL_ONFAULT"),
+    Feature("MCL_ONFAULT", _v("4.4"), "mlockall(MCL_ONFAULT)", "mlock(2) MCL_ONFAULT", probe="mcl_onfault"),
     Feature("SHM_STAT_ANY", _v("4.17"), "SHM_STAT without the read-permission check", "shmctl(2) SHM_STAT_ANY",
             kconfig=("SYSVIPC",), probe="shm_stat_any"),
     Feature("MSEAL", _v("6.10"), "seal a range against mprotect, munmap, mremap and destructive madvise",
@@ -302,14 +305,48 @@ def _probe_madvise(name: str, flags: int = C.ANON) -> str | None:
     return _with_scratch(flags, lambda addr: libc.madvise(addr, _PAGE, _ADVICE[name]))
 
 
-def _probe_madvise_empty(name: str) -> str | None:
-    """madvise of an empty range: the advice is checked first (EINVAL when unknown), then
-    nothing is done. For advice that needs a range no scratch page can offer
-    (MADV_COLLAPSE wants a PMD-aligned huge-page-sized range)."""
+def _probe_collapse(name: str) -> str | None:
+    """MADV_COLLAPSE on a populated, huge-page-aligned private anonymous range: the only
+    range it accepts, so an EINVAL here means the advice is missing (an empty range is
+    accepted by kernels that return before checking the advice)."""
+    huge = 2 << 20
+    scratch = libc.mmap(0, 2 * huge, C.RW, C.ANON)
     try:
-        libc.madvise(0, 0, _ADVICE[name])
+        start = (scratch + huge - 1) // huge * huge
+        libc.madvise(start, huge, C.MADV_HUGEPAGE)
+        ctypes.memset(start, 1, huge)
+        libc.madvise(start, huge, C.MADV_COLLAPSE)
     except OSError as error:
-        return _failed(error) or str(error)
+        return _failed(error)
+    finally:
+        libc.munmap(scratch, 2 * huge)
+    return None
+
+
+def _probe_mcl_onfault(name: str) -> str | None:
+    """mlockall(MCL_FUTURE | MCL_ONFAULT) in a forked child: process-wide, so never here.
+    The child makes one call and exits with its errno."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            libc.mlockall(C.MCL_FUTURE | C.MCL_ONFAULT)
+        except OSError as error:
+            code = error.errno or 1
+        os._exit(code)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "the probe child did not exit"
+        time.sleep(0.001)
+    code = os.waitstatus_to_exitcode(status)
+    if code in _MISSING:
+        return errno_names.errorcode[code]
     return None
 
 
@@ -398,7 +435,8 @@ def _probe_thp(name: str) -> str | None:
 PROBES: Final[dict[str, Callable[[str], str | None]]] = {
     "madvise": _probe_madvise,
     "madvise_shared": lambda name: _probe_madvise(name, C.MAP_SHARED | C.MAP_ANONYMOUS),
-    "madvise_empty": _probe_madvise_empty,
+    "collapse": _probe_collapse,
+    "mcl_onfault": _probe_mcl_onfault,
     "madvise_guard": _probe_guard,
     "thp": _probe_thp,
     "fixed_noreplace": _probe_fixed_noreplace,
