@@ -13,7 +13,7 @@ mode=${1:-}
 python=${PYTHON:-python3}
 packages=(gcc libc6-dev manpages-dev util-linux procps)
 if [ "$mode" = "--test" ]; then
-    packages+=(bubblewrap runsc)
+    packages+=(bubblewrap runsc strace)
 fi
 
 missing=()

@@ -302,6 +302,7 @@ def _need_stat_addresses(_: object) -> str | None:
           "data, bss, heap, the mmap area (shared libraries), stack",
           source="seed (Process Memory Layout); proc(5) /proc/PID/maps", tier="linux")
 @requires(_need_classic_mmap_layout)
+@requires("ptrace")
 def test_region_order(helper_layout: HelperLayout) -> None:
     maps, data = helper_layout.maps, HELPER_ELF.data_segment
     text = _vma_at(maps, helper_layout.at(HELPER_ELF.entry))
@@ -318,6 +319,7 @@ def test_region_order(helper_layout: HelperLayout) -> None:
           "The text (the code at the entry point) is mapped from the executable readable and executable, "
           "not writable",
           source="seed (Text Segment: read-only, shareable)", tier="posix")
+@requires("ptrace")
 def test_text_is_read_exec(helper_layout: HelperLayout) -> None:
     text = _vma_at(helper_layout.maps, helper_layout.at(HELPER_ELF.entry))
     assert text.perms[:3] == "r-x" and text.path == os.path.realpath(HELPER)
@@ -327,6 +329,7 @@ def test_text_is_read_exec(helper_layout: HelperLayout) -> None:
           "Initialized data is mapped from the executable read-write, not executable (the RELRO part ld.so "
           "made read-only after relocation aside)",
           source="seed (Data Segment); ELF PT_LOAD/PT_GNU_RELRO", tier="linux")
+@requires("ptrace")
 def test_data_is_read_write(helper_layout: HelperLayout) -> None:
     data = HELPER_ELF.data_segment
     last_data_byte = data.vaddr + data.filesz - 1
@@ -340,6 +343,7 @@ def test_data_is_read_write(helper_layout: HelperLayout) -> None:
           "the data, and the whole bss (including the tail of the data's last page) is zero when the "
           "program starts",
           source="seed (BSS Segment: initialized to 0 by kernel); ELF p_memsz > p_filesz", tier="posix")
+@requires("ptrace")
 def test_bss_is_anonymous_and_zero(helper_layout: HelperLayout) -> None:
     data = HELPER_ELF.data_segment
     vma = _vma_at(helper_layout.maps, helper_layout.at(data.vaddr + data.memsz - 1))
@@ -352,6 +356,7 @@ def test_bss_is_anonymous_and_zero(helper_layout: HelperLayout) -> None:
           "The heap ([heap]) lies above the program image, and the program break is inside it at its "
           "page-rounded end",
           source="seed (Heap, Program break); brk(2)", tier="linux")
+@requires("ptrace")
 def test_heap_above_image_with_break_at_end(helper_layout: HelperLayout) -> None:
     heap = _named(helper_layout.maps, "[heap]")
     image_end = max(e.end for e in _image(helper_layout.maps, HELPER))
@@ -367,6 +372,7 @@ def test_heap_above_image_with_break_at_end(helper_layout: HelperLayout) -> None
           "pages and the legacy [vsyscall] page lie above it) and ends below the kernel half",
           source="seed (Stack at high addresses, 0x7FFF... on x86-64)", tier="linux")
 @requires(_need_classic_mmap_layout)
+@requires("ptrace")
 def test_stack_on_top(helper_layout: HelperLayout) -> None:
     stack = _named(helper_layout.maps, "[stack]")
     above = [e for e in helper_layout.maps if e.start > stack.start and e.path not in ABOVE_STACK_SPECIAL]
@@ -400,6 +406,7 @@ def _text_base(path: str, elf: Elf) -> int:
           "not at 0x400000",
           source="seed (Low Addresses 0x400000 on x86-64); execve(2), ELF ET_DYN", tier="linux")
 @requires(f"path:{HELPER}", lambda env: None if HELPER_ELF.pie else "needs:PIE helper (it is ET_EXEC)")
+@requires("ptrace")
 def test_pie_text_not_at_0x400000(memsys_env: Any) -> None:
     base = _text_base(HELPER, HELPER_ELF)
     minimum = memsys_env.vm.mmap_min_addr or PAGE
@@ -423,6 +430,7 @@ def _non_pie_executable() -> tuple[str, Elf] | None:
           "0x400000 with the default x86-64 linker script, the seed's picture",
           source="seed (Low Addresses 0x400000 on x86-64); ELF ET_EXEC", tier="linux")
 @requires("path:/proc/self/maps", lambda env: None if _non_pie_executable() else "needs:a non-PIE (ET_EXEC) executable")
+@requires("ptrace")
 def test_non_pie_text_at_link_address() -> None:
     found = _non_pie_executable()
     assert found is not None
@@ -445,6 +453,7 @@ def _need_aslr(_: object) -> str | None:
           "With ASLR on (randomize_va_space > 0), two runs of the same PIE executable get different text bases",
           source="proc(5) /proc/sys/kernel/randomize_va_space", tier="linux")
 @requires(lambda env: None if HELPER_ELF.pie else "needs:PIE helper", _need_aslr)
+@requires("ptrace")
 def test_pie_base_randomized() -> None:
     assert _text_base(HELPER, HELPER_ELF) != _text_base(HELPER, HELPER_ELF)
 
@@ -457,6 +466,7 @@ def test_pie_base_randomized() -> None:
           "start_brk is where [heap] starts and start_stack lies inside [stack]",
           source="proc(5) /proc/PID/stat fields 26-28, 45-47", tier="linux")
 @requires("path:/proc/self/stat", _need_stat_addresses)
+@requires("ptrace")
 def test_proc_stat_addresses() -> None:
     with traced(HELPER, *HEAP_STEPS) as process:
         process.run_to_exit()

@@ -33,7 +33,7 @@ EXPECTED_KEYS: dict[str, set[str]] = {
     "capabilities": {"effective", "known", "user_namespace", "ipc_lock", "ipc_owner", "sys_admin",
                      "sys_resource"},
     "rlimits": {"memlock", "address_space", "data", "stack"},
-    "security": {"seccomp", "no_new_privs"},
+    "security": {"seccomp", "no_new_privs", "tracer_pid", "ptrace_scope"},
     "sandbox": {"kind", "details"},
     "namespaces": {"user", "pid", "ipc", "uid_map", "in_user_namespace"},
     "ipc": {"shmmax", "shmall", "shmmni"},
@@ -283,3 +283,20 @@ def test_the_brk_helpers_facts_are_in_the_fingerprint() -> None:
     shown = json.loads(subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "env", "--json"],
                                       capture_output=True, text=True, check=True).stdout)
     assert shown["brk_helper"]["vmsize"] == helper.vmsize
+
+
+def test_a_traced_process_knows_it_and_needs_ptrace_says_so(tmp_path: Path) -> None:
+    """Under strace the fingerprint shows the tracer, and the layout tests' need is unmet."""
+    script = tmp_path / "traced.py"
+    script.write_text("import json\nfrom pytest_memsyscalls.environment.fingerprint import detect\n"
+                      "from pytest_memsyscalls.environment.needs import unmet_needs\n"
+                      "env = detect()\nprint(json.dumps([env.security.tracer_pid, unmet_needs(('ptrace',), env)]))\n")
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("needs:strace (apt-get install strace)")
+    done = subprocess.run([strace, "-f", "-o", os.devnull, sys.executable, str(script)], capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.skip(f"needs:ptrace ({done.stderr.strip()[:200]})")
+    tracer, reasons = json.loads(done.stdout)
+    assert tracer and reasons == [f"needs:untraced (traced by pid {tracer}, so a child of ours cannot PTRACE_TRACEME)"]

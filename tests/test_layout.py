@@ -24,6 +24,7 @@ import pytest
 
 from pytest_memsyscalls.cli import layout
 from pytest_memsyscalls.environment.fingerprint import detect
+from pytest_memsyscalls.environment.needs import unmet_needs
 from pytest_memsyscalls.kernel.procfs import MapsEntry, parse_maps, parse_proc_stat, read_maps, read_proc_stat
 
 DATA = Path(__file__).parent / "data" / "proc"
@@ -50,8 +51,17 @@ def maps_rows(entries: list[MapsEntry]) -> list[tuple[int, int, str, str]]:
     return sorted(((e.start, e.end, e.perms, e.path) for e in entries), reverse=True)
 
 
+def skip_unless_ptrace() -> None:
+    """The fresh child is started under ptrace: under strace -f or gdb, or with Yama's
+    ptrace_scope 3, that is an environment fact, not a failure."""
+    reasons = unmet_needs(("ptrace",), detect())
+    if reasons:
+        pytest.skip("; ".join(reasons))
+
+
 @pytest.fixture
 def helper_pid() -> Iterator[int]:
+    skip_unless_ptrace()
     with layout.fresh_child() as pid:
         yield pid
 
@@ -148,6 +158,7 @@ def test_text_form_draws_boxes_top_down_in_address_order(helper_pid: int,
 
 
 def test_default_command_inspects_a_fresh_child_and_leaves_none() -> None:
+    skip_unless_ptrace()
     result = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "layout", "--json"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert (result.returncode, result.stderr) == (0, "")

@@ -193,14 +193,19 @@ class Rlimits:
 
 @dataclass(frozen=True)
 class Security:
-    """Seccomp mode (0 off, 1 strict, 2 filter) and the no_new_privs bit.
+    """Seccomp mode (0 off, 1 strict, 2 filter), the no_new_privs bit, the tracer and
+    Yama's ptrace scope.
 
     A seccomp filter can turn any syscall into EPERM/ENOSYS, which must not be
-    mistaken for the kernel's own answer.
+    mistaken for the kernel's own answer. A process that is traced (strace, gdb, a
+    ptrace-based sandbox: ``tracer_pid`` non-zero) has children that may be traced too,
+    and a traced child cannot PTRACE_TRACEME; ``ptrace_scope`` 3 forbids ptrace outright.
     """
 
     seccomp: int | None
     no_new_privs: bool | None
+    tracer_pid: int | None = None
+    ptrace_scope: int | None = None  # None: no Yama (or unreadable)
 
 
 @dataclass(frozen=True)
@@ -450,6 +455,8 @@ class Environment:
         add("seccomp", {0: "0 (disabled)", 1: "1 (strict)", 2: "2 (filter)"}.get(
             self.security.seccomp if self.security.seccomp is not None else -1, _s(self.security.seccomp)))
         add("no_new_privs", _yes_no(self.security.no_new_privs))
+        add("tracer pid", _s(self.security.tracer_pid))
+        add("yama ptrace_scope", "none" if self.security.ptrace_scope is None else self.security.ptrace_scope)
         add("sandbox", self.sandbox.kind)
         for d in self.sandbox.details:
             add("  evidence", d)
@@ -702,6 +709,13 @@ def _read_quiet(path: str, limit: int = 1 << 16) -> str | None:
         return None
 
 
+def _int_quiet(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text.strip())
+    except ValueError:
+        return None
+
+
 def _environ_container(text: str | None) -> str | None:
     if text is None:
         return None
@@ -853,6 +867,9 @@ def detect_uncached() -> Environment:
         seccomp=p.convert("security.seccomp", status_field("security.seccomp", "Seccomp"), int, "Seccomp"),
         no_new_privs=p.convert("security.no_new_privs", status_field("security.no_new_privs", "NoNewPrivs"),
                                lambda t: int(t) != 0, "NoNewPrivs"),
+        tracer_pid=p.convert("security.tracer_pid", status_field("security.tracer_pid", "TracerPid"), int,
+                             "TracerPid"),
+        ptrace_scope=_int_quiet(_read_quiet("/proc/sys/kernel/yama/ptrace_scope")),
     )
 
     uid_map_text = p.text("namespaces.uid_map", "/proc/self/uid_map")

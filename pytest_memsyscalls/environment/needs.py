@@ -104,6 +104,18 @@ def _need_feature(env: Environment, name: str) -> str | None:
     return f"unsupported:{name} ({promise.why})"
 
 
+def _need_ptrace(env: Environment, _: str) -> str | None:
+    """A child of this process can be traced by it (PTRACE_TRACEME): not when this process
+    is itself traced (strace -f, gdb, a ptrace sandbox attach to the child first) nor when
+    Yama forbids ptrace (ptrace_scope 3)."""
+    tracer = env.security.tracer_pid
+    if tracer:
+        return f"needs:untraced (traced by pid {tracer}, so a child of ours cannot PTRACE_TRACEME)"
+    if env.security.ptrace_scope == 3:
+        return "needs:ptrace (kernel.yama.ptrace_scope is 3: no process may ptrace)"
+    return None
+
+
 def _need_path(env: Environment, path: str) -> str | None:
     return None if os.path.exists(path) else f"needs:{path} (missing)"
 
@@ -121,6 +133,7 @@ _NEEDS: dict[str, Callable[[Environment, str], str | None]] = {
     "arch": _need_arch,
     "path": _need_path,
     "feature": _need_feature,
+    "ptrace": _need_ptrace,
 }
 
 

@@ -69,7 +69,8 @@ def requires(*needs: str | Need) -> pytest.MarkDecorator:
     child as another uid: root with CAP_SETUID/CAP_SETGID); ``hugepages`` (free
     HugeTLB pages); ``memlock:N`` (N more bytes lockable: RLIMIT_MEMLOCK minus VmLck, or CAP_IPC_LOCK);
     ``sandbox:KIND`` / ``nosandbox:KIND``; ``arch:NAME``; ``path:/file`` (a file
-    exists); ``feature:NAME`` (a feature of environment/features.py: promised, or probed
+    exists); ``ptrace`` (a child can be traced: this process is not traced itself and
+    Yama allows it); ``feature:NAME`` (a feature of environment/features.py: promised, or probed
     working where the promise is unknown; a promised feature that then fails is a failure
     naming the promise). Callables take the Environment and return a reason or None.
     """
