@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,7 +143,8 @@ details.targets td,details.targets th{border-bottom:1px solid #ddd;padding:2px 8
 table.grid{border-collapse:separate;border-spacing:0;font-size:11px}
 .grid th,.grid td{padding:2px 3px;border-right:1px solid #fff;border-bottom:1px solid #fff}
 .grid thead th{position:sticky;top:0;z-index:2;background:#eef1f4;font-weight:normal;vertical-align:bottom;
- text-align:center;line-height:1.2;color:#444;overflow-wrap:anywhere;min-width:3.9em}
+ text-align:center;line-height:1.2;color:#444;min-width:3.9em;font-size:10px}
+.grid thead th .f{display:block;white-space:nowrap}
 .grid thead tr.tot th{top:var(--head,5.6em);z-index:2}
 .grid thead th b{display:block;color:#111;font-size:11.5px}
 .grid thead th.na b,.grid thead th.error b{color:#888;text-decoration:line-through}
@@ -437,7 +439,7 @@ def render_page(title: str, heading: str, intro: Sequence[str], heads: Sequence[
     for head in heads:
         css = {"ok": "", "unavailable": "na", "error": "error"}.get(head.status, "error")
         out.append(f"<th class='col {css}' title='{e(head.title)}'><b>{_breakable(head.label)}</b>"
-                   + "<br>".join(e(fact) for fact in head.lines) + "</th>")
+                   + "".join(f"<span class=f>{e(fact)}</span>" for fact in head.lines) + "</th>")
     out.append(f"</tr><tr class=tot><th class=sid>all {len(lines)} · {n_flagged} {e(flag_word)}</th>")
     for i, head in enumerate(heads):
         css, word, tip = _family_cell([line.cells[i] for line in lines], head)
@@ -475,9 +477,11 @@ def render_page(title: str, heading: str, intro: Sequence[str], heads: Sequence[
 
 
 def _breakable(label: str) -> str:
-    """A column label that may wrap after its hyphens, colons and dots."""
-    text = html.escape(label)
-    for mark in ("-", ":", "."):
+    """A column label that may wrap after its hyphens and colons, and hyphenate
+    (a soft hyphen mid-word) a long word, so narrow columns never cut it anywhere."""
+    text = re.sub(r"[A-Za-z]{9,}", lambda m: m[0][: len(m[0]) // 2] + "\u00ad" + m[0][len(m[0]) // 2:], label)
+    text = html.escape(text)
+    for mark in ("-", ":"):
         text = text.replace(mark, mark + "<wbr>")
     return text
 
