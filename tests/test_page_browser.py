@@ -133,7 +133,8 @@ def test_grid_renders_families_and_target_heads(opened: Any, real_page: Path) ->
     assert mmap_row[gvisor] == str(sum(1 for s in reports["gvisor"]["semantics"]
                                        if s["outcome"] == "failed" and family_of(s["id"]) == "mmap"))
     assert mmap_row[page.column("native")] == "ok"
-    heads = page.page.locator("#grid thead tr").first.locator("th.col").all_inner_texts()
+    heads = [h.replace("\u00ad", "") for h in page.page.locator("#grid thead tr").first.locator("th.col")
+             .all_inner_texts()]
     assert [h.split("\n")[0] for h in heads] == REAL
     assert heads[gvisor].split("\n")[1:] == ["4.4.0", "x86_64 4K", "gvisor", "uid 0"]
     assert "uid 65534" in heads[page.column("unprivileged")]
@@ -311,3 +312,68 @@ def test_diff_page_groups_changes_by_family(opened: Any, tmp_path: Path, capsys:
     assert "passed → failed" in detail.inner_text()
     assert detail.locator(".observed").inner_text() == "succeeded"
     assert page.page.locator("#grid tbody[data-fam='munmap'] tr.famrow td").all_inner_texts()[2] == "1"
+
+
+# --- a real matrix: the one CI just made, or any `matrix --out` directory -------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _real_matrix_dir() -> Path | None:
+    """MEMSYS_PAGE_CHECK=DIR (a `memsyscalls matrix --out` directory), else reports/matrix,
+    which .ci/run's matrix step writes before the tests run."""
+    given = os.environ.get("MEMSYS_PAGE_CHECK")
+    candidate = Path(given) if given else REPO / "reports" / "matrix"
+    return candidate if (candidate / "matrix.html").exists() and (candidate / "matrix.json").exists() else None
+
+
+def test_a_real_matrix_page_passes_the_checks(opened: Any) -> None:
+    directory = _real_matrix_dir()
+    if directory is None:
+        pytest.skip("needs:a matrix (MEMSYS_PAGE_CHECK=DIR from `memsyscalls matrix --out DIR`, or reports/matrix)")
+    data = json.loads((directory / "matrix.json").read_text())
+    labels = [c["label"] for c in data["columns"]]
+    differing = sorted(r["id"] for r in data["rows"] if any(c["state"] == "differs" for c in r["cells"].values()))
+    page = opened(directory / "matrix.html", width=1280, height=800)
+    # the grid: every semantic, a head per target, only the differing rows at first
+    assert page.page.locator("#grid tr.sem").count() == len(data["rows"])
+    heads = [h.replace("\u00ad", "").split("\n")[0]
+             for h in page.page.locator("#grid thead tr").first.locator("th.col").all_inner_texts()]
+    assert heads == labels
+    assert sorted(page.visible_ids()) == differing
+    assert page.page.evaluate("document.documentElement.scrollWidth") <= 1280
+    # every differing cell expands to expected/observed or a one-line reason (clicked in the
+    # page itself: one round trip, not two per cell)
+    problems = page.page.evaluate("""() => {
+        const problems = [];
+        for (const cell of document.querySelectorAll('#grid tr.sem td.differs')) {
+            const row = cell.parentNode;
+            cell.click();
+            const focus = row.nextElementSibling && row.nextElementSibling.querySelector('li.focus');
+            const shown = focus && (focus.querySelector('.observed') || focus.querySelector('.reason'));
+            if (!shown || !shown.textContent || shown.textContent.includes('\\n')) problems.push(row.dataset.id);
+            cell.click();
+            if (row.nextElementSibling && row.nextElementSibling.classList.contains('detail')) problems.push('open');
+        }
+        return problems;
+    }""")
+    assert problems == []
+    assert page.page.eval_on_selector_all("#grid tr.sem td.differs", "cs => cs.length") == sum(
+        1 for r in data["rows"] for c in r["cells"].values() if c["state"] == "differs")
+    # each family filter shows exactly its rows
+    page.page.uncheck("#only")
+    shown = page.page.evaluate("""() => {
+        const fam = document.getElementById('fam'), out = {};
+        for (const option of fam.options) {
+            if (!option.value) continue;
+            fam.value = option.value;
+            fam.dispatchEvent(new Event('change'));
+            out[option.value] = [...document.querySelectorAll('#grid tr.sem')]
+                .filter(r => r.offsetParent !== null).map(r => r.dataset.id).sort();
+        }
+        return out;
+    }""")
+    expected: dict[str, list[str]] = {}
+    for row in data["rows"]:
+        expected.setdefault(family_of(row["id"]), []).append(row["id"])
+    assert shown == {family: sorted(ids) for family, ids in expected.items()}
