@@ -139,7 +139,7 @@ details.targets{margin:6px 0}
 details.targets table{border-collapse:collapse;font-size:12px}
 details.targets td,details.targets th{border-bottom:1px solid #ddd;padding:2px 8px 2px 0;text-align:left;
  vertical-align:top}
-.wrap{overflow:auto;max-height:calc(100vh - 20px);border:1px solid #d5d9dd;border-radius:4px;max-width:100%}
+.wrap{overflow:auto;max-height:calc(100vh - 50px);border:1px solid #d5d9dd;border-radius:4px;max-width:100%}
 table.grid{border-collapse:separate;border-spacing:0;font-size:11px}
 .grid th,.grid td{padding:2px 3px;border-right:1px solid #fff;border-bottom:1px solid #fff}
 .grid thead th{position:sticky;top:0;z-index:2;background:#eef1f4;font-weight:normal;vertical-align:bottom;
