@@ -3,7 +3,8 @@
 # environment in .venv, and pytest-memsyscalls built from this checkout into it.
 #
 #   ci/setup.sh          what the conformance suite needs
-#   ci/setup.sh --test   also the test tools and the sandboxes the plugin's tests use
+#   ci/setup.sh --test   also the test tools, the sandboxes the plugin's tests use and
+#                        Debian's chromium, which the matrix page's browser tests drive
 #
 # Needs root (or sudo) only for apt-get; skips apt-get when the packages are there.
 set -euo pipefail
@@ -13,7 +14,9 @@ mode=${1:-}
 python=${PYTHON:-python3}
 packages=(gcc libc6-dev manpages-dev util-linux procps)
 if [ "$mode" = "--test" ]; then
-    packages+=(bubblewrap runsc strace)
+    # chromium: tests/test_page_browser.py opens matrix.html in it (headless, through
+    # Playwright's Python package; never `playwright install`, which downloads a browser).
+    packages+=(bubblewrap runsc strace chromium)
 fi
 
 missing=()

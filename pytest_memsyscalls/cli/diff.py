@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..report.baseline import compare
 from ..report.diff import render_table
 from ..report.model import OUTCOMES, ReportError, load_report
+from ..report.page import render_diff_page
 
 
 def cmd_diff(argv: Sequence[str]) -> int:
@@ -22,6 +24,8 @@ def cmd_diff(argv: Sequence[str]) -> int:
     parser.add_argument("new", help="the later report")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--all", action="store_true", help="list unchanged semantics too")
+    parser.add_argument("--html", metavar="PATH",
+                        help="also write a self-contained page of the changes, grouped by family")
     options = parser.parse_args(list(argv))
     try:
         old, new = load_report(options.old), load_report(options.new)
@@ -30,6 +34,13 @@ def cmd_diff(argv: Sequence[str]) -> int:
         return 2
     comparison = compare(old, new)
     status = 1 if comparison.outcome_changes else 0
+    if options.html:
+        page = render_diff_page(old, new, comparison, Path(options.old).name.removesuffix(".json"),
+                                Path(options.new).name.removesuffix(".json"))
+        target = Path(options.html)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page, encoding="utf-8")
+        print(f"wrote {target}", file=sys.stderr)
     if options.json:
         document = comparison.as_dict()
         document.pop("failing")

@@ -10,7 +10,9 @@ import html
 import json
 from pathlib import Path
 
-from .table import Column, Table, environment_facts, to_json
+from ..report.classes import clip, family_of
+from ..report.page import CLASSES, Entry, Head, Line, head_facts, head_title, render_page
+from .table import Cell, Column, Table, environment_facts, to_json
 
 
 def _md(text: str) -> str:
@@ -21,8 +23,9 @@ def column_summary(column: Column) -> str:
     if column.status != "ok":
         return f"{column.status}: {column.reason}"
     counts = column.counts
-    text = (f"{counts['passed']} passed, {counts['differs']} differ, {counts['skipped']} skipped, "
-            f"{counts['unsupported']} unsupported")
+    text = f"{counts['passed']} passed, {counts['differs']} differ, {counts['skipped']} skipped"
+    if counts.get("unsupported"):
+        text += f", {counts['unsupported']} unsupported"
     if counts["absent"]:
         text += f", {counts['absent']} absent"
     return text
@@ -45,11 +48,10 @@ def render_markdown(table: Table, wall: float | None = None) -> str:
             shown = f"**{cell.state}**" if cell.state == "differs" else cell.state
             lines.append(f"| {label} | {shown} | {_md(cell.text)} |")
         lines.append("")
-    short = {"passed": "pass", "differs": "**DIFFERS**", "skipped": "skip", "unsupported": "unsupported",
-             "absent": "absent", "unavailable": "n/a", "error": "error"}
-    lines += ["## All semantics", "", "Cells: pass, **DIFFERS** (see above), skip and unsupported (reasons in "
-              "the list below; unsupported: a probe found a feature missing where the promise was unknown), "
-              "n/a (target unavailable).", ""]
+    short = {"passed": "pass", "differs": "**DIFFERS**", "skipped": "skip", "unsupported": "unsup", "absent": "absent",
+             "unavailable": "n/a", "error": "error"}
+    lines += ["## All semantics", "", "Cells: pass, **DIFFERS** (see above), skip and unsup (unsupported; reason "
+              "in the list below), n/a (target unavailable).", ""]
     lines.append("| semantic | " + " | ".join(c.label for c in table.columns) + " |")
     lines.append("|---" * (len(table.columns) + 1) + "|")
     for row in table.rows:
@@ -66,51 +68,51 @@ def render_markdown(table: Table, wall: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:3px 6px;vertical-align:top;text-align:left}
-thead th{position:sticky;top:0;background:#f4f4f4}
-td.passed{background:#e6f4e6}td.differs{background:#fbd9d3}td.skipped{background:#f3f0d7}
-td.unsupported{background:#e3dcf3}
-td.unavailable,td.error,td.absent{background:#e8e8e8;color:#666}
-td small{display:block;max-width:28em;font-size:12px;color:#333;white-space:pre-wrap}
-tr.same td small{display:none}
-code{font-size:12px}.stmt{font-size:12px;color:#555;max-width:30em}
-label{margin-left:1em}
-body.only-differs tr.same{display:none}
-"""
+_PAGE_CLASS = {"differs": "differs", "passed": "pass", "skipped": "skip", "unsupported": "unsup",
+               "absent": "absent", "unavailable": "na", "error": "error"}
+
+
+def _entry(cell: Cell) -> Entry:
+    css = _PAGE_CLASS.get(cell.state, "skip")
+    word = CLASSES[css][0]
+    if cell.state == "differs":
+        if cell.expected and cell.observed:
+            return Entry(css, word, cell.expected, cell.observed, flagged=True)
+        return Entry(css, word, reason=clip(cell.reason or cell.text), flagged=True)
+    return Entry(css, word, reason="" if css == "pass" else clip(cell.text, 240))
+
+
+def _targets_html(table: Table) -> str:
+    """The targets in detail (folded): counts, time and the environment facts in full."""
+    e = html.escape
+    rows = []
+    for c in table.columns:
+        took = "" if c.elapsed is None else f"{c.elapsed:.0f} s"
+        rows.append(f"<tr><th>{e(c.label)}</th><td>{e(column_summary(c))}</td><td>{took}</td>"
+                    f"<td>{e(environment_facts(c.environment))}</td></tr>")
+    return (f"<details class=targets><summary>{len(table.columns)} targets: counts, time, environment</summary>"
+            "<table><tr><th>target</th><th>result</th><th>time</th><th>environment</th></tr>"
+            + "".join(rows) + "</table></details>")
 
 
 def render_html(table: Table, wall: float | None = None) -> str:
-    e = html.escape
-    out = ["<!doctype html><html><head><meta charset='utf-8'>",
-           "<title>pytest-memsyscalls environment matrix</title>", f"<style>{_CSS}</style></head><body>",
-           "<h1>pytest-memsyscalls environment matrix</h1>"]
-    if wall is not None:
-        out.append(f"<p>Wall time: {wall:.0f} s for {len(table.columns)} targets.</p>")
-    out.append("<table><thead><tr><th>target</th><th>result</th><th>time</th><th>environment</th></tr></thead>")
-    for c in table.columns:
-        took = "" if c.elapsed is None else f"{c.elapsed:.0f} s"
-        out.append(f"<tr><td>{e(c.label)}</td><td>{e(column_summary(c))}</td><td>{took}</td>"
-                   f"<td>{e(environment_facts(c.environment))}</td></tr>")
-    out.append("</table>")
-    differing = sum(1 for r in table.rows if r.differs_in)
-    out.append(f"<p>{len(table.rows)} semantics; {differing} differ in at least one environment (listed first)."
-               "<label><input type=checkbox onchange=\"document.body.classList.toggle('only-differs',this.checked)\">"
-               " only differing semantics</label></p>")
-    out.append("<table><thead><tr><th>semantic</th>" + "".join(f"<th>{e(c.label)}</th>" for c in table.columns)
-               + "</tr></thead><tbody>")
-    for row in table.rows:
-        kind = "differs" if row.differs_in else "same"
-        cells = []
-        for cell in row.cells.values():
-            detail = f"<small>{e(cell.text)}</small>" if cell.text and cell.state != "passed" else ""
-            cells.append(f"<td class='{cell.state}' title='{e(cell.text)}'>{cell.state}{detail}</td>")
-        out.append(f"<tr class='{kind}'><td><code>{e(row.id)}</code><div class=stmt>{e(row.statement)} "
-                   f"({e(row.tier)}; {e(row.source)})</div></td>{''.join(cells)}</tr>")
-    out.append("</tbody></table></body></html>")
-    return "\n".join(out) + "\n"
+    """matrix.html: the page (report.page) with one column per target."""
+    heads = [Head(c.label, head_facts(c.environment) if c.status == "ok" else [c.status],
+                  head_title(c.environment) if c.status == "ok" else f"{c.status}: {c.reason}",
+                  c.status if c.status in ("ok", "unavailable") else "error") for c in table.columns]
+    lines = [Line(row.id, row.statement, row.source, row.tier, [_entry(cell) for cell in row.cells.values()],
+                  bool(row.differs_in)) for row in table.rows]
+    differing = sum(1 for line in lines if line.flagged)
+    families = len({family_of(row.id) for row in table.rows})
+    intro = [f"{len(lines)} semantics in {families} families, {len(table.columns)} targets: {differing} differ "
+             "from the documentation somewhere." + (f" Wall time {wall:.0f} s." if wall is not None else "")]
+    down = [c for c in table.columns if c.status != "ok"]
+    if down:
+        intro.append("!Not checked: " + "; ".join(f"{c.label} ({c.status}: {c.reason})" for c in down))
+    return render_page("pytest-memsyscalls environment matrix", "Memory-syscall semantics across targets", intro,
+                       heads, lines, flagged_label="only differing semantics", targets_html=_targets_html(table),
+                       footer="Generated by memsyscalls matrix. Each target's full record is its <label>.json; "
+                              "matrix.md and matrix.json hold the same table.")
 
 
 def write_outputs(table: Table, out_dir: Path, wall: float | None) -> list[Path]:

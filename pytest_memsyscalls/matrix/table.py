@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..report.classes import expectation, outcome_class
 from ..report.model import ReportError, load_report
 from .runner import Result
 
@@ -23,6 +24,11 @@ STATES = ("differs", "passed", "skipped", "unsupported", "absent", "unavailable"
 class Cell:
     state: str  # one of STATES
     text: str = ""  # the reason: documented versus observed, or what was missing
+    # A differing cell's structured expectation data (None when the report had none) and
+    # the report's own reason, for the page; ``text`` is what the Markdown and JSON show.
+    expected: str | None = None
+    observed: str | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -60,7 +66,7 @@ def differing_text(semantic: Mapping[str, Any]) -> str:
 
     The report's expected/observed when its failure message named them; otherwise the
     semantic's statement (what the documentation says) against the failure message."""
-    expected, observed = semantic.get("expected"), semantic.get("observed")
+    expected, observed = expectation(semantic)
     reason = str(semantic.get("reason") or "").strip() or "no reason recorded"
     if expected and observed:
         return f"documented: {expected}; observed: {observed}"
@@ -83,13 +89,17 @@ def merge(results: Sequence[Result]) -> Table:
             sid = str(semantic["id"])
             row = rows.setdefault(sid, Row(sid, str(semantic.get("statement") or ""),
                                            str(semantic.get("source") or ""), str(semantic.get("tier") or "")))
-            outcome = semantic.get("outcome")
-            if outcome == "failed":
-                cell = Cell("differs", differing_text(semantic))
-            elif outcome in ("skipped", "unsupported"):
-                cell = Cell(str(outcome), str(semantic.get("reason") or outcome))
-            else:
+            kind = outcome_class(semantic)
+            reason = str(semantic.get("reason") or "") or None
+            if kind == "failed":
+                expected, observed = expectation(semantic)
+                cell = Cell("differs", differing_text(semantic), expected, observed, reason)
+            elif kind in ("skipped", "unsupported"):
+                cell = Cell(kind, reason or kind, reason=reason)
+            elif kind == "passed":
                 cell = Cell("passed")
+            else:  # an outcome this version does not know: not checked here, say which
+                cell = Cell("skipped", f"{kind}: {reason or 'no reason recorded'}", reason=reason)
             row.cells[result.label] = cell
     for row in rows.values():
         for column in columns:
