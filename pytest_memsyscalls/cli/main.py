@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -59,7 +61,24 @@ def preimport_for_speed() -> None:
 
 def cmd_run(argv: Sequence[str]) -> int:
     preimport_for_speed()
-    return int(pytest.main(suite_args(argv)))
+    return int(pytest.main(suite_args([*isolation_args(argv), *argv])))
+
+
+def isolation_args(argv: Sequence[str]) -> list[str]:
+    """Run the suite in a pytest-xdist worker (``-n 1``), so a test that kills its process
+    (a kernel that maps in the wrong place can make a direct access crash it) is one
+    failed test naming the signal, and a new worker runs the rest (plugin/crashes.py).
+    Nothing when the caller chose a distribution (``-n``, ``--dist``, ``-p no:xdist``) or
+    xdist is not installed."""
+    chosen = any(arg in ("-n", "--numprocesses", "--dist", "no:xdist", "--collect-only", "--co")
+                 or re.match(r"-n\d|--numprocesses=|--dist=|-p ?no:xdist", arg) for arg in argv)
+    if chosen or importlib.util.find_spec("xdist") is None:
+        return []
+    load = ["-p", "xdist"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
+    return [*load, "-n", "1", "--max-worker-restart", str(MAX_CRASHES)]
+
+
+MAX_CRASHES = 200  # crashed workers replaced before a run gives up
 
 
 def cmd_env(argv: Sequence[str]) -> int:

@@ -13,8 +13,8 @@ import pytest
 
 from ..environment.needs import unmet_needs
 from ..kernel import procfs
+from . import crashes, promises, settings
 from . import hookspecs as hooks
-from . import promises, settings
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of
 from .session import session_environment
 
@@ -43,6 +43,24 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[settings.SETTINGS_KEY] = settings.resolve(config)
     _register_hypothesis_profiles(config)
+    _isolate_crashes(config)
+
+
+def _isolate_crashes(config: pytest.Config) -> None:
+    """Under xdist a worker that dies is replaced; name the semantic and the signal
+    (plugin/crashes.py). A worker records; the controller reports."""
+    distributed = config.pluginmanager.hasplugin("xdist") and getattr(config.option, "dist", "no") != "no"
+    if distributed and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(crashes.CrashReports(config), "memsyscalls-crash-reports")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # not at configure: pytest's own faulthandler plugin enables itself there, to stderr
+    crashes.worker_faults_to_file(session.config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    crashes.worker_collected(config, items)
 
 
 def _register_hypothesis_profiles(config: pytest.Config) -> None:

@@ -8,6 +8,7 @@ On xdist the workers record properties and the controller builds the report.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -96,20 +97,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 class Collector:
-    """Gathers test outcomes from teardown reports (on the xdist controller: all workers')."""
+    """Gathers test outcomes from teardown reports (on the xdist controller: all workers').
 
-    def __init__(self) -> None:
+    With ``--memsys-report`` it also rewrites the report, marked incomplete, at most once
+    a second as tests finish (and once at the start), so a run that dies on the way still
+    leaves a valid report of what it had."""
+
+    FLUSH_EVERY = 1.0  # seconds
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.tests: dict[str, dict[str, Any]] = {}
         self.failed_nodeids: set[str] = set()
+        self.flushed = 0.0
+
+    def flush(self, force: bool = False) -> None:
+        path = settings.get(self.config).report
+        now = time.monotonic()
+        if path is None or (not force and now - self.flushed < self.FLUSH_EVERY):
+            return
+        self.flushed = now
+        partial = model.build_report(self.tests.values(), session_environment(self.config).as_dict(), complete=False)
+        model.write_report(partial, path)
+
+    def pytest_sessionstart(self) -> None:
+        self.flush(force=True)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed:
             self.failed_nodeids.add(report.nodeid)
-        if report.when != "teardown":
+        # teardown ends a test; a crash report (xdist: when "???", plugin/crashes.py) ends
+        # one whose process died
+        if report.when in ("setup", "call"):
             return
         record = junit.record_from(report.nodeid, dict(report.user_properties))
         if record is not None:
             self.tests[report.nodeid] = record
+            self.flush()
 
 
 _COLLECTOR_KEY = pytest.StashKey[Collector]()
@@ -119,7 +143,7 @@ _STATE_KEY = pytest.StashKey[dict[str, Any]]()
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    collector = Collector()
+    collector = Collector(config)
     config.stash[_COLLECTOR_KEY] = collector
     config.pluginmanager.register(collector, "memsyscalls-report-collector")
     config.stash[_STATE_KEY] = {}

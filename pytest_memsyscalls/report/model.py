@@ -159,7 +159,7 @@ def summarize(semantics: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def build_report(tests: Iterable[Mapping[str, Any]], environment: Mapping[str, Any],
-                 created: str | None = None) -> dict[str, Any]:
+                 created: str | None = None, complete: bool = True) -> dict[str, Any]:
     """The v1 report document."""
     try:
         version = metadata.version("pytest-memsyscalls")
@@ -172,6 +172,7 @@ def build_report(tests: Iterable[Mapping[str, Any]], environment: Mapping[str, A
         "schema": SCHEMA,
         "generator": {"name": "pytest-memsyscalls", "version": version, "pytest": metadata.version("pytest")},
         "created": created,
+        "complete": complete,  # False: written while the run went on, so a run that dies leaves what it has
         "environment": dict(environment),
         "summary": summarize(semantics),
         "semantics": semantics,

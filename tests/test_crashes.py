@@ -1,0 +1,95 @@
+"""A test that kills its process is one failed test naming its semantic and the signal,
+the run goes on, and the JSON report stays valid even for a run that dies itself."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from pytest_memsyscalls.cli.main import MAX_CRASHES, isolation_args
+from pytest_memsyscalls.plugin.crashes import describe_death
+from pytest_memsyscalls.report.model import load_report
+
+pytest.importorskip("xdist")
+
+SUITE = """
+import ctypes, os, signal
+from pytest_memsyscalls import semantic
+
+@semantic("demo.before.fine", "Runs before the crash.", source="demo(2)")
+def test_a_before():
+    pass
+
+@semantic("demo.crash.segv", "Touches an unmapped page directly.", source="demo(2)")
+def test_b_segv():
+    ctypes.string_at(8, 1)
+
+@semantic("demo.crash.kill", "Is killed outright.", source="demo(2)")
+def test_c_kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@semantic("demo.after.fine", "Runs after the crashes, in a new process.", source="demo(2)")
+def test_d_after():
+    pass
+"""
+
+
+def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_crashing=SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "1", "--memsys-report=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the run itself ended normally
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines([
+        "semantic demo.crash.segv: test_crashing.py::test_b_segv killed its test process "
+        "(SIGSEGV (Segmentation fault); innermost: *test_b_segv*(worker gw0 replaced)",
+    ])
+    result.stdout.fnmatch_lines(["semantic demo.crash.kill: test_crashing.py::test_c_kill killed its test "
+                                 "process (killed by a signal that leaves no trace, such as SIGKILL*"])
+    report = load_report(pytester.path / "r.json")
+    assert report["complete"] is True
+    rows = {row["id"]: row for row in report["semantics"]}
+    assert {sid: row["outcome"] for sid, row in rows.items()} == {
+        "demo.before.fine": "passed", "demo.crash.segv": "failed", "demo.crash.kill": "failed",
+        "demo.after.fine": "passed"}
+    assert "SIGSEGV" in rows["demo.crash.segv"]["reason"]
+
+
+def test_a_run_that_dies_leaves_a_valid_report_of_what_it_had(pytester: pytest.Pytester) -> None:
+    """Without isolation the whole run dies with the test: the report written on the way
+    is still a valid v1 report, marked incomplete, with the tests done before."""
+    pytester.makepyfile(test_dying="""
+        import os, signal, time
+        from pytest_memsyscalls import semantic
+
+        @semantic("demo.first.fine", "Runs first.", source="demo(2)")
+        def test_a_first():
+            time.sleep(1.1)  # past the report's once-a-second rewrite
+
+        @semantic("demo.kills.run", "Kills the whole run.", source="demo(2)")
+        def test_b_kills():
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:xdist", "--memsys-report=r.json")
+    assert result.ret == -signal.SIGKILL
+    report = load_report(pytester.path / "r.json")
+    assert report["complete"] is False
+    assert [(row["id"], row["outcome"]) for row in report["semantics"]] == [("demo.first.fine", "passed")]
+
+
+def test_the_fault_file_names_the_signal(tmp_path: Path) -> None:
+    (tmp_path / "fault-gw3").write_text('Fatal Python error: Bus error\n\nCurrent thread 0x1 (most recent call '
+                                        'first):\n  File "/x/test_y.py", line 9 in test_z\n')
+    assert describe_death(tmp_path, "gw3") == 'SIGBUS (Bus error); innermost: File "/x/test_y.py", line 9 in test_z'
+    assert describe_death(tmp_path, "gw4").startswith("killed by a signal that leaves no trace")
+
+
+@pytest.mark.parametrize(("argv", "isolated"), [
+    ([], True), (["-k", "mmap"], True), (["-n", "2"], False), (["-n2"], False), (["--numprocesses=3"], False),
+    (["-p", "no:xdist"], False), (["--collect-only"], False), (["--dist", "load"], False),
+])
+def test_memsyscalls_run_isolates_unless_told_otherwise(argv: list[str], isolated: bool) -> None:
+    added = isolation_args(argv)
+    assert (added[-4:] == ["-n", "1", "--max-worker-restart", str(MAX_CRASHES)]) is isolated
+    assert bool(added) is isolated
