@@ -114,8 +114,8 @@ class Collector:
     def flush(self, force: bool = False) -> None:
         path = settings.get(self.config).report
         now = time.monotonic()
-        if path is None or (not force and now - self.flushed < self.FLUSH_EVERY):
-            return
+        if path is None or _is_worker(self.config) or (not force and now - self.flushed < self.FLUSH_EVERY):
+            return  # an xdist worker's tests reach the controller, which writes the report
         self.flushed = now
         partial = model.build_report(self.tests.values(), session_environment(self.config).as_dict(), complete=False)
         model.write_report(partial, path)
