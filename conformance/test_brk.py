@@ -16,6 +16,7 @@ import pytest
 
 from pytest_memsyscalls import semantic
 from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.brk import BrkRun, run
 
@@ -183,7 +184,7 @@ def test_rlimit_data_limits_the_break() -> None:
 def _mapping_above_break(*steps: str) -> BrkRun:
     """A run whose first step maps 2 pages 4 pages above the initial break (MAP_FIXED_NOREPLACE,
     so nothing is replaced) and writes 7 at its start; then ``steps``."""
-    page = run().page_size
+    page = PAGE
     result = run(f"mmapat:start+{4 * page},2", "write:slot0=7", *steps)
     if result[0].mmap_failed:
         pytest.skip(f"unsupported:mmapat (the pages above the break are taken: errno {result[0].errno})")
@@ -197,7 +198,7 @@ def _mapping_above_break(*steps: str) -> BrkRun:
           source="brk(2) NOTES (C library/kernel differences); mm/mmap.c brk (checks the next mapping)",
           tier="linux")
 def test_raw_brk_into_mapping() -> None:
-    page = run().page_size
+    page = PAGE
     result = _mapping_above_break(f"rawbrk:start+{8 * page}", "read:slot0", "vma:slot0")
     assert (result[2].ret, result[2].brk_after) == (result.start, result.start)
     assert result[3].fault is None and result[3].value == 7
@@ -210,7 +211,7 @@ def test_raw_brk_into_mapping() -> None:
           "returns (void *) -1 with ENOMEM; the break is unchanged",
           source="brk(2) RETURN VALUE, ERRORS (ENOMEM)", tier="linux")
 def test_glibc_brk_into_mapping() -> None:
-    page = run().page_size
+    page = PAGE
     result = _mapping_above_break(f"brk:start+{8 * page}", f"sbrk:{8 * page}")
     assert (result[2].ret, result[2].errno) == (-1, errno.ENOMEM)
     assert result[3].sbrk_failed and result[3].errno == errno.ENOMEM
@@ -222,7 +223,7 @@ def test_glibc_brk_into_mapping() -> None:
           "to one page below that mapping, not up to its start",
           source="mm/mmap.c brk (newbrk + PAGE_SIZE > vm_start_gap(next) fails)", tier="impl")
 def test_brk_keeps_a_page_below_the_next_mapping() -> None:
-    page = run().page_size
+    page = PAGE
     result = _mapping_above_break(f"rawbrk:start+{4 * page}", f"rawbrk:start+{3 * page}", f"read:start+{3 * page - 1}")
     assert result[2].brk_after == result.start
     assert result[3].ret == result[3].brk_after == result.start + 3 * page
