@@ -16,6 +16,7 @@ import pytest
 
 from pytest_memsyscalls import semantic
 from pytest_memsyscalls.kernel import constants as C
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.brk import BrkRun, run
 
@@ -176,3 +177,54 @@ def test_rlimit_data_limits_the_break() -> None:
     assert result[1].sbrk_failed and result[1].errno == errno.ENOMEM
     assert result[1].brk_after == result.start
     assert result[2].ret == result.start and result[2].brk_after == result.start + page
+
+
+# --- growing into a mapping (the helper maps just above the break: mmapat) ----------------
+
+def _mapping_above_break(*steps: str) -> BrkRun:
+    """A run whose first step maps 2 pages 4 pages above the initial break (MAP_FIXED_NOREPLACE,
+    so nothing is replaced) and writes 7 at its start; then ``steps``."""
+    page = PAGE
+    result = run(f"mmapat:start+{4 * page},2", "write:slot0=7", *steps)
+    if result[0].mmap_failed:
+        pytest.skip(f"unsupported:mmapat (the pages above the break are taken: errno {result[0].errno})")
+    assert result[0].ret == result.start + 4 * page and result[1].fault is None
+    return result
+
+
+@semantic("brk.raw.grow_into_mapping_unchanged",
+          "The raw brk system call asked to grow the heap over an existing mapping fails by returning the "
+          "unchanged break; the mapping and its data stay",
+          source="brk(2) NOTES (C library/kernel differences); mm/mmap.c brk (checks the next mapping)",
+          tier="linux")
+def test_raw_brk_into_mapping() -> None:
+    page = PAGE
+    result = _mapping_above_break(f"rawbrk:start+{8 * page}", "read:slot0", "vma:slot0")
+    assert (result[2].ret, result[2].brk_after) == (result.start, result.start)
+    assert result[3].fault is None and result[3].value == 7
+    vma = result[4].vma
+    assert vma is not None and (vma.start, vma.length) == (result.start + 4 * page, 2 * page)
+
+
+@semantic("brk.glibc.grow_into_mapping_enomem",
+          "glibc's brk() asked to grow the heap over an existing mapping returns -1 with ENOMEM, and sbrk "
+          "returns (void *) -1 with ENOMEM; the break is unchanged",
+          source="brk(2) RETURN VALUE, ERRORS (ENOMEM)", tier="linux")
+def test_glibc_brk_into_mapping() -> None:
+    page = PAGE
+    result = _mapping_above_break(f"brk:start+{8 * page}", f"sbrk:{8 * page}")
+    assert (result[2].ret, result[2].errno) == (-1, errno.ENOMEM)
+    assert result[3].sbrk_failed and result[3].errno == errno.ENOMEM
+    assert result.final_break == result.start
+
+
+@semantic("brk.grow.page_gap_below_mapping",
+          "Linux keeps at least one free page between the heap and the next mapping: the break may grow "
+          "to one page below that mapping, not up to its start",
+          source="mm/mmap.c brk (newbrk + PAGE_SIZE > vm_start_gap(next) fails)", tier="impl")
+def test_brk_keeps_a_page_below_the_next_mapping() -> None:
+    page = PAGE
+    result = _mapping_above_break(f"rawbrk:start+{4 * page}", f"rawbrk:start+{3 * page}", f"read:start+{3 * page - 1}")
+    assert result[2].brk_after == result.start
+    assert result[3].ret == result[3].brk_after == result.start + 3 * page
+    assert result[4].fault is None and result[4].value == 0

@@ -43,6 +43,7 @@ from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
 from pytest_memsyscalls.kernel.constants import ANON, RW
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
+from pytest_memsyscalls.memory.mapping import Arena
 
 from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
 
@@ -662,3 +663,187 @@ def test_zero_length(arena: Any) -> None:
           source="madvise(2) ERRORS (EAGAIN)", tier="linux")
 def test_eagain() -> None:
     pytest.skip("unprovokable:EAGAIN (no documented way to make a kernel resource temporarily unavailable)")
+
+
+# =====================================================================================
+# GUARD_INSTALL / GUARD_REMOVE (Linux 6.13): lightweight guard regions
+# =====================================================================================
+#
+# Guard regions are page-table markers, not VMAs: an access faults with SIGSEGV
+# SEGV_MAPERR at the address, and /proc/self/maps does not change. Each test guards arena
+# pages 2..4 of a private anonymous mapping of pages 1..5, so the guarded range has a
+# first, an inner and a last page and a mapped, filled neighbour on each side.
+
+def _guarded(arena: Arena, fill_value: int = 0x6B) -> tuple[Mapping, int, int]:
+    """(the mapping of arena pages 1..5, filled; the guarded range's start; its length)."""
+    m = arena.map(1, 5)
+    fill(m, fill_value)
+    start, length = m.page(1), 3 * PAGE
+    succeeds(libc.madvise, start, length, C.MADV_GUARD_INSTALL)
+    return m, start, length
+
+
+def _edges(start: int, length: int) -> list[int]:
+    """The first, an inner and the last page of a range."""
+    return [start, start + (length // PAGE // 2) * PAGE, start + length - PAGE]
+
+
+@semantic("madvise.guard_install.access_faults_maperr",
+          "After MADV_GUARD_INSTALL every page of the range faults on read and on write with SIGSEGV "
+          "SEGV_MAPERR at the address accessed, while the pages just outside keep their data.",
+          source="madvise(2) MADV_GUARD_INSTALL (Linux 6.13); Documentation/mm/process_addrs.rst", tier="linux")
+@requires("feature:MADV_GUARD_INSTALL")
+def test_guard_install_faults(arena: Arena) -> None:
+    m, start, length = _guarded(arena)
+    for addr in _edges(start, length):
+        assert byte_at(addr + 5) == Fault(signal.SIGSEGV, C.SEGV_MAPERR, addr + 5)
+        assert probe.write(addr + 9, 1) == Fault(signal.SIGSEGV, C.SEGV_MAPERR, addr + 9)
+    assert byte_at(m.addr + PAGE - 1) == 0x6B and byte_at(start + length) == 0x6B
+
+
+@semantic("madvise.guard_install.no_new_vma",
+          "Installing guard pages inside a mapping splits no VMA: /proc/self/maps still shows one "
+          "mapping over the whole range with its protection.",
+          source="madvise(2) MADV_GUARD_INSTALL (guard regions are page-table entries, not VMAs)", tier="linux")
+@requires("feature:MADV_GUARD_INSTALL")
+def test_guard_install_no_new_vma(arena: Arena) -> None:
+    m = arena.map(1, 5)
+    before = procfs.maps_overlapping(m.addr, m.end)
+    succeeds(libc.madvise, m.page(1), 3 * PAGE, C.MADV_GUARD_INSTALL)
+    after = procfs.maps_overlapping(m.addr, m.end)
+    assert [(e.start, e.end, e.perms) for e in after] == [(e.start, e.end, e.perms) for e in before]
+    assert len(after) == 1 and (after[0].start, after[0].end, after[0].perms) == (m.addr, m.end, "rw-p")
+
+
+@semantic("madvise.guard_install.survives_dontneed",
+          "Guard pages survive MADV_DONTNEED over the range: they still fault with SEGV_MAPERR, while "
+          "unguarded pages read back zero-filled.",
+          source="madvise(2) MADV_GUARD_INSTALL (guards are kept by MADV_DONTNEED/MADV_FREE)", tier="linux")
+@requires("feature:MADV_GUARD_INSTALL")
+def test_guard_survives_dontneed(arena: Arena) -> None:
+    m, start, length = _guarded(arena)
+    succeeds(libc.madvise, m.addr, m.length, C.MADV_DONTNEED)
+    for addr in _edges(start, length):
+        assert byte_at(addr) == Fault(signal.SIGSEGV, C.SEGV_MAPERR, addr)
+    assert byte_at(m.addr) == 0 and byte_at(start + length) == 0
+
+
+@semantic("madvise.guard_remove.zero_fill",
+          "MADV_GUARD_REMOVE makes a guarded range accessible again: its pages read zeros (installing "
+          "the guards discarded the data) and take writes; the neighbours keep their data.",
+          source="madvise(2) MADV_GUARD_REMOVE (Linux 6.13)", tier="linux")
+@requires("feature:MADV_GUARD_INSTALL", "feature:MADV_GUARD_REMOVE")
+def test_guard_remove_zero_fill(arena: Arena) -> None:
+    m, start, length = _guarded(arena)
+    succeeds(libc.madvise, start, length, C.MADV_GUARD_REMOVE)
+    assert [byte_at(addr + 3) for addr in _edges(start, length)] == [0, 0, 0]
+    assert probe.write(start + length - 1, 0x12) is None and byte_at(start + length - 1) == 0x12
+    assert byte_at(m.addr) == 0x6B and byte_at(start + length) == 0x6B
+
+
+@semantic("madvise.guard_remove.unguarded_keeps_data",
+          "MADV_GUARD_REMOVE over pages that hold no guard succeeds and leaves their data alone.",
+          source="madvise(2) MADV_GUARD_REMOVE (removes guard markers only)", tier="linux")
+@requires("feature:MADV_GUARD_REMOVE")
+def test_guard_remove_unguarded(arena: Arena) -> None:
+    m = arena.map(1, 3)
+    fill(m, 0x4C)
+    succeeds(libc.madvise, m.addr, m.length, C.MADV_GUARD_REMOVE)
+    assert [byte_at(m.page(i)) for i in range(3)] == [0x4C] * 3
+
+
+def _child_reads_all(addresses: list[int]) -> list[int | Fault]:
+    return [byte_at(addr) for addr in addresses]
+
+
+@semantic("madvise.guard_install.fork_inherited",
+          "Guard pages of private anonymous memory are inherited by a fork child: there they fault "
+          "with SEGV_MAPERR, and the neighbours read the parent's data.",
+          source="madvise(2) MADV_GUARD_INSTALL (guard regions are preserved across fork)", tier="linux")
+@requires("feature:MADV_GUARD_INSTALL")
+def test_guard_fork_inherited(arena: Arena, run_in_child: RunInChild) -> None:
+    m, start, length = _guarded(arena)
+    addresses = [m.addr, *_edges(start, length), start + length]
+    seen = run_in_child(_child_reads_all, addresses).result()
+    assert seen == [0x6B, *(Fault(signal.SIGSEGV, C.SEGV_MAPERR, a) for a in _edges(start, length)), 0x6B]
+
+
+@semantic("madvise.guard_install.locked_einval",
+          "MADV_GUARD_INSTALL on locked (mlocked) memory fails with EINVAL and installs no guard.",
+          source="madvise(2) MADV_GUARD_INSTALL ERRORS (EINVAL: VM_LOCKED); Documentation/mm/process_addrs.rst",
+          tier="linux")
+@requires("feature:MADV_GUARD_INSTALL")
+def test_guard_install_locked(locked_region: LockedRegion) -> None:
+    m = locked_region(2)
+    fill(m, 0x3E)
+    fails_with(errno.EINVAL, libc.madvise, m.addr, m.length, C.MADV_GUARD_INSTALL)
+    assert byte_at(m.addr) == 0x3E and byte_at(m.page(1)) == 0x3E
+
+
+@semantic("madvise.guard_install.populate_efault",
+          "MADV_POPULATE_READ over a range with guard pages fails with EFAULT (a guard cannot be faulted in).",
+          source="madvise(2) MADV_POPULATE_READ ERRORS (EFAULT); MADV_GUARD_INSTALL", tier="linux")
+@requires("feature:MADV_GUARD_INSTALL", "feature:MADV_POPULATE_READ")
+def test_guard_populate_efault(arena: Arena) -> None:
+    m, start, _length = _guarded(arena)
+    fails_with(errno.EFAULT, libc.madvise, m.addr, m.length, C.MADV_POPULATE_READ)
+    assert byte_at(start) == Fault(signal.SIGSEGV, C.SEGV_MAPERR, start)
+
+
+# =====================================================================================
+# POPULATE and COLLAPSE: what was missing
+# =====================================================================================
+
+@pytest.mark.parametrize("advice", [
+    pytest.param(C.MADV_POPULATE_READ, id="read", marks=requires("feature:MADV_POPULATE_READ")),
+    pytest.param(C.MADV_POPULATE_WRITE, id="write", marks=requires("feature:MADV_POPULATE_WRITE")),
+])
+@semantic("madvise.populate.unmapped_enomem",
+          "MADV_POPULATE_READ/WRITE over a range that is not mapped fails with ENOMEM.",
+          source="madvise(2) ERRORS (ENOMEM)", tier="linux")
+def test_populate_unmapped(arena: Arena, advice: int) -> None:
+    arena.hole(3, 2)
+    fails_with(errno.ENOMEM, libc.madvise, arena.page(3), 2 * PAGE, advice)
+
+
+@semantic("madvise.populate_write.shared_file_dirty",
+          "MADV_POPULATE_WRITE on a shared file mapping faults the file's own pages in writable and "
+          "dirty (smaps: dirty = the whole range, nothing anonymous) without changing the file's bytes.",
+          source="madvise(2) MADV_POPULATE_WRITE (as if each page were written)", tier="linux")
+@requires("feature:MADV_POPULATE_WRITE")
+def test_populate_write_shared_file(mapped_file: MappedFile) -> None:
+    m = mapped_file(bytes(4 * PAGE), shared=True)
+    entry = procfs.smaps_at(m.addr)
+    assert entry is not None and (entry.get("Rss") or 0) == 0, "precondition: nothing faulted in yet"
+    succeeds(libc.madvise, m.addr, m.length, C.MADV_POPULATE_WRITE)
+    entry = procfs.smaps_at(m.addr)
+    assert entry is not None and entry.maps.length == m.length
+    dirty = (entry.get("Shared_Dirty") or 0) + (entry.get("Private_Dirty") or 0)
+    assert (dirty, entry.get("Anonymous")) == (m.length // 1024, 0)
+    assert Path(m.path).read_bytes() == bytes(4 * PAGE)
+
+
+@requires("arch:x86_64")
+@semantic("madvise.collapse.nohugepage_einval",
+          "MADV_COLLAPSE on a range marked MADV_NOHUGEPAGE fails with EINVAL: collapse honours the "
+          "VMA's 'no huge pages' advice.",
+          source="madvise(2) MADV_COLLAPSE ERRORS (EINVAL: VM_NOHUGEPAGE)", tier="linux")
+@requires("feature:MADV_COLLAPSE")
+def test_collapse_nohugepage(mapped_pages: MappedPages) -> None:
+    m = mapped_pages(2 * HPAGE // PAGE)
+    start = (m.addr + HPAGE - 1) // HPAGE * HPAGE
+    libc.madvise(m.addr, m.length, C.MADV_NOHUGEPAGE)
+    ctypes.memset(start, 0x2A, HPAGE)
+    fails_with(errno.EINVAL, libc.madvise, start, HPAGE, C.MADV_COLLAPSE)
+    entry = procfs.smaps_at(start)
+    assert entry is not None and (entry.get("AnonHugePages") or 0) == 0
+
+
+@requires("arch:x86_64")
+@semantic("madvise.collapse.unmapped_enomem",
+          "MADV_COLLAPSE over a range that is not mapped fails with ENOMEM.",
+          source="madvise(2) ERRORS (ENOMEM)", tier="linux")
+@requires("feature:MADV_COLLAPSE")
+def test_collapse_unmapped(arena: Arena) -> None:
+    arena.hole(0, 8)
+    fails_with(errno.ENOMEM, libc.madvise, arena.page(0), 8 * PAGE, C.MADV_COLLAPSE)

@@ -355,6 +355,23 @@ def test_mlock_unmapped_range(arena: Any) -> None:
     fails_with(_expected_lock_errno(False, errno.ENOMEM), libc.mlock, arena.page(0), 2 * PAGE)
 
 
+@semantic("mlock.length.zero_noop",
+          "mlock and munlock with length 0 succeed without looking at the range (an unmapped page here) "
+          "and lock nothing; only mlock's privilege check comes first (EPERM at RLIMIT_MEMLOCK 0 without "
+          "CAP_IPC_LOCK).",
+          source="mlock(2); mm/mlock.c do_mlock (can_do_mlock, then an empty range)", tier="impl")
+def test_mlock_zero_length(arena: Any) -> None:
+    arena.hole(0)
+    before = vmlck_kb()
+    expected = _expected_lock_errno(False, 0)
+    if expected:
+        fails_with(expected, libc.mlock, arena.page(0), 0)
+    else:
+        succeeds(libc.mlock, arena.page(0), 0)
+    succeeds(libc.munlock, arena.page(0), 0)
+    assert vmlck_kb() == before
+
+
 @semantic("munlock.errors.unmapped",
           "munlock of a range that is not mapped fails with ENOMEM (no privilege is involved).",
           source="mlock(2) ERRORS", tier="linux")

@@ -26,6 +26,8 @@
  *   trim:N         malloc_trim(N)            -> ret
  *   vma:EXPR       the /proc/self/maps line covering EXPR -> {start, end, perms, path} or null
  *   mmap:PAGES     anonymous private read-write mmap into the next slot -> ret, errno, slot
+ *   mmapat:EXPR,PAGES  the same at address EXPR with MAP_FIXED_NOREPLACE (never replaces
+ *                  a mapping: EEXIST instead) -> ret, errno, slot
  *   mlockall:FLAGS mlockall(FLAGS)           -> ret, errno
  *   munlockall     munlockall() (the one step without an argument) -> ret, errno
  *   msync:EXPR,PAGES,FLAGS  msync(EXPR, PAGES pages, FLAGS) -> ret, errno
@@ -518,6 +520,27 @@ static int step_mmap(const char *arg)
     return 1;
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+static int step_mmapat(const char *arg)
+{
+    char parts[2][MAX_ARG];
+    uintptr_t addr;
+    size_t pages;
+    if (split(arg, ',', parts, 2) != 2 || !parse_expr(parts[0], &addr) || !parse_pages(parts[1], &pages) ||
+        slot_count == MAX_SLOTS)
+        return 0;
+    void *ret = mmap((void *)addr, pages * (size_t)page_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    int saved = errno;
+    keep_in_slot(ret, 1);
+    emit(",\"errno\":");
+    emit_int(ret == MAP_FAILED ? saved : 0);
+    return 1;
+}
+
 static int step_mlockall(const char *arg)
 {
     int flags;
@@ -671,6 +694,7 @@ static const struct step_kind {
     {"trim", "N", 1, step_trim},
     {"vma", "EXPR", 1, step_vma},
     {"mmap", "PAGES", 1, step_mmap},
+    {"mmapat", "EXPR,PAGES", 1, step_mmapat},
     {"mlockall", "FLAGS", 1, step_mlockall},
     {"munlockall", NULL, 1, step_munlockall},
     {"msync", "EXPR,PAGES,FLAGS", 1, step_msync},

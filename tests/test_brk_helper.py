@@ -30,6 +30,8 @@ BAD_STEPS = [
     ("fork:mmap:1;;vmflags:slot0", "does not match fork:STEP;STEP..."),
     ("fork:fork:mmap:1", "no nested fork"),
     ("fork:mmap:1;bogus:1", "its step 'bogus:1'"),
+    ("mmapat:start", "does not match mmapat:EXPR,PAGES"),
+    ("mmapat:slot2,1", "slot 2 is not allocated yet"),
 ]
 
 
@@ -99,3 +101,16 @@ def test_the_helpers_fork_child_rejects_a_nested_fork(monkeypatch: pytest.Monkey
     monkeypatch.setattr(brk, "check_steps", list)
     with pytest.raises(ValueError, match="memsys-brk-helper rejected step 'fork:sbrk:0': cannot parse step"):
         brk.run("fork:sbrk:0;fork:sbrk:0")
+
+
+def test_mmapat_maps_at_the_address_and_never_replaces() -> None:
+    """mmapat:EXPR,PAGES fills a slot like mmap; over an existing mapping it is EEXIST
+    (MAP_FIXED_NOREPLACE), and freeing its slot is refused like an mmap slot's."""
+    page = brk.run().page_size
+    run = brk.run(f"mmapat:start+{16 * page},2", f"mmapat:slot0+{page},1", "write:slot0=9", "read:slot0")
+    placed, refused, written, read = run.steps
+    assert placed.errno == 0 and placed.slot == 0 and placed.ret == run.start + 16 * page
+    assert refused.mmap_failed and refused.errno == errno.EEXIST and refused.slot == 1
+    assert written.fault is None and read.value == 9
+    with pytest.raises(ValueError, match="made by mmap, not malloc"):
+        brk.check_steps(["mmapat:start,1", "free:0"])

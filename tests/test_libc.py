@@ -263,3 +263,62 @@ def test_page_rw_and_anon_are_defined_once() -> None:
     assert offenders == []
     assert os.sysconf("SC_PAGE_SIZE") == libc.PAGE_SIZE
     assert (C.RW, C.ANON) == (C.PROT_READ | C.PROT_WRITE, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
+
+
+# --- newer memory calls: mseal, memfd_create and seals, memfd_secret, pidfd_open, process_madvise
+
+def test_syscall6_binding_is_its_own_function_object() -> None:
+    assert libc._syscall6 is not libc._syscall
+    assert libc._syscall6.restype is ctypes.c_long and len(libc._syscall6.argtypes) == 7
+    assert list(libc._syscall.argtypes) == [ctypes.c_long] * 4
+
+
+def test_mseal_bad_flags_names_the_call() -> None:
+    _assert_names_call(_raised(libc.mseal, 0, 0, 1), "mseal", errno.EINVAL, errno.ENOSYS)
+
+
+def test_mseal_of_an_empty_range_succeeds_or_is_missing() -> None:
+    try:
+        libc.mseal(0, 0)
+    except OSError as error:
+        assert error.errno == errno.ENOSYS
+
+
+def test_memfd_create_returns_a_named_memfd_with_seals() -> None:
+    fd = libc.memfd_create("memsys-libc-test", C.MFD_ALLOW_SEALING | C.MFD_CLOEXEC)
+    try:
+        assert os.readlink(f"/proc/self/fd/{fd}") == "/memfd:memsys-libc-test (deleted)"
+        assert libc.get_seals(fd) == 0
+        libc.add_seals(fd, C.F_SEAL_SEAL)
+        assert libc.get_seals(fd) == C.F_SEAL_SEAL
+        _assert_names_call(_raised(libc.add_seals, fd, C.F_SEAL_WRITE), "fcntl(F_ADD_SEALS)", errno.EPERM)
+    finally:
+        os.close(fd)
+
+
+def test_memfd_create_rejects_nul_and_names_the_call() -> None:
+    with pytest.raises(ValueError, match="memfd_create"):
+        libc.memfd_create("a\0b")
+    _assert_names_call(_raised(libc.memfd_create, "x", 0x100), "memfd_create", errno.EINVAL)
+
+
+def test_memfd_secret_bad_flags_names_the_call() -> None:
+    _assert_names_call(_raised(libc.memfd_secret, 1), "memfd_secret", errno.EINVAL, errno.ENOSYS)
+
+
+def test_pidfd_open_of_no_such_process_is_esrch() -> None:
+    _assert_names_call(_raised(libc.pidfd_open, 0x3FFFFFF0), "pidfd_open", errno.ESRCH, errno.EINVAL)
+
+
+def test_process_madvise_counts_bytes_and_names_the_call() -> None:
+    addr = libc.mmap(0, 3 * libc.PAGE_SIZE, RW, ANON)
+    pidfd = libc.pidfd_open(os.getpid())
+    try:
+        page = libc.PAGE_SIZE
+        assert libc.process_madvise(pidfd, [(addr, page), (addr + 2 * page, page)], C.MADV_COLD) == 2 * page
+        assert libc.process_madvise(pidfd, [], C.MADV_COLD) == 0
+        _assert_names_call(_raised(libc.process_madvise, pidfd, [(addr, page)], C.MADV_COLD, 1),
+                           "process_madvise", errno.EINVAL)
+    finally:
+        os.close(pidfd)
+        libc.munmap(addr, 3 * libc.PAGE_SIZE)

@@ -131,21 +131,30 @@ FEATURES: Final[tuple[Feature, ...]] = (
     Feature("SHM_STAT_ANY", _v("4.17"), "SHM_STAT without the read-permission check", "shmctl(2) SHM_STAT_ANY",
             kconfig=("SYSVIPC",), probe="shm_stat_any"),
     Feature("MSEAL", _v("6.10"), "seal a range against mprotect, munmap, mremap and destructive madvise",
-            "mseal(2); Documentation/userspace-api/mseal.rst", arches=_64BIT),
+            "mseal(2); Documentation/userspace-api/mseal.rst", arches=_64BIT, probe="mseal_empty"),
     Feature("MEMFD_SECRET", _v("5.14"), "memory removed from the kernel's direct map", "memfd_secret(2)",
             kconfig=("SECRETMEM",),
-            changes=((_v("6.5"), "enabled by default; before, only with secretmem.enable=1"),)),
+            changes=((_v("6.5"), "enabled by default; before, only with secretmem.enable=1"),),
+            probe="memfd_secret"),
     Feature("PKEYS", _v("4.9"), "memory protection keys (pkey_alloc, pkey_mprotect, SEGV_PKUERR)", "pkeys(7)",
             kconfig=("X86_INTEL_MEMORY_PROTECTION_KEYS", "PPC_MEM_KEYS", "ARM64_POE"),
             cpu_flags={"x86_64": ("pku", "ospke")}, arches=("x86_64", "ppc64le", "ppc64", "aarch64"),
             changes=((_v("6.12"), "arm64 (Permission Overlay Extension)"),)),
     Feature("PROCESS_MADVISE", _v("5.10"), "madvise on another process through a pidfd", "process_madvise(2)",
-            kconfig=("ADVISE_SYSCALLS",)),
+            kconfig=("ADVISE_SYSCALLS",),
+            changes=((_v("6.13"), "any advice when the pidfd is the caller's own process"),),
+            probe="process_madvise_empty"),
     Feature("HUGETLB", _v("2.6"), "HugeTLB pages (MAP_HUGETLB, SHM_HUGETLB)", "mmap(2) MAP_HUGETLB",
             kconfig=("HUGETLBFS",), evidence="/proc/sys/vm/nr_hugepages"),
     Feature("SOFT_DIRTY", _v("3.11"), "soft-dirty bits in /proc/PID/pagemap",
             "Documentation/admin-guide/mm/soft-dirty.rst", kconfig=("MEM_SOFT_DIRTY",),
             arches=("x86_64", "ppc64le", "ppc64", "s390x", "riscv64")),
+    # --- newer memory calls
+    Feature("PROCESS_MADVISE_SELF", _v("6.13"), "process_madvise on the caller's own pidfd takes any advice",
+            "process_madvise(2); mm/madvise.c (6.13: unrestrict process_madvise() for current process)",
+            kconfig=("ADVISE_SYSCALLS",)),
+    Feature("MFD_NOEXEC_SEAL", _v("6.3"), "memfd_create(MFD_NOEXEC_SEAL): not executable, sealed so (F_SEAL_EXEC)",
+            "memfd_create(2) MFD_NOEXEC_SEAL; Documentation/userspace-api/mfd_noexec.rst"),
 )
 
 BY_NAME: Final = {feature.name: feature for feature in FEATURES}
@@ -428,6 +437,40 @@ def _probe_shm_stat_any(name: str) -> str | None:
         libc.shmctl(shmid, C.IPC_RMID)
 
 
+def _probe_mseal_empty(name: str) -> str | None:
+    """mseal of an empty range: flags and alignment are checked, then nothing is sealed
+    (sealed memory could never be unmapped, so no probe seals a page)."""
+    try:
+        libc.mseal(0, 0, 0)
+    except OSError as error:
+        return _failed(error) or str(error)
+    return None
+
+
+def _probe_memfd_secret(name: str) -> str | None:
+    try:
+        fd = libc.memfd_secret(0)
+    except OSError as error:
+        return _failed(error) or str(error)
+    os.close(fd)
+    return None
+
+
+def _probe_process_madvise_empty(name: str) -> str | None:
+    """process_madvise of no range on our own pidfd: the call exists and advises 0 bytes."""
+    try:
+        pidfd = libc.pidfd_open(os.getpid())
+    except OSError as error:
+        return _failed(error) or str(error)
+    try:
+        libc.process_madvise(pidfd, [], C.MADV_COLD)
+    except OSError as error:
+        return _failed(error) or str(error)
+    finally:
+        os.close(pidfd)
+    return None
+
+
 def _probe_thp(name: str) -> str | None:
     return _probe_madvise("MADV_HUGEPAGE")
 
@@ -446,6 +489,9 @@ PROBES: Final[dict[str, Callable[[str], str | None]]] = {
     "dontunmap_shared": lambda name: _probe_dontunmap(name, C.MAP_SHARED | C.MAP_ANONYMOUS),
     "mlock2": _probe_mlock2,
     "shm_stat_any": _probe_shm_stat_any,
+    "mseal_empty": _probe_mseal_empty,
+    "memfd_secret": _probe_memfd_secret,
+    "process_madvise_empty": _probe_process_madvise_empty,
 }
 
 

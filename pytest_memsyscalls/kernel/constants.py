@@ -210,6 +210,10 @@ _PER_ARCH: dict[str, dict[str, int]] = {
         "SYS_mlock2": 325,
         "SYS_memfd_create": 319,
         "SYS_pkey_mprotect": 329,
+        "SYS_pidfd_open": 434,
+        "SYS_process_madvise": 440,
+        "SYS_memfd_secret": 447,
+        "SYS_mseal": 462,
         "MAP_32BIT": 0x40,
         "PROT_BTI": 0,
         "PROT_MTE": 0,
@@ -223,6 +227,10 @@ _PER_ARCH: dict[str, dict[str, int]] = {
         "SYS_mlock2": 284,
         "SYS_memfd_create": 279,
         "SYS_pkey_mprotect": 288,
+        "SYS_pidfd_open": 434,
+        "SYS_process_madvise": 440,
+        "SYS_memfd_secret": 447,
+        "SYS_mseal": 462,
         "MAP_32BIT": 0,
         "PROT_BTI": 0x10,
         "PROT_MTE": 0x20,
@@ -266,3 +274,32 @@ def prot_name(prot: int) -> str:
     if rest:
         names.append(hex(rest))
     return "|".join(names)
+
+
+# --- newer memory calls: mseal(2), memfd_create(2), memfd_secret(2), pidfd_open(2),
+# process_madvise(2). Syscall numbers from arch/x86/entry/syscalls/syscall_64.tbl and
+# include/uapi/asm-generic/unistd.h (aarch64); flags from include/uapi/linux/memfd.h and
+# include/uapi/linux/fcntl.h.
+SYS_pidfd_open = _HERE["SYS_pidfd_open"]
+SYS_process_madvise = _HERE["SYS_process_madvise"]
+SYS_memfd_secret = _HERE["SYS_memfd_secret"]
+SYS_mseal = _HERE["SYS_mseal"]
+
+MFD_CLOEXEC = 0x0001
+MFD_ALLOW_SEALING = 0x0002
+MFD_HUGETLB = 0x0004
+MFD_NOEXEC_SEAL = 0x0008  # Linux 6.3
+MFD_EXEC = 0x0010  # Linux 6.3
+MFD_NAME_MAX = 249  # NAME_MAX minus strlen("memfd:")
+
+F_LINUX_SPECIFIC_BASE = 1024
+F_ADD_SEALS = F_LINUX_SPECIFIC_BASE + 9
+F_GET_SEALS = F_LINUX_SPECIFIC_BASE + 10
+F_SEAL_SEAL = 0x0001
+F_SEAL_SHRINK = 0x0002
+F_SEAL_GROW = 0x0004
+F_SEAL_WRITE = 0x0008
+F_SEAL_FUTURE_WRITE = 0x0010  # Linux 5.1
+F_SEAL_EXEC = 0x0020  # Linux 6.3
+
+PIDFD_NONBLOCK = 0o4000  # O_NONBLOCK

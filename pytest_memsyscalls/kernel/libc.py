@@ -687,3 +687,116 @@ def mount(source: str | bytes | None, target: str | bytes, fstype: str | bytes |
 
 def _round_up(length: int) -> int:
     return (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
+# --- newer memory calls: mseal, memfd_create and its seals, memfd_secret, pidfd_open,
+# process_madvise. Through syscall(2) with the numbers of kernel/constants.py (glibc 2.36
+# has no mseal or memfd_secret wrapper); fcntl for the seals. syscall() is variadic: the
+# six long arguments below are what the kernel reads from its registers whatever the call.
+
+_syscall6 = _libc["syscall"]  # a function object of its own: _syscall keeps its four arguments
+_syscall6.restype = _c.c_long
+_syscall6.argtypes = [_c.c_long, _c.c_long, _c.c_long, _c.c_long, _c.c_long, _c.c_long, _c.c_long]
+_fcntl = _bind(_libc, "fcntl", _c.c_int, [_c.c_int, _c.c_int, _c.c_int])
+
+
+class Iovec(ctypes.Structure):
+    """struct iovec (sys/uio.h)."""
+
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+def _raw_syscall(call: str, number: int, args: Sequence[int]) -> int:
+    """syscall(number, *args) with errno reset; the result, or the OSError naming ``call``."""
+    padded = [*args, *[0] * (6 - len(args))]
+    signed = [value - (1 << 64) if value >= 1 << 63 else value for value in padded]
+    ctypes.set_errno(0)
+    result = int(_syscall6(number, *signed))
+    if result == -1:
+        raise _fail(call, args)
+    return result
+
+
+def mseal(addr: int, length: int, flags: int = 0) -> None:
+    """mseal(2) (Linux 6.10): seal the range against later changes. Sealed memory can never
+    be unmapped: call it in a child, never in the pytest process."""
+    call = "mseal"
+    args = (_address(call, "addr", addr), _size(call, "len", length), _size(call, "flags", flags))
+    _raw_syscall(call, C.SYS_mseal, args)
+
+
+def memfd_create(name: str | bytes, flags: int = 0) -> int:
+    """memfd_create(2); returns the file descriptor."""
+    call = "memfd_create"
+    encoded = _shm_name(call, name)
+    if b"\0" in encoded:
+        raise ValueError(f"memfd_create: name must not contain NUL bytes: {name!r}")
+    buffer = ctypes.create_string_buffer(encoded)
+    flag_bits = _size(call, "flags", flags)
+    if flag_bits >> 32:
+        raise ValueError(f"memfd_create: flags must fit in unsigned int, got {flag_bits:#x}")
+    ctypes.set_errno(0)
+    result = int(_syscall6(C.SYS_memfd_create, ctypes.addressof(buffer), flag_bits, 0, 0, 0, 0))
+    if result == -1:
+        raise _fail(call, (encoded, flag_bits))
+    return result
+
+
+def memfd_secret(flags: int = 0) -> int:
+    """memfd_secret(2) (Linux 5.14); returns the file descriptor."""
+    call = "memfd_secret"
+    flag_bits = _size(call, "flags", flags)
+    if flag_bits >> 32:
+        raise ValueError(f"memfd_secret: flags must fit in unsigned int, got {flag_bits:#x}")
+    return _raw_syscall(call, C.SYS_memfd_secret, (flag_bits,))
+
+
+def pidfd_open(pid: int, flags: int = 0) -> int:
+    """pidfd_open(2) (Linux 5.3); returns the pidfd."""
+    call = "pidfd_open"
+    args = (_int(call, "pid", pid), _size(call, "flags", flags))
+    if args[1] >> 32:
+        raise ValueError(f"pidfd_open: flags must fit in unsigned int, got {args[1]:#x}")
+    return _raw_syscall(call, C.SYS_pidfd_open, (args[0] & _U64_MAX, args[1]))
+
+
+def process_madvise(pidfd: int, ranges: Sequence[tuple[int, int]], advice: int, flags: int = 0) -> int:
+    """process_madvise(2) (Linux 5.10) on (address, length) ranges of the process behind
+    ``pidfd``; returns the number of bytes advised."""
+    call = "process_madvise"
+    fd = _int(call, "pidfd", pidfd)
+    vector = (Iovec * max(len(ranges), 1))()
+    for index, (addr, length) in enumerate(ranges):
+        vector[index].iov_base = _address(call, "iov_base", addr)
+        vector[index].iov_len = _size(call, "iov_len", length)
+    advice_value = _int(call, "advice", advice)
+    flag_bits = _size(call, "flags", flags)
+    if flag_bits >> 32:
+        raise ValueError(f"process_madvise: flags must fit in unsigned int, got {flag_bits:#x}")
+    shown = (fd, [(hex(a), n) for a, n in ranges], advice_value, flag_bits)
+    ctypes.set_errno(0)
+    result = int(_syscall6(C.SYS_process_madvise, fd & _U64_MAX, ctypes.addressof(vector), len(ranges),
+                           advice_value, flag_bits, 0))
+    if result == -1:
+        raise _fail(call, shown)
+    return result
+
+
+def add_seals(fd: int, seals: int) -> None:
+    """fcntl(fd, F_ADD_SEALS, seals)."""
+    call = "fcntl(F_ADD_SEALS)"
+    args = (_int(call, "fd", fd), C.F_ADD_SEALS, _int(call, "seals", seals))
+    ctypes.set_errno(0)
+    if _fcntl(*args) == -1:
+        raise _fail(call, (args[0], args[2]))
+
+
+def get_seals(fd: int) -> int:
+    """fcntl(fd, F_GET_SEALS): the seals set on the file."""
+    call = "fcntl(F_GET_SEALS)"
+    args = (_int(call, "fd", fd), C.F_GET_SEALS, 0)
+    ctypes.set_errno(0)
+    result = int(_fcntl(*args))
+    if result == -1:
+        raise _fail(call, (args[0],))
+    return result

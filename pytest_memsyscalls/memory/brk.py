@@ -17,7 +17,7 @@ PAGES is a page count; ``malloc`` and ``mmap`` fill the same numbered slots)::
 
     sbrk:N  brk:EXPR  rawbrk:EXPR  read:EXPR  write:EXPR=V  rlimit-data:N
     malloc:N  free:K  mallopt:P=V  trim:N  vma:EXPR
-    mmap:PAGES  mlockall:FLAGS  munlockall  msync:EXPR,PAGES,FLAGS  mincore:EXPR,PAGES
+    mmap:PAGES  mmapat:EXPR,PAGES  mlockall:FLAGS  munlockall  msync:EXPR,PAGES,FLAGS  mincore:EXPR,PAGES
     vmflags:EXPR  status:NAME  fork:STEP;STEP...
 
 ``fork`` runs its steps in a forked child of the helper (which waits for it); they see
@@ -66,6 +66,7 @@ _STEP_FORMS: dict[str, str | None] = {
     "trim": _NUMBER,
     "vma": _EXPR,
     "mmap": _COUNT,
+    "mmapat": rf"{_EXPR},{_COUNT}",
     "mlockall": _NUMBER,
     "munlockall": None,
     "msync": rf"{_EXPR},{_COUNT},{_NUMBER}",
@@ -78,7 +79,8 @@ _STEP_FORMS: dict[str, str | None] = {
 # (EXPR for the kinds not listed).
 _ARG_NAMES = {"write": "EXPR=BYTE", "mallopt": "PARAM=VALUE", "free": "SLOT",
               "sbrk": "N", "rlimit-data": "N", "malloc": "N", "trim": "N",
-              "mmap": "PAGES", "mlockall": "FLAGS", "msync": "EXPR,PAGES,FLAGS", "mincore": "EXPR,PAGES",
+              "mmap": "PAGES", "mmapat": "EXPR,PAGES", "mlockall": "FLAGS", "msync": "EXPR,PAGES,FLAGS",
+              "mincore": "EXPR,PAGES",
               "status": "NAME", "fork": "STEP;STEP..."}
 _MAX_SLOTS = 64
 _MAX_MINCORE_PAGES = 4096  # the helper's static mincore vector
@@ -136,8 +138,8 @@ class Step:
 
     @property
     def mmap_failed(self) -> bool:
-        """For mmap: whether it returned MAP_FAILED."""
-        return self.kind == "mmap" and self.ret == MAP_FAILED
+        """For mmap and mmapat: whether it returned MAP_FAILED."""
+        return self.kind in ("mmap", "mmapat") and self.ret == MAP_FAILED
 
     @property
     def status_kb(self) -> int | None:
@@ -217,10 +219,10 @@ def _check_step(where: str, step: str, slots: list[str], *, nested: bool) -> Non
                              f"({len(slots)} malloc/mmap steps before it)")
     if kind == "free" and slots[int(arg)] != "malloc":
         raise ValueError(f"{where}: slot {arg} was made by mmap, not malloc; free() would abort")
-    if kind in ("malloc", "mmap"):
+    if kind in ("malloc", "mmap", "mmapat"):
         if len(slots) == _MAX_SLOTS:
             raise ValueError(f"{where}: more than {_MAX_SLOTS} malloc/mmap slots")
-        slots.append(kind)
+        slots.append("mmap" if kind == "mmapat" else kind)
 
 
 def _describe(kind: str) -> str:
