@@ -143,6 +143,15 @@ FEATURES: Final[tuple[Feature, ...]] = (
     Feature("SOFT_DIRTY", _v("3.11"), "soft-dirty bits in /proc/PID/pagemap",
             "Documentation/admin-guide/mm/soft-dirty.rst", kconfig=("MEM_SOFT_DIRTY",),
             arches=("x86_64", "ppc64le", "ppc64", "s390x", "riscv64")),
+    # mremap, mincore, mprotect and protection keys
+    Feature("PKEY_SYSCALLS", _v("4.9"), "pkey_alloc, pkey_free and pkey_mprotect exist (with or without CPU keys)",
+            "pkeys(7); mm/mprotect.c (#ifdef CONFIG_ARCH_HAS_PKEYS)", kconfig=("ARCH_HAS_PKEYS",),
+            arches=("x86_64", "ppc64le", "ppc64", "aarch64"),
+            changes=((_v("6.12"), "arm64 (Permission Overlay Extension)"),), probe="pkey_syscalls"),
+    Feature("MINCORE_WRITABLE_FILES_ONLY", _v("5.0"),
+            "mincore reports page-cache residency of a file mapping only to a caller that owns the file or "
+            "could open it for writing; to others every page reads resident",
+            "mm/mincore.c can_do_mincore (commit 134fca9063ad, Linux 5.0); mincore(2)"),
 )
 
 BY_NAME: Final = {feature.name: feature for feature in FEATURES}
@@ -395,6 +404,11 @@ def _probe_thp(name: str) -> str | None:
     return _probe_madvise("MADV_HUGEPAGE")
 
 
+def _probe_pkey_syscalls(name: str) -> str | None:
+    """pkey_mprotect with key -1 is mprotect wherever the system call exists."""
+    return _with_scratch(C.ANON, lambda addr: libc.pkey_mprotect(addr, _PAGE, C.RW, -1))
+
+
 PROBES: Final[dict[str, Callable[[str], str | None]]] = {
     "madvise": _probe_madvise,
     "madvise_shared": lambda name: _probe_madvise(name, C.MAP_SHARED | C.MAP_ANONYMOUS),
@@ -408,6 +422,7 @@ PROBES: Final[dict[str, Callable[[str], str | None]]] = {
     "dontunmap_shared": lambda name: _probe_dontunmap(name, C.MAP_SHARED | C.MAP_ANONYMOUS),
     "mlock2": _probe_mlock2,
     "shm_stat_any": _probe_shm_stat_any,
+    "pkey_syscalls": _probe_pkey_syscalls,
 }
 
 

@@ -210,6 +210,8 @@ _PER_ARCH: dict[str, dict[str, int]] = {
         "SYS_mlock2": 325,
         "SYS_memfd_create": 319,
         "SYS_pkey_mprotect": 329,
+        "SYS_pkey_alloc": 330,
+        "SYS_pkey_free": 331,
         "MAP_32BIT": 0x40,
         "PROT_BTI": 0,
         "PROT_MTE": 0,
@@ -223,6 +225,8 @@ _PER_ARCH: dict[str, dict[str, int]] = {
         "SYS_mlock2": 284,
         "SYS_memfd_create": 279,
         "SYS_pkey_mprotect": 288,
+        "SYS_pkey_alloc": 289,
+        "SYS_pkey_free": 290,
         "MAP_32BIT": 0,
         "PROT_BTI": 0x10,
         "PROT_MTE": 0x20,
@@ -266,3 +270,11 @@ def prot_name(prot: int) -> str:
     if rest:
         names.append(hex(rest))
     return "|".join(names)
+
+
+# --- mprotect and protection keys: asm-generic/mman-common.h, linux/mman.h (pkeys(7))
+PROT_SEM = 0x8  # "page may be used for atomic ops": accepted, and ignored, on x86_64 and aarch64
+PKEY_DISABLE_ACCESS = 0x1
+PKEY_DISABLE_WRITE = 0x2
+SYS_pkey_alloc = _HERE["SYS_pkey_alloc"]
+SYS_pkey_free = _HERE["SYS_pkey_free"]
