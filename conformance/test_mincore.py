@@ -1,20 +1,41 @@
-"""mincore(2): the residency vector, and the three ERRORS user space can provoke.
+"""mincore(2): the residency vector, page-cache residency of files, and the ERRORS.
 
 Residency of private anonymous memory is decided by the kernel alone (there is no
 page cache to share it with another process), so each expectation follows from what
 the test did to the page: never touched, written, dropped with MADV_DONTNEED, or
 pre-faulted with MAP_POPULATE. Unmapped addresses come from holes in the ``arena``.
+
+File mappings report the page cache, which other processes share, so only deterministic
+observations are asserted: a page just written with write(2) is cached, a hole nobody
+read and a page beyond EOF are not. Since Linux 5.0 a caller that neither owns the file
+nor could open it for writing is shown every page resident instead (a page beyond EOF
+tells the two apart).
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import sys
 
-from pytest_memsyscalls import MappedPages, fails_with, semantic
+import pytest
+
+from pytest_memsyscalls import (
+    MappedFile,
+    MappedPages,
+    PosixShmFactory,
+    RunInChild,
+    fails_with,
+    requires,
+    semantic,
+)
+from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import libc
+from pytest_memsyscalls.kernel import libc, procfs
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.memory.mapping import Arena
+
+OTHER_UID = 65534  # nobody: the caller that owns none of the files
 
 
 def _resident(addr: int, length: int) -> list[bool]:
@@ -109,3 +130,160 @@ def test_unmapped_vector_is_efault(mapped_pages: MappedPages, arena: Arena) -> N
     region.buffer[0] = 1
     arena.hole(8, 1)
     fails_with(errno.EFAULT, libc.mincore_into, region.addr, PAGE, arena.page(8))
+
+
+# --- the vector and the range --------------------------------------------------------------
+
+@semantic("mincore.vector.reserved_bits_zero",
+          "Every vector byte is 0 or 1: the bits other than bit 0 are reserved, and Linux leaves them clear "
+          "for resident and non-resident, anonymous and file pages",
+          source="mincore(2) DESCRIPTION (the other bits are reserved)", tier="impl")
+def test_reserved_bits_are_zero(mapped_pages: MappedPages, mapped_file: MappedFile) -> None:
+    anon = mapped_pages(2)
+    anon.buffer[0] = 1
+    file = mapped_file(b"x", pages=2)
+    assert set(libc.mincore(anon.addr, anon.length)) | set(libc.mincore(file.addr, file.length)) == {0, 1}
+
+
+@semantic("mincore.length_zero.succeeds_unmapped",
+          "mincore with length 0 succeeds, even at an unmapped (aligned) address, and writes nothing to vec",
+          source="Linux mm/mincore.c (no pages: nothing to look up); mincore(2) ERRORS", tier="impl")
+def test_zero_length_succeeds_at_unmapped_address(mapped_pages: MappedPages, arena: Arena) -> None:
+    arena.hole(12, 1)
+    vector = mapped_pages(1)
+    vector.buffer[0] = 0xEE
+    libc.mincore_into(arena.page(12), 0, vector.addr)
+    assert vector.buffer[0] == 0xEE
+
+
+@semantic("mincore.prot_none.reports_residency",
+          "mincore reports the residency of PROT_NONE pages (they are mapped): a page written before "
+          "mprotect(PROT_NONE) is resident, an untouched one is not",
+          source="mincore(2) DESCRIPTION; ERRORS (ENOMEM only for unmapped memory)", tier="linux")
+def test_prot_none_pages_report_residency(mapped_pages: MappedPages) -> None:
+    region = mapped_pages(3)
+    region.buffer[PAGE] = 1
+    region.protect(C.PROT_NONE)
+    assert _resident(region.addr, region.length) == [False, True, False]
+
+
+@semantic("mincore.residency.read_fault_zero_page_resident",
+          "Reading an untouched private anonymous page maps the shared zero page, and mincore reports it "
+          "resident (the pages around it stay non-resident)",
+          source="Linux mm/mincore.c (a present PTE is resident); mincore(2) DESCRIPTION", tier="impl")
+def test_read_faulted_page_is_resident(mapped_pages: MappedPages) -> None:
+    region = mapped_pages(3, flags=C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
+    region.advise(C.MADV_NOHUGEPAGE)
+    assert region.buffer[PAGE] == 0
+    assert _resident(region.addr, region.length) == [False, True, False]
+    entry = procfs.smaps_at(region.addr)
+    assert entry is not None and entry.get("Anonymous") == 0  # the zero page: nothing was allocated
+
+
+# --- files: page-cache residency ----------------------------------------------------------
+
+@semantic("mincore.file.cached_page_resident_before_touch",
+          "A file page in the page cache (just written with write(2)) is resident in a fresh mapping of the "
+          "file before the mapping is touched: mincore reports the page cache, not this process's page "
+          "tables (smaps Rss of the mapping is 0)",
+          source="mincore(2) DESCRIPTION (resident in core: a reference will not cause a page fault... "
+                 "page cache)", tier="linux")
+def test_cached_file_page_resident_before_touch(mapped_file: MappedFile) -> None:
+    region = mapped_file(b"\x5a" * (3 * PAGE))  # written through write(2): in the page cache
+    assert _resident(region.addr, region.length) == [True, True, True]
+    entry = procfs.smaps_at(region.addr)
+    assert entry is not None and entry.get("Rss") == 0
+
+
+@semantic("mincore.file.hole_not_resident",
+          "A page of a sparse file that was never written nor read is not resident",
+          source="mincore(2) DESCRIPTION", tier="linux")
+def test_sparse_file_page_not_resident(mapped_file: MappedFile) -> None:
+    region = mapped_file(b"x", size=3 * PAGE)  # page 0 written; pages 1 and 2 are holes nobody read
+    assert _resident(region.addr, region.length) == [True, False, False]
+
+
+@semantic("mincore.file.beyond_eof_not_resident",
+          "A page of a file mapping that lies wholly beyond the end of the file is reported not resident "
+          "(mincore itself raises no SIGBUS)",
+          source="mincore(2) DESCRIPTION; mmap(2) (pages beyond EOF)", tier="linux")
+def test_page_beyond_eof_not_resident(mapped_file: MappedFile) -> None:
+    region = mapped_file(b"x", pages=3)
+    assert _resident(region.addr, region.length) == [True, False, False]
+
+
+@semantic("mincore.shared.residency_seen_in_other_mapping",
+          "A page written through one shared mapping of a POSIX shared memory object is resident in a second, "
+          "untouched mapping of it, and only that page",
+          source="mincore(2) DESCRIPTION; shm_overview(7)", tier="linux")
+def test_shared_residency_seen_through_other_mapping(posix_shm: PosixShmFactory,
+                                                     mapped_pages: MappedPages) -> None:
+    shared = posix_shm(3 * PAGE)
+    writer = mapped_pages(3, flags=C.MAP_SHARED, fd=shared.fd)
+    reader = mapped_pages(3, flags=C.MAP_SHARED, fd=shared.fd)
+    writer.buffer[2 * PAGE] = 1
+    assert _resident(reader.addr, reader.length) == [False, False, True]
+
+
+def _foreign_file() -> str | None:
+    """A root-owned file nobody else may write, that this process can read."""
+    for path in ("/etc/passwd", os.path.realpath(sys.executable)):
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        if info.st_uid == 0 and not info.st_mode & 0o022 and os.access(path, os.R_OK):
+            return path
+    return None
+
+
+def _residency_beyond_eof(path: str, uid: int | None) -> tuple[list[bool], int]:
+    """Open ``path`` read-only, map it one page longer than the file and, as ``uid``
+    (the check uses the caller's credentials at the time of mincore), ask mincore; the last
+    page lies beyond EOF, so it is resident only if mincore pretends."""
+    fd = os.open(path, os.O_RDONLY)
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    try:
+        size = os.fstat(fd).st_size
+        length = -(-size // PAGE) * PAGE + PAGE
+        addr = libc.mmap(0, length, C.PROT_READ, C.MAP_PRIVATE, fd, 0)
+        return _resident(addr + length - PAGE, PAGE), os.geteuid()
+    finally:
+        os.close(fd)
+
+
+@semantic("mincore.file.unwritable_file_all_resident",
+          "For a file mapping whose file the caller neither owns nor could open for writing (and without "
+          "CAP_FOWNER), mincore reveals no page-cache state: every page reads resident, even one beyond EOF "
+          "(checked as uid 65534 on a root-owned file)",
+          source="Linux mm/mincore.c can_do_mincore (since 5.0: side-channel fix); mincore(2)", tier="linux")
+@requires("feature:MINCORE_WRITABLE_FILES_ONLY")
+def test_unwritable_file_reads_all_resident(memsys_env: Environment, run_in_child: RunInChild) -> None:
+    path = _foreign_file()
+    if path is None:
+        pytest.skip("needs:a root-owned file not writable by group or others")
+    if memsys_env.identity.euid == 0:
+        if not (memsys_env.capabilities.has("CAP_SETUID") and memsys_env.capabilities.has("CAP_SETGID")):
+            pytest.skip("needs:CAP_SETUID+CAP_SETGID (to run a child as uid 65534)")
+        uid: int | None = OTHER_UID
+    elif memsys_env.capabilities.has("CAP_FOWNER"):
+        pytest.skip("needs:without-CAP_FOWNER (it lets mincore report any file's page cache)")
+    else:
+        uid = None
+    resident, euid = run_in_child(_residency_beyond_eof, path, uid).result()
+    assert euid != 0
+    assert resident == [True]
+
+
+@semantic("mincore.file.own_file_beyond_eof_not_resident",
+          "For a file the caller owns, the same observation tells the truth: a page beyond EOF is not "
+          "resident (the control of mincore.file.unwritable_file_all_resident)",
+          source="Linux mm/mincore.c can_do_mincore (owner or writer sees the page cache)", tier="linux")
+def test_own_file_beyond_eof_not_resident(mapped_file: MappedFile, run_in_child: RunInChild) -> None:
+    region = mapped_file(b"x")
+    os.chmod(region.path, 0o444)  # owned, and not even writable by the owner: ownership is enough
+    resident, _euid = run_in_child(_residency_beyond_eof, str(region.path), None).result()
+    assert resident == [False]

@@ -317,3 +317,141 @@ def test_partial_length_protects_whole_page(mapped_pages: MappedPages) -> None:
     last_of_first = region.addr + PAGE - 1
     assert probe.write(last_of_first, 1) == _accerr(last_of_first)
     assert probe.write(region.page(1), 1) is None
+
+
+# --- ranges with holes, empty and wrapping ranges ---------------------------------------------
+
+@semantic("mprotect.hole.applied_up_to_hole",
+          "mprotect of a range that runs into a hole fails with ENOMEM after changing the pages before the "
+          "hole: they refuse writes (maps r--p), while the mapping after the hole keeps its protection",
+          source="Linux mm/mprotect.c (do_mprotect_pkey applies VMA by VMA, stops at the first gap)", tier="impl")
+def test_protection_applied_up_to_the_hole(arena: Arena) -> None:
+    before = arena.map(8, 2)
+    arena.hole(10, 1)
+    after = arena.map(11, 1)
+    fails_with(errno.ENOMEM, libc.mprotect, before.addr, 4 * PAGE, C.PROT_READ)
+    for addr in (before.addr, before.end - 1):
+        assert probe.write(addr, 1) == _accerr(addr)
+    assert _vmas(before.addr, before.end) == [(before.addr, before.end, "r--p")]
+    assert probe.write(after.addr, 1) is None
+
+
+@semantic("mprotect.hole.leading_hole_changes_nothing",
+          "mprotect of a range that starts in a hole fails with ENOMEM and changes nothing after it",
+          source="mprotect(2) ERRORS (ENOMEM); Linux mm/mprotect.c", tier="linux")
+def test_leading_hole_changes_nothing(arena: Arena) -> None:
+    arena.hole(8, 1)
+    region = arena.map(9, 2)
+    fails_with(errno.ENOMEM, libc.mprotect, arena.page(8), 3 * PAGE, C.PROT_READ)
+    assert probe.write(region.addr, 1) is None and probe.write(region.end - 1, 1) is None
+
+
+@semantic("mprotect.length_zero.succeeds_unmapped",
+          "mprotect with length 0 succeeds, even at an unmapped (aligned) address, and changes nothing",
+          source="Linux mm/mprotect.c (if (!len) return 0); mprotect(2)", tier="impl")
+def test_zero_length_succeeds(arena: Arena) -> None:
+    arena.hole(4, 1)
+    region = arena.map(5, 1)
+    libc.mprotect(arena.page(4), 0, C.PROT_READ)
+    libc.mprotect(region.addr, 0, C.PROT_READ)
+    assert probe.write(region.addr, 1) is None
+    assert procfs.vma_at(arena.page(4)) is None
+
+
+@semantic("mprotect.errors.enomem_range_wraps",
+          "mprotect fails with ENOMEM when addr+len wraps around the end of the address space",
+          source="Linux mm/mprotect.c (end <= start: -ENOMEM); mprotect(2) ERRORS (ENOMEM)", tier="linux")
+def test_wrapping_range_is_enomem(mapped_pages: MappedPages) -> None:
+    region = mapped_pages(1)
+    fails_with(errno.ENOMEM, libc.mprotect, region.addr, (1 << 64) - region.addr + PAGE, C.PROT_READ)
+    assert probe.write(region.addr, 1) is None
+
+
+# --- PROT_SEM, PROT_GROWSDOWN, PROT_GROWSUP -------------------------------------------------
+
+@semantic("mprotect.prot_sem.accepted_ignored",
+          "PROT_SEM is accepted on x86_64 and aarch64 and changes nothing: PROT_READ|PROT_SEM gives the pages "
+          "exactly PROT_READ (writes SEGV_ACCERR, maps r--p)",
+          source="asm-generic/mman-common.h PROT_SEM; arch_validate_prot", tier="linux")
+def test_prot_sem_is_accepted_and_ignored(mapped_pages: MappedPages) -> None:
+    region = mapped_pages(2)
+    libc.mprotect(region.addr, region.length, C.PROT_READ | C.PROT_SEM)
+    for addr in (region.addr, region.end - 1):
+        assert probe.read(addr) is None
+        assert probe.write(addr, 1) == _accerr(addr)
+    assert _vmas(region.addr, region.end) == [(region.addr, region.end, "r--p")]
+
+
+@semantic("mprotect.growsdown.einval_without_growsdown_mapping",
+          "PROT_GROWSDOWN on a mapping not made with MAP_GROWSDOWN fails with EINVAL and changes nothing",
+          source="mprotect(2) PROT_GROWSDOWN; ERRORS (EINVAL)", tier="linux")
+def test_growsdown_on_plain_mapping_is_einval(mapped_pages: MappedPages) -> None:
+    region = mapped_pages(1)
+    fails_with(errno.EINVAL, libc.mprotect, region.addr, PAGE, C.PROT_READ | C.PROT_GROWSDOWN)
+    assert probe.write(region.addr, 1) is None
+
+
+@semantic("mprotect.growsdown.extends_to_mapping_start",
+          "PROT_GROWSDOWN on a MAP_GROWSDOWN mapping extends the change down to the start of the mapping: "
+          "every page from its first to the one asked for refuses writes, the page above keeps its protection",
+          source="mprotect(2) PROT_GROWSDOWN (extends to the start of a grow-down mapping)", tier="linux")
+def test_growsdown_extends_to_the_start(arena: Arena) -> None:
+    region = arena.map(20, 4, flags=C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_GROWSDOWN)
+    libc.mprotect(region.page(2), PAGE, C.PROT_READ | C.PROT_GROWSDOWN)
+    for addr in (region.addr, region.page(1), region.page(2) + PAGE - 1):
+        assert probe.write(addr, 1) == _accerr(addr)
+    assert probe.write(region.page(3), 1) is None
+    assert [perms for _s, _e, perms in _vmas(region.addr, region.end)] == ["r--p", "rw-p"]
+
+
+@semantic("mprotect.growsup.einval_without_growsup_mapping",
+          "PROT_GROWSUP fails with EINVAL on architectures without upward-growing mappings (all but parisc), "
+          "even on a MAP_GROWSDOWN mapping",
+          source="mprotect(2) PROT_GROWSUP; Linux mm/mprotect.c (VM_GROWSUP is 0 there)", tier="impl")
+def test_growsup_is_einval(arena: Arena) -> None:
+    region = arena.map(30, 2, flags=C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_GROWSDOWN)
+    fails_with(errno.EINVAL, libc.mprotect, region.addr, PAGE, C.PROT_READ | C.PROT_GROWSUP)
+    assert probe.write(region.addr, 1) is None
+
+
+# --- file mappings and program text ---------------------------------------------------------
+
+@semantic("mprotect.private_readonly_file.write_is_private",
+          "mprotect(PROT_READ|PROT_WRITE) of a MAP_PRIVATE mapping of a file opened O_RDONLY succeeds (unlike "
+          "MAP_SHARED): a write lands in a private copy, the file stays unchanged",
+          source="mprotect(2) ERRORS (EACCES only for MAP_SHARED); mmap(2) MAP_PRIVATE (copy-on-write)",
+          tier="posix")
+def test_write_on_private_mapping_of_readonly_file(tmp_path: Path, mapped_pages: MappedPages) -> None:
+    path = tmp_path / "readonly.bin"
+    path.write_bytes(b"\x11" * (2 * PAGE))
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        region = mapped_pages(2, C.PROT_READ, C.MAP_PRIVATE, fd=fd)
+        region.protect(RW)
+        for addr in (region.addr, region.end - 1):
+            assert probe.write(addr, 0x22) is None
+        assert (region.buffer[0], region.buffer[region.length - 1], region.buffer[PAGE]) == (0x22, 0x22, 0x11)
+        assert os.pread(fd, 2 * PAGE, 0) == b"\x11" * (2 * PAGE)
+    finally:
+        os.close(fd)
+
+
+def _make_text_writable() -> tuple[str, str, bool]:
+    """In a child: the first r-xp mapping of the running program, made PROT_READ|PROT_WRITE|PROT_EXEC."""
+    exe = os.readlink("/proc/self/exe")
+    text = next(e for e in procfs.read_maps() if e.path == exe and e.perms == "r-xp")
+    smaps = procfs.smaps_at(text.start)
+    may_write = smaps is not None and "mw" in smaps.vmflags
+    libc.mprotect(text.start, text.end - text.start, RW | C.PROT_EXEC)
+    after = procfs.vma_at(text.start)
+    return text.perms, after.perms if after else "", may_write
+
+
+@semantic("mprotect.text.private_text_can_become_writable",
+          "The program's own text (a private mapping of its executable, which the kernel opened read-only) "
+          "has VM_MAYWRITE, so mprotect(PROT_READ|PROT_WRITE|PROT_EXEC) of it succeeds: maps shows rwxp "
+          "(checked in a child)",
+          source="mprotect(2) (EACCES only for a MAP_SHARED file opened read-only); mmap(2) MAP_PRIVATE",
+          tier="linux")
+def test_program_text_can_become_writable(run_in_child: RunInChild) -> None:
+    assert run_in_child(_make_text_writable).result() == ("r-xp", "rwxp", True)

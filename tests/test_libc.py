@@ -322,3 +322,33 @@ def test_process_madvise_counts_bytes_and_names_the_call() -> None:
     finally:
         os.close(pidfd)
         libc.munmap(addr, 3 * libc.PAGE_SIZE)
+
+
+
+# --- protection keys -----------------------------------------------------------------
+
+def test_pkey_bindings_have_explicit_types() -> None:
+    assert libc._syscall_pkey.restype is ctypes.c_long
+    assert list(libc._syscall_pkey.argtypes) == [ctypes.c_long] * 5
+    assert libc._syscall.argtypes == [ctypes.c_long] * 4  # the other syscall binding is its own object
+
+
+def test_pkey_mprotect_minus_one_is_mprotect_and_failures_name_the_call() -> None:
+    addr = libc.mmap(0, libc.PAGE_SIZE, RW, ANON)
+    try:
+        libc.pkey_mprotect(addr, libc.PAGE_SIZE, C.PROT_READ, -1)
+        entry = procfs.vma_at(addr)
+        assert entry is not None and entry.perms == "r--p"
+        _assert_names_call(_raised(libc.pkey_mprotect, addr + 1, libc.PAGE_SIZE, C.PROT_READ, -1),
+                           "pkey_mprotect", errno.EINVAL)
+    finally:
+        libc.munmap(addr, libc.PAGE_SIZE)
+    with pytest.raises(ValueError, match="pkey_mprotect: pkey must fit in a C int"):
+        libc.pkey_mprotect(addr, libc.PAGE_SIZE, C.PROT_READ, 1 << 40)
+
+
+def test_pkey_alloc_and_free_failures_name_the_call() -> None:
+    _assert_names_call(_raised(libc.pkey_alloc, 1, 0), "pkey_alloc", errno.EINVAL, errno.ENOSYS)
+    _assert_names_call(_raised(libc.pkey_free, 15), "pkey_free", errno.EINVAL, errno.ENOSYS)
+    with pytest.raises(ValueError, match="pkey_alloc: flags must be >= 0"):
+        libc.pkey_alloc(-1, 0)

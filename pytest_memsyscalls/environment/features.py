@@ -155,6 +155,16 @@ FEATURES: Final[tuple[Feature, ...]] = (
             kconfig=("ADVISE_SYSCALLS",)),
     Feature("MFD_NOEXEC_SEAL", _v("6.3"), "memfd_create(MFD_NOEXEC_SEAL): not executable, sealed so (F_SEAL_EXEC)",
             "memfd_create(2) MFD_NOEXEC_SEAL; Documentation/userspace-api/mfd_noexec.rst"),
+
+    # mremap, mincore, mprotect and protection keys
+    Feature("PKEY_SYSCALLS", _v("4.9"), "pkey_alloc, pkey_free and pkey_mprotect exist (with or without CPU keys)",
+            "pkeys(7); mm/mprotect.c (#ifdef CONFIG_ARCH_HAS_PKEYS)", kconfig=("ARCH_HAS_PKEYS",),
+            arches=("x86_64", "ppc64le", "ppc64", "aarch64"),
+            changes=((_v("6.12"), "arm64 (Permission Overlay Extension)"),), probe="pkey_syscalls"),
+    Feature("MINCORE_WRITABLE_FILES_ONLY", _v("5.0"),
+            "mincore reports page-cache residency of a file mapping only to a caller that owns the file or "
+            "could open it for writing; to others every page reads resident",
+            "mm/mincore.c can_do_mincore (commit 134fca9063ad, Linux 5.0); mincore(2)"),
 )
 
 BY_NAME: Final = {feature.name: feature for feature in FEATURES}
@@ -475,6 +485,11 @@ def _probe_thp(name: str) -> str | None:
     return _probe_madvise("MADV_HUGEPAGE")
 
 
+def _probe_pkey_syscalls(name: str) -> str | None:
+    """pkey_mprotect with key -1 is mprotect wherever the system call exists."""
+    return _with_scratch(C.ANON, lambda addr: libc.pkey_mprotect(addr, _PAGE, C.RW, -1))
+
+
 PROBES: Final[dict[str, Callable[[str], str | None]]] = {
     "madvise": _probe_madvise,
     "madvise_shared": lambda name: _probe_madvise(name, C.MAP_SHARED | C.MAP_ANONYMOUS),
@@ -492,6 +507,7 @@ PROBES: Final[dict[str, Callable[[str], str | None]]] = {
     "mseal_empty": _probe_mseal_empty,
     "memfd_secret": _probe_memfd_secret,
     "process_madvise_empty": _probe_process_madvise_empty,
+    "pkey_syscalls": _probe_pkey_syscalls,
 }
 
 

@@ -214,6 +214,8 @@ _PER_ARCH: dict[str, dict[str, int]] = {
         "SYS_process_madvise": 440,
         "SYS_memfd_secret": 447,
         "SYS_mseal": 462,
+        "SYS_pkey_alloc": 330,
+        "SYS_pkey_free": 331,
         "MAP_32BIT": 0x40,
         "PROT_BTI": 0,
         "PROT_MTE": 0,
@@ -231,6 +233,8 @@ _PER_ARCH: dict[str, dict[str, int]] = {
         "SYS_process_madvise": 440,
         "SYS_memfd_secret": 447,
         "SYS_mseal": 462,
+        "SYS_pkey_alloc": 289,
+        "SYS_pkey_free": 290,
         "MAP_32BIT": 0,
         "PROT_BTI": 0x10,
         "PROT_MTE": 0x20,
@@ -303,3 +307,10 @@ F_SEAL_FUTURE_WRITE = 0x0010  # Linux 5.1
 F_SEAL_EXEC = 0x0020  # Linux 6.3
 
 PIDFD_NONBLOCK = 0o4000  # O_NONBLOCK
+
+# --- mprotect and protection keys: asm-generic/mman-common.h, linux/mman.h (pkeys(7))
+PROT_SEM = 0x8  # "page may be used for atomic ops": accepted, and ignored, on x86_64 and aarch64
+PKEY_DISABLE_ACCESS = 0x1
+PKEY_DISABLE_WRITE = 0x2
+SYS_pkey_alloc = _HERE["SYS_pkey_alloc"]
+SYS_pkey_free = _HERE["SYS_pkey_free"]

@@ -800,3 +800,50 @@ def get_seals(fd: int) -> int:
     if result == -1:
         raise _fail(call, (args[0],))
     return result
+
+
+# --- protection keys: pkeys(7) -------------------------------------------------------
+# glibc has wrappers since 2.27, but they are absent from older libcs and some libcs
+# reject what the kernel would judge; the system calls themselves are what is tested.
+# A function object of its own (``_libc["syscall"]`` is a new one, unlike attribute
+# access), so these argtypes (five longs) do not change ``_syscall``'s.
+_syscall_pkey = _libc["syscall"]
+_syscall_pkey.restype = _c.c_long
+_syscall_pkey.argtypes = [_c.c_long] * 5
+
+
+def _as_long(value: int) -> int:
+    """An unsigned 64-bit argument as the signed long syscall(2) takes (same bits)."""
+    return value - (1 << 64) if value > _U64_MAX >> 1 else value
+
+
+def pkey_mprotect(addr: int, length: int, prot: int, pkey: int) -> None:
+    """pkey_mprotect(2); pkey -1 asks for plain mprotect behaviour."""
+    call = "pkey_mprotect"
+    args = (_address(call, "addr", addr), _size(call, "length", length), _int(call, "prot", prot),
+            _int(call, "pkey", pkey))
+    ctypes.set_errno(0)
+    if _syscall_pkey(C.SYS_pkey_mprotect, *(_as_long(arg) for arg in args), 0) == -1:
+        raise _fail(call, args)
+
+
+def pkey_alloc(flags: int = 0, access_rights: int = 0) -> int:
+    """pkey_alloc(2); returns the new key. Per process (and its rights per thread): children only."""
+    call = "pkey_alloc"
+    args = (_size(call, "flags", flags), _size(call, "access_rights", access_rights))
+    if any(arg > _U64_MAX >> 1 for arg in args):
+        raise ValueError(f"pkey_alloc: flags and access_rights must fit in a long, got {args}")
+    ctypes.set_errno(0)
+    result = int(_syscall_pkey(C.SYS_pkey_alloc, *args, 0, 0, 0))
+    if result == -1:
+        raise _fail(call, args)
+    return result
+
+
+def pkey_free(pkey: int) -> None:
+    """pkey_free(2)."""
+    call = "pkey_free"
+    args = (_int(call, "pkey", pkey),)
+    ctypes.set_errno(0)
+    if _syscall_pkey(C.SYS_pkey_free, *args, 0, 0, 0, 0) == -1:
+        raise _fail(call, args)
