@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import signal
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -117,3 +118,52 @@ def exec_held(prepare: Callable[[], None] | None = None) -> Iterator[int]:
         os.close(hold_w)
         os.close(exec_done_r)
         os.waitpid(pid, 0)
+
+
+# --- a fork child that acts on cue (moved from test_fork_exec.py) -------------------------------
+
+class Lockstep:
+    """A forked child that waits for "go", runs one function, and sends back one byte."""
+
+    def __init__(self, fn: Callable[[], int]) -> None:
+        go_r, self._go_w = os.pipe2(os.O_CLOEXEC)
+        self._back_r, back_w = os.pipe2(os.O_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:
+            status = 1
+            try:
+                os.close(self._go_w)
+                os.close(self._back_r)
+                if os.read(go_r, 1) == b"g":
+                    os.write(back_w, bytes([fn() & 0xFF]))
+                    status = 0
+            finally:
+                os._exit(status)
+        os.close(go_r)
+        os.close(back_w)
+        self.reaped = False
+
+    def go(self) -> int:
+        """Let the child run its function; the byte it sent back."""
+        os.write(self._go_w, b"g")
+        answer = os.read(self._back_r, 1)
+        _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
+        assert answer and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status:#x}"
+        return answer[0]
+
+    def close(self) -> None:
+        os.close(self._go_w)  # EOF: a child still waiting exits
+        os.close(self._back_r)
+        if not self.reaped:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+
+@contextmanager
+def lockstep(fn: Callable[[], int]) -> Iterator[Lockstep]:
+    child = Lockstep(fn)
+    try:
+        yield child
+    finally:
+        child.close()
