@@ -48,6 +48,7 @@ def _drop_cap_sys_admin() -> None:
           "pagemap sets bit 63 (present) for the written pages of a mapping and not for a page never "
           "touched; an unmapped page and a PROT_NONE neighbour have an all-zero entry",
           source="proc(5) /proc/pid/pagemap; Documentation/admin-guide/mm/pagemap.rst", tier="linux")
+@requires("path:/proc/self/pagemap")
 def test_pagemap_present(arena: Any) -> None:
     region = arena.map(10, 3)
     arena.hole(13)
@@ -62,6 +63,7 @@ def test_pagemap_present(arena: Any) -> None:
           "A written private anonymous page is present and exclusively mapped (bit 56), and not a file or "
           "shared page (bit 61 clear)",
           source="Documentation/admin-guide/mm/pagemap.rst (bit 56 since 4.2, bit 61 since 3.5)", tier="linux")
+@requires("path:/proc/self/pagemap")
 def test_pagemap_private_exclusive(mapped_pages: MappedPages) -> None:
     page = mapped_pages(1)
     page.buffer[0] = 1
@@ -73,6 +75,7 @@ def test_pagemap_private_exclusive(mapped_pages: MappedPages) -> None:
           "Reading a never-written private anonymous page maps it present but not exclusively (the shared "
           "zero page: bit 56 clear); writing it then gives an exclusive page",
           source="Documentation/admin-guide/mm/pagemap.rst; mm/memory.c (zero page on read fault)", tier="impl")
+@requires("path:/proc/self/pagemap")
 def test_pagemap_zero_page(mapped_pages: MappedPages) -> None:
     page = mapped_pages(1)
     assert page.read(0) == 0
@@ -88,6 +91,7 @@ def test_pagemap_zero_page(mapped_pages: MappedPages) -> None:
           "but not exclusive (bit 56 clear); after the parent writes (its own copy) it is exclusive again",
           source="Documentation/admin-guide/mm/pagemap.rst (bit 56); fork(2) NOTES (copy-on-write)",
           tier="linux")
+@requires("path:/proc/self/pagemap")
 def test_pagemap_cow_shared(mapped_pages: MappedPages) -> None:
     page = mapped_pages(1)
     page.buffer[0] = 1
@@ -104,6 +108,7 @@ def test_pagemap_cow_shared(mapped_pages: MappedPages) -> None:
           "A touched MAP_SHARED|MAP_ANONYMOUS page has bit 61 (file page or shared anonymous) set, where a "
           "private anonymous page has it clear",
           source="Documentation/admin-guide/mm/pagemap.rst (bit 61)", tier="linux")
+@requires("path:/proc/self/pagemap")
 def test_pagemap_shared_anon(mapped_pages: MappedPages) -> None:
     shared = mapped_pages(1, flags=C.MAP_SHARED | C.MAP_ANONYMOUS)
     private = mapped_pages(1)
@@ -125,6 +130,7 @@ def _entry_without_cap_sys_admin(addr: int) -> tuple[int, bool]:
           "zero, its present bit still set",
           source="Documentation/admin-guide/mm/pagemap.rst (PFNs zeroed without CAP_SYS_ADMIN since 4.2)",
           tier="linux")
+@requires("path:/proc/self/pagemap")
 def test_pagemap_pfn_hidden(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
     page = mapped_pages(1)
     page.buffer[0] = 1
@@ -157,6 +163,7 @@ def _touch_then_pfn(addr: int) -> int:
           "child as in the parent",
           source="Documentation/admin-guide/mm/pagemap.rst (bits 0-54 page frame number)", tier="linux")
 @requires(_pfn_visible)
+@requires("path:/proc/self/pagemap")
 def test_pagemap_pfn_shown(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
     private = mapped_pages(2)
     shared = mapped_pages(1, flags=C.MAP_SHARED | C.MAP_ANONYMOUS)
