@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
+import signal
+import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
@@ -51,3 +58,112 @@ def mincore_sees_residency() -> bool:
         return not libc.mincore(scratch, PAGE)[0] & 1
     finally:
         libc.munmap(scratch, PAGE)
+
+
+# --- /proc/PID/pagemap (Documentation/admin-guide/mm/pagemap.rst) ------------------------------
+
+PM_PFN_MASK = (1 << 55) - 1  # bits 0-54: the page frame number (zero unless CAP_SYS_ADMIN)
+PM_SOFT_DIRTY = 1 << 55
+PM_MMAP_EXCLUSIVE = 1 << 56  # the page is mapped exclusively (since 4.2)
+PM_FILE = 1 << 61  # a file page or shared anonymous page (since 3.5)
+PM_SWAP = 1 << 62
+PM_PRESENT = 1 << 63
+
+
+def pagemap_entries(addr: int, pages: int = 1, pid: int | str = "self") -> list[int]:
+    """The 64-bit pagemap entries of ``pages`` pages from ``addr`` (opened afresh: whether the
+    frame numbers show is decided by the opener's CAP_SYS_ADMIN at open time)."""
+    with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as handle:
+        data = os.pread(handle.fileno(), 8 * pages, (addr // PAGE) * 8)
+    if len(data) != 8 * pages:
+        raise AssertionError(f"/proc/{pid}/pagemap gave {len(data)} bytes for {pages} entries at {addr:#x}")
+    return list(struct.unpack(f"<{pages}Q", data))
+
+
+# --- a process that has exec'd and waits ------------------------------------------------------
+
+CAT = "/bin/cat"
+
+
+@contextmanager
+def exec_held(prepare: Callable[[], None] | None = None) -> Iterator[int]:
+    """Fork a child that runs ``prepare()`` and then execs /bin/cat, which reads a pipe the
+    parent holds: inside the block the new program is alive and its /proc/PID files can be
+    read; yields its pid. The child never returns into pytest; it is reaped at the end."""
+    if not os.access(CAT, os.X_OK):
+        pytest.skip(f"needs:{CAT} (an executable to exec)")
+    exec_done_r, exec_done_w = os.pipe2(os.O_CLOEXEC)  # EOF once exec succeeded
+    hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.dup2(hold_r, 0)
+            devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            os.dup2(devnull, 1)
+            if prepare is not None:
+                prepare()
+            os.execv(CAT, ["cat"])
+        except BaseException as error:  # noqa: BLE001 - reported to the parent, then exit
+            os.write(exec_done_w, f"{type(error).__name__}: {error}".encode()[:4000])
+        finally:
+            os._exit(127)
+    os.close(exec_done_w)
+    os.close(hold_r)
+    try:
+        failure = os.read(exec_done_r, 4096)
+        if failure:
+            raise AssertionError(f"the child failed before exec: {failure.decode(errors='replace')}")
+        yield pid
+    finally:
+        os.close(hold_w)
+        os.close(exec_done_r)
+        os.waitpid(pid, 0)
+
+
+# --- a fork child that acts on cue (moved from test_fork_exec.py) -------------------------------
+
+class Lockstep:
+    """A forked child that waits for "go", runs one function, and sends back one byte."""
+
+    def __init__(self, fn: Callable[[], int]) -> None:
+        go_r, self._go_w = os.pipe2(os.O_CLOEXEC)
+        self._back_r, back_w = os.pipe2(os.O_CLOEXEC)
+        self.pid = os.fork()
+        if self.pid == 0:
+            status = 1
+            try:
+                os.close(self._go_w)
+                os.close(self._back_r)
+                if os.read(go_r, 1) == b"g":
+                    os.write(back_w, bytes([fn() & 0xFF]))
+                    status = 0
+            finally:
+                os._exit(status)
+        os.close(go_r)
+        os.close(back_w)
+        self.reaped = False
+
+    def go(self) -> int:
+        """Let the child run its function; the byte it sent back."""
+        os.write(self._go_w, b"g")
+        answer = os.read(self._back_r, 1)
+        _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
+        assert answer and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status:#x}"
+        return answer[0]
+
+    def close(self) -> None:
+        os.close(self._go_w)  # EOF: a child still waiting exits
+        os.close(self._back_r)
+        if not self.reaped:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
+
+@contextmanager
+def lockstep(fn: Callable[[], int]) -> Iterator[Lockstep]:
+    child = Lockstep(fn)
+    try:
+        yield child
+    finally:
+        child.close()

@@ -6,10 +6,12 @@ anonymous pages are one memory for both. execve: the new program starts with a f
 address space, so a mapping the old program had is gone.
 
 A test that needs the parent to act while the child is alive (parent writes, child
-then reads) uses a plain os.fork with two pipes as the only synchronisation: the child
+then reads) uses a plain os.fork with two pipes (``_oracles.lockstep``) as the only synchronisation: the child
 blocks in read() until the parent says "go", never sleeps, never returns into pytest,
 and always ends in os._exit; the parent reaps it (killing it first if needed) whatever
 happens. Everything else uses ``run_in_child``. MADV_DONTFORK is covered elsewhere.
+What execve clears is read from the new program's /proc/PID files while it waits
+(``_oracles.exec_held``: the child execs /bin/cat on a pipe the parent holds).
 """
 
 from __future__ import annotations
@@ -17,66 +19,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from pytest_memsyscalls import MappedPages, RunInChild, semantic
+from pytest_memsyscalls import MappedPages, RunInChild, requires, semantic
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import probe, procfs
+from pytest_memsyscalls.kernel import libc, probe, procfs
 from pytest_memsyscalls.kernel.constants import RW
+from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.native import brk_helper_path
 from pytest_memsyscalls.kernel.probe import Fault
 
+from ._oracles import exec_held, lockstep, vmflags
+
 HIGH_HINT = 0x6000_0000_0000  # between a PIE's heap (0x55..) and the top-down mmap area (0x7f..)
-
-
-class Lockstep:
-    """A forked child that waits for "go", runs one function, and sends back one byte."""
-
-    def __init__(self, fn: Callable[[], int]) -> None:
-        go_r, self._go_w = os.pipe2(os.O_CLOEXEC)
-        self._back_r, back_w = os.pipe2(os.O_CLOEXEC)
-        self.pid = os.fork()
-        if self.pid == 0:
-            status = 1
-            try:
-                os.close(self._go_w)
-                os.close(self._back_r)
-                if os.read(go_r, 1) == b"g":
-                    os.write(back_w, bytes([fn() & 0xFF]))
-                    status = 0
-            finally:
-                os._exit(status)
-        os.close(go_r)
-        os.close(back_w)
-        self.reaped = False
-
-    def go(self) -> int:
-        """Let the child run its function; the byte it sent back."""
-        os.write(self._go_w, b"g")
-        answer = os.read(self._back_r, 1)
-        _, status = os.waitpid(self.pid, 0)
-        self.reaped = True
-        assert answer and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status:#x}"
-        return answer[0]
-
-    def close(self) -> None:
-        os.close(self._go_w)  # EOF: a child still waiting exits
-        os.close(self._back_r)
-        if not self.reaped:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-
-
-@contextmanager
-def lockstep(fn: Callable[[], int]) -> Iterator[Lockstep]:
-    child = Lockstep(fn)
-    try:
-        yield child
-    finally:
-        child.close()
 
 
 # --- copy-on-write and sharing -------------------------------------------------------------------
@@ -196,3 +152,110 @@ def test_exec_replaces_mappings(mapped_pages: MappedPages,
     fault = read_step["fault"]
     assert fault is not None and Fault(fault["signo"], fault["code"], fault["addr"]) == Fault(
         signal.SIGSEGV, C.SEGV_MAPERR, page.addr)
+
+
+# --- what execve clears: locks, MCL_FUTURE, MADV_WIPEONFORK ------------------------------------
+
+def _locked_kb(pid: int | str = "self") -> int | None:
+    return procfs.status_kb(procfs.read_status(pid), "VmLck")
+
+
+def _locked_entries(pid: int) -> list[str]:
+    return [str(entry.maps) for entry in procfs.read_smaps(pid) if entry.locked]
+
+
+def _lock_a_page() -> None:
+    addr = libc.mmap(0, PAGE, RW, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
+    libc.mlock(addr, PAGE)
+    if not _locked_kb():
+        raise AssertionError(f"VmLck is {_locked_kb()} kB after mlock before exec")
+
+
+@semantic("exec.mlock.locks_dropped",
+          "execve drops the memory locks of the old program: a process that mlocked a page has VmLck 0 kB "
+          "and no 'lo' mapping once it runs the new program",
+          source="mlock(2) NOTES (memory locks are not preserved across execve)", tier="posix")
+@requires(f"memlock:{PAGE}")
+def test_exec_drops_mlock() -> None:
+    with exec_held(_lock_a_page) as pid:
+        locked, entries = _locked_kb(pid), _locked_entries(pid)
+    assert (locked, entries) == (0, [])
+
+
+def _lock_future() -> None:
+    """MCL_FUTURE, then a check that allocates next to nothing (every mapping the interpreter
+    made from here on would be locked, and under a small RLIMIT_MEMLOCK refused): a page
+    mapped now is populated at mmap time, so mincore says resident before any touch."""
+    libc.mlockall(C.MCL_FUTURE)
+    addr = libc.mmap(0, PAGE, RW, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
+    if not libc.mincore(addr, PAGE)[0] & 1:
+        raise AssertionError("a page mapped after mlockall(MCL_FUTURE) was not populated")
+
+
+@semantic("exec.mlockall.future_dropped",
+          "execve clears mlockall(MCL_FUTURE): the new program's own mappings (its libraries, heap and "
+          "stack) are not locked, so its VmLck is 0 kB and no smaps entry has 'lo'",
+          source="mlock(2) NOTES (MCL_FUTURE is not preserved across execve)", tier="posix")
+@requires(f"memlock:{PAGE}")
+def test_exec_drops_mcl_future() -> None:
+    with exec_held(_lock_future) as pid:
+        locked, entries = _locked_kb(pid), _locked_entries(pid)
+    assert (locked, entries) == (0, [])
+
+
+def _wipe_a_page() -> None:
+    addr = libc.mmap(0, PAGE, RW, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
+    libc.madvise(addr, PAGE, C.MADV_WIPEONFORK)
+    if "wf" not in vmflags(addr):
+        raise AssertionError(f"no 'wf' after MADV_WIPEONFORK: {sorted(vmflags(addr))}")
+
+
+@semantic("exec.wipeonfork.cleared",
+          "MADV_WIPEONFORK does not survive execve: no mapping of the new program has 'wf' in its smaps "
+          "VmFlags, though the old program had one",
+          source="madvise(2) MADV_WIPEONFORK (this setting is cleared during execve)", tier="linux")
+@requires("feature:MADV_WIPEONFORK")
+def test_exec_clears_wipeonfork() -> None:
+    with exec_held(_wipe_a_page) as pid:
+        flagged = [str(entry.maps) for entry in procfs.read_smaps(pid) if "wf" in entry.vmflags]
+    assert flagged == []
+
+
+# --- MADV_WIPEONFORK across generations ------------------------------------------------------
+
+def _bytes_at(addrs: list[int]) -> bytes:
+    return bytes(probe.read_value(addr)[1] or 0 for addr in addrs)
+
+
+def _write_and_fork_again(addrs: list[int]) -> tuple[bytes, bytes, bool]:
+    """In the child: what it sees, then its own writes, then what a grandchild sees."""
+    inherited = _bytes_at(addrs)
+    for addr in addrs:
+        assert probe.write(addr, 0x77) is None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - grandchild
+        try:
+            os.write(write_end, _bytes_at(addrs))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    seen = os.read(read_end, len(addrs))
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return inherited, seen, "wf" in vmflags(addrs[0])
+
+
+@semantic("fork.wipeonfork.inherited_by_child",
+          "A fork child keeps MADV_WIPEONFORK on the range ('wf' in its VmFlags): the child reads zeros, and "
+          "what the child then writes there is wiped again for its own child (first, inner and last page)",
+          source="madvise(2) MADV_WIPEONFORK; mm/mmap.c dup_mmap", tier="linux")
+@requires("feature:MADV_WIPEONFORK")
+def test_wipeonfork_grandchild(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
+    region = mapped_pages(5)
+    region.buffer[:] = b"\x11" * region.length
+    region.advise(C.MADV_WIPEONFORK)
+    addrs = [region.page(0), region.page(2) + 5, region.page(4) + PAGE - 1]
+    inherited, seen, flagged = run_in_child(_write_and_fork_again, addrs).result()
+    assert (inherited, seen, flagged) == (bytes(3), bytes(3), True)
+    assert _bytes_at(addrs) == b"\x11" * 3

@@ -25,12 +25,17 @@ from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
+from pytest_memsyscalls.kernel.probe import read as probe_read
+from pytest_memsyscalls.kernel.probe import read_value as probe_read_value
 from pytest_memsyscalls.kernel.probe import write as probe_write
 from pytest_memsyscalls.memory.shm import ShmSegment, stat_segment, unique_key
+
+from ._oracles import exec_held
 
 SHMLBA = PAGE  # x86_64 and aarch64 (asm/shmparam.h)
 SHMMIN = 1  # include/uapi/linux/shm.h; shmget(2) "SHMMIN ... is 1"
 OTHER_UID = 65534  # nobody: the "another user" of the permission tests
+CAP_IPC_LOCK = 14  # linux/capability.h
 # The kernel stamps IPC times from its coarse clock, which can still show the previous
 # second just after time.time() has moved on.
 COARSE_CLOCK_SLACK = 1
@@ -760,3 +765,383 @@ def test_ipc_namespace_isolation(ipc_namespace: None, shm_segment: ShmSegmentFac
     segment = shm_segment(mode=0o600)
     assert run_in_child(_look_from_new_namespace, segment.shmid).result() == (errno.EINVAL, errno.EINVAL)
     assert segment.stat().nattch == 0
+
+
+# --- what others may do: IPC_RMID, IPC_SET, IPC_STAT, SHM_LOCK -----------------------------
+
+def _control_errnos(shmid: int, cmd: int) -> int:
+    if cmd == C.IPC_SET:
+        ds = libc.shm_stat(shmid)
+        return _errno_of(libc.shmctl, shmid, C.IPC_SET, ds)
+    return _errno_of(libc.shmctl, shmid, cmd)
+
+
+@semantic("sysv.shmctl.rmid_other_uid_eperm",
+          "IPC_RMID by a process that is neither the owner nor the creator, without CAP_SYS_ADMIN, fails "
+          "with EPERM even on a mode 0666 segment, which stays (not SHM_DEST)",
+          source="shmctl(2) ERRORS EPERM; shmctl(2) IPC_RMID", tier="posix")
+@requires("setuid")
+def test_rmid_by_other_uid(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
+    segment = shm_segment(mode=0o666)
+    outcome = run_in_child(_as_user, OTHER_UID, OTHER_UID, _control_errnos, segment.shmid, C.IPC_RMID)
+    assert outcome.result() == errno.EPERM
+    assert not segment.stat().marked_for_destruction
+
+
+@semantic("sysv.shmctl.ipc_set_other_uid_eperm",
+          "IPC_SET by a process that is neither the owner nor the creator, without CAP_SYS_ADMIN, fails "
+          "with EPERM (read permission from mode 0666 is not enough)",
+          source="shmctl(2) ERRORS EPERM; shmctl(2) IPC_SET", tier="posix")
+@requires("setuid")
+def test_ipc_set_by_other_uid(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
+    segment = shm_segment(mode=0o666)
+    outcome = run_in_child(_as_user, OTHER_UID, OTHER_UID, _control_errnos, segment.shmid, C.IPC_SET)
+    assert outcome.result() == errno.EPERM
+    assert segment.stat().ctime <= int(time.time())
+
+
+@semantic("sysv.shmctl.rmid_by_owner_not_creator",
+          "The owner (shm_perm.uid, set with IPC_SET) may IPC_RMID a segment it did not create: the "
+          "segment is gone (IPC_STAT then fails with EINVAL)",
+          source="shmctl(2) IPC_RMID (owner or creator)", tier="posix")
+@requires("setuid")
+def test_rmid_by_new_owner(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
+    segment = shm_segment(mode=0o600)
+    ds = libc.shm_stat(segment.shmid)
+    ds.shm_perm.uid = OTHER_UID
+    libc.shmctl(segment.shmid, C.IPC_SET, ds)
+    outcome = run_in_child(_as_user, OTHER_UID, OTHER_UID, _control_errnos, segment.shmid, C.IPC_RMID)
+    assert outcome.result() == 0
+    fails_with(errno.EINVAL, libc.shm_stat, segment.shmid)
+
+
+def _stat_errno(shmid: int) -> int:
+    return _errno_of(libc.shm_stat, shmid)
+
+
+@semantic("sysv.shmctl.ipc_stat_other_uid_eacces",
+          "IPC_STAT on a mode 0600 segment by another uid without CAP_IPC_OWNER fails with EACCES (no read "
+          "permission)",
+          source="shmctl(2) ERRORS EACCES", tier="posix")
+@requires("setuid")
+def test_ipc_stat_other_uid(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
+    segment = shm_segment(mode=0o600)
+    assert run_in_child(_as_user, OTHER_UID, OTHER_UID, _stat_errno, segment.shmid).result() == errno.EACCES
+
+
+@semantic("sysv.shmctl.shm_lock_other_uid_eperm",
+          "SHM_LOCK and SHM_UNLOCK by a process that is neither owner nor creator, without CAP_IPC_LOCK, "
+          "fail with EPERM, and the segment is not locked",
+          source="shmctl(2) ERRORS EPERM (SHM_LOCK, SHM_UNLOCK)", tier="linux")
+@requires("setuid")
+def test_shm_lock_other_uid(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
+    segment = shm_segment(mode=0o666)
+
+    def both(shmid: int) -> tuple[int, int]:
+        return _errno_of(libc.shmctl, shmid, C.SHM_LOCK), _errno_of(libc.shmctl, shmid, C.SHM_UNLOCK)
+
+    outcome = run_in_child(_as_user, OTHER_UID, OTHER_UID, both, segment.shmid)
+    assert outcome.result() == (errno.EPERM, errno.EPERM)
+    assert not segment.stat().locked
+
+
+@semantic("sysv.shmctl.ipc_stat_bad_buffer_efault",
+          "IPC_STAT into a buffer the caller cannot write (a PROT_NONE page) fails with EFAULT",
+          source="shmctl(2) ERRORS EFAULT", tier="posix")
+def test_ipc_stat_efault(shm_segment: ShmSegmentFactory, mapped_pages: MappedPages) -> None:
+    segment = shm_segment()
+    inaccessible = mapped_pages(1, prot=C.PROT_NONE)
+    fails_with(errno.EFAULT, libc.shmctl, segment.shmid, C.IPC_STAT, inaccessible.addr)
+
+
+@semantic("sysv.shmctl.invalid_cmd_einval",
+          "shmctl with a cmd that is not a valid command fails with EINVAL",
+          source="shmctl(2) ERRORS EINVAL", tier="posix")
+def test_shmctl_invalid_cmd(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment()
+    fails_with(errno.EINVAL, libc.shmctl, segment.shmid, 0x7FFF, libc.ShmidDs())
+
+
+@semantic("sysv.shmat.removed_id_einval",
+          "Once a segment without attachments is removed (IPC_RMID), its identifier is invalid: shmat and "
+          "IPC_STAT fail with EINVAL",
+          source="shmat(2) ERRORS EINVAL; shmctl(2) ERRORS EINVAL", tier="posix")
+def test_removed_id_invalid(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment()
+    segment.remove()
+    fails_with(errno.EINVAL, libc.shmat, segment.shmid, 0, 0)
+    fails_with(errno.EINVAL, libc.shm_stat, segment.shmid)
+
+
+@semantic("sysv.shmat.remap_null_address_einval",
+          "shmat with SHM_REMAP and a NULL address fails with EINVAL",
+          source="shmat(2) ERRORS EINVAL (SHM_REMAP with shmaddr NULL)", tier="linux")
+def test_shmat_remap_null(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment()
+    fails_with(errno.EINVAL, libc.shmat, segment.shmid, 0, C.SHM_REMAP)
+    assert segment.stat().nattch == 0
+
+
+# --- what an attachment looks like -------------------------------------------------------
+
+@semantic("sysv.shmget.new_segment_zeroed",
+          "A new segment's memory is initialized to zero: its first, an inner and its last byte read 0",
+          source="shmget(2) DESCRIPTION (initialized to zero)", tier="posix")
+def test_new_segment_zero(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment(3 * PAGE)
+    addr = segment.attach()
+    assert ctypes.string_at(addr, 3 * PAGE) == bytes(3 * PAGE)
+
+
+@semantic("sysv.shmat.size_rounded_up_to_pages",
+          "A segment whose size is not a page multiple is attached as whole pages: the rest of its last "
+          "page is usable and reads zero, the page after is not mapped, and shm_segsz keeps the size asked",
+          source="shmget(2) DESCRIPTION (size rounded up to a multiple of PAGE_SIZE)", tier="linux")
+def test_attach_rounds_to_pages(shm_segment: ShmSegmentFactory, arena: Any) -> None:
+    segment = shm_segment(PAGE + 1)
+    arena.hole(10, 3)
+    addr = segment.attach(arena.page(10))
+    assert probe_read_value(addr + PAGE + 1) == (None, 0)
+    assert probe_write(addr + 2 * PAGE - 1, 7) is None
+    assert probe_read(arena.page(12)) == Fault(signal.SIGSEGV, C.SEGV_MAPERR, arena.page(12))
+    assert probe_read(arena.page(9)) == Fault(signal.SIGSEGV, C.SEGV_ACCERR, arena.page(9))
+    assert segment.stat().segsz == PAGE + 1
+
+
+@semantic("sysv.shmdt.unmaps_whole_attachment",
+          "shmdt removes the whole attachment, first to last page, and nothing around it: the pages are "
+          "unmapped (SEGV_MAPERR) and the neighbouring mappings stay",
+          source="shmdt(2) DESCRIPTION", tier="posix")
+def test_shmdt_unmaps_all(shm_segment: ShmSegmentFactory, arena: Any) -> None:
+    segment = shm_segment(3 * PAGE)
+    arena.hole(10, 3)
+    addr = segment.attach(arena.page(10))
+    segment.detach(addr)
+    for page in (10, 11, 12):
+        assert probe_read(arena.page(page)) == Fault(signal.SIGSEGV, C.SEGV_MAPERR, arena.page(page))
+    for page in (9, 13):
+        assert probe_read(arena.page(page)) == Fault(signal.SIGSEGV, C.SEGV_ACCERR, arena.page(page))
+
+
+@semantic("sysv.shmat.rdonly_mprotect_write_eacces",
+          "An SHM_RDONLY attachment is mapped 'r--s' and cannot be made writable: mprotect with PROT_WRITE "
+          "fails with EACCES",
+          source="shmat(2) SHM_RDONLY; mprotect(2) ERRORS EACCES", tier="linux")
+def test_rdonly_attachment_mprotect(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment()
+    addr = segment.attach(0, C.SHM_RDONLY)
+    entry = procfs.vma_at(addr)
+    assert entry is not None and entry.perms == "r--s"
+    fails_with(errno.EACCES, libc.mprotect, addr, PAGE, C.PROT_READ | C.PROT_WRITE)
+    assert probe_write(addr, 1) == Fault(signal.SIGSEGV, C.SEGV_ACCERR, addr)
+
+
+@semantic("sysv.procfs.maps_names_key_and_id",
+          "/proc/self/maps names an attachment '/SYSV<key as 8 hex digits> (deleted)' with the segment's "
+          "identifier as its inode number",
+          source="proc(5) /proc/pid/maps; ipc/shm.c (i_ino = shmid)", tier="linux")
+def test_maps_sysv_name(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment(2 * PAGE, key="unique")
+    addr = segment.attach()
+    entry = procfs.vma_at(addr)
+    assert entry is not None and (entry.start, entry.end) == (addr, addr + 2 * PAGE)
+    assert (entry.path, entry.inode) == (f"/SYSV{segment.key:08x} (deleted)", segment.shmid)
+
+
+def _sysvipc_row(shmid: int) -> procfs.SysvShmEntry:
+    rows = [row for row in procfs.read_sysvipc_shm() if row.shmid == shmid]
+    assert len(rows) == 1, f"/proc/sysvipc/shm has {len(rows)} rows for id {shmid}"
+    return rows[0]
+
+
+@semantic("sysv.procfs.sysvipc_matches_ipc_stat",
+          "/proc/sysvipc/shm lists the segment with the values IPC_STAT reports: key, id, mode, size, "
+          "cpid, lpid, nattch, uid, gid, cuid, cgid and the three times",
+          source="proc(5) /proc/sysvipc; shmctl(2) IPC_STAT", tier="linux")
+@requires("path:/proc/sysvipc/shm")
+def test_sysvipc_matches_stat(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment(3 * PAGE + 1, key="unique", mode=0o640)
+    segment.attach()
+    stat, row = segment.stat(), _sysvipc_row(segment.shmid)
+    assert (row.key, row.perms, row.size, row.cpid, row.lpid, row.nattch) == (
+        stat.key, stat.mode, stat.segsz, stat.cpid, stat.lpid, stat.nattch)
+    assert (row.uid, row.gid, row.cuid, row.cgid) == (stat.uid, stat.gid, stat.cuid, stat.cgid)
+    assert (row.atime, row.dtime, row.ctime) == (stat.atime, stat.dtime, stat.ctime)
+
+
+@semantic("sysv.procfs.sysvipc_rss_counts_touched_pages",
+          "/proc/sysvipc/shm's rss column counts the bytes of the segment's pages in memory: 0 for a new "
+          "segment, two pages once two of its pages were written",
+          source="proc(5) /proc/sysvipc; ipc/shm.c sysvipc_shm_proc_show", tier="linux")
+@requires("path:/proc/sysvipc/shm")
+def test_sysvipc_rss(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment(4 * PAGE)
+    addr = segment.attach()
+    before = _sysvipc_row(segment.shmid).rss
+    if before is None:
+        pytest.skip("needs:an rss column in /proc/sysvipc/shm")
+    ctypes.memset(addr, 1, 1)
+    ctypes.memset(addr + 3 * PAGE + 5, 1, 1)
+    assert (before, _sysvipc_row(segment.shmid).rss) == (0, 2 * PAGE)
+
+
+@semantic("sysv.procfs.sysvipc_shows_dest",
+          "After IPC_RMID on an attached segment, /proc/sysvipc/shm shows it with key 0 and SHM_DEST in its "
+          "perms column, as IPC_STAT's mode",
+          source="proc(5) /proc/sysvipc; shmctl(2) SHM_DEST", tier="linux")
+@requires("path:/proc/sysvipc/shm")
+def test_sysvipc_dest(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment(key="unique")
+    segment.attach()
+    segment.remove()
+    row = _sysvipc_row(segment.shmid)
+    assert row.key == C.IPC_PRIVATE and row.perms & C.SHM_DEST
+    assert row.perms == segment.stat().mode
+
+
+# --- fork and exec stamp the segment -------------------------------------------------------
+
+def _stat_in_child(shmid: int) -> tuple[int, int, int]:
+    stat = stat_segment(shmid)
+    return stat.nattch, stat.lpid, os.getppid()
+
+
+@semantic("sysv.fork.lpid_is_forking_parent",
+          "The attachment a fork child inherits is counted in the parent's name: right after fork, "
+          "shm_lpid is the parent's pid (the fork ran in the parent), not the child's",
+          source="shmctl(2) shm_lpid; ipc/shm.c shm_open (called by fork for each attachment)", tier="impl")
+def test_fork_stamps_parent(shm_segment: ShmSegmentFactory, run_in_child: RunInChild) -> None:
+    segment = shm_segment()
+    segment.attach()
+    other = run_in_child(_attach_detach, segment.shmid).result()
+    assert segment.stat().lpid == other
+    nattch, lpid, parent = run_in_child(_stat_in_child, segment.shmid).result()
+    assert (nattch, lpid) == (2, parent) and parent == os.getpid()
+
+
+@semantic("sysv.exec.detach_stamps_exec_pid",
+          "The detach at execve is the exec'ing process's: while the new program runs, shm_lpid is its pid, "
+          "shm_dtime is set and nattch is back to the parent's attachment",
+          source="shmat(2) NOTES (execve); shmctl(2) shm_lpid, shm_dtime", tier="posix")
+def test_exec_detach_stamps(shm_segment: ShmSegmentFactory) -> None:
+    segment = shm_segment()
+    segment.attach()
+    before = int(time.time())
+    with exec_held() as pid:
+        stat = segment.stat()
+    assert (stat.nattch, stat.lpid) == (1, pid)
+    assert before - COARSE_CLOCK_SLACK <= stat.dtime <= int(time.time())
+
+
+# --- SHM_HUGETLB without privilege -------------------------------------------------------
+
+def _hugetlb_group() -> int:
+    with open("/proc/sys/vm/hugetlb_shm_group") as handle:
+        return int(handle.read())
+
+
+def _hugetlb_unprivileged(size: int) -> int | str:
+    """In a child: give up CAP_IPC_LOCK (as another uid when we are root), then shmget SHM_HUGETLB."""
+    if os.geteuid() == 0:
+        _become(OTHER_UID, OTHER_UID)
+    elif "CAP_IPC_LOCK" in _effective_caps():
+        caps = libc.capget()
+        mask = ~(1 << CAP_IPC_LOCK)
+        libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+    group = _hugetlb_group()
+    if "CAP_IPC_LOCK" in _effective_caps() or group == os.getegid() or group in os.getgroups():
+        return f"needs:a caller without CAP_IPC_LOCK outside vm.hugetlb_shm_group={group}"
+    try:
+        shmid = libc.shmget(C.IPC_PRIVATE, size, C.IPC_CREAT | C.SHM_HUGETLB | 0o600)
+    except OSError as error:
+        return error.errno or -1
+    libc.shmctl(shmid, C.IPC_RMID)
+    return 0
+
+
+@semantic("sysv.shmget.hugetlb_unprivileged_eperm",
+          "shmget with SHM_HUGETLB by a caller without CAP_IPC_LOCK that is not in vm.hugetlb_shm_group "
+          "fails with EPERM (RLIMIT_MEMLOCK no longer grants it)",
+          source="shmget(2) ERRORS EPERM; proc(5) /proc/sys/vm/hugetlb_shm_group; "
+                 "fs/hugetlbfs/inode.c hugetlb_file_setup", tier="linux")
+@requires("feature:HUGETLB")
+def test_hugetlb_without_privilege(run_in_child: RunInChild, memsys_env: Environment) -> None:
+    if os.geteuid() == 0 and not memsys_env.capabilities.has("CAP_SETUID"):
+        pytest.skip("needs:CAP_SETUID (root gives up CAP_IPC_LOCK by changing uid)")
+    result = run_in_child(_hugetlb_unprivileged, PAGE).result()
+    if isinstance(result, str):
+        pytest.skip(result)
+    assert result == errno.EPERM
+
+
+# --- kernel.shm_rmid_forced in a private IPC namespace -------------------------------------
+
+def _create_in_grandchild() -> int:
+    """Fork a process that creates a segment (nattch 0) and exits; its id."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - grandchild
+        try:
+            os.close(read_end)
+            os.write(write_end, str(libc.shmget(C.IPC_PRIVATE, PAGE, C.IPC_CREAT | 0o600)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    text = os.read(read_end, 64)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return int(text)
+
+
+def _forced_creator_exit() -> tuple[int, int]:
+    _enter_private_ipc_namespace()
+    _write_sysctl("shm_rmid_forced", 1)
+    own = libc.shmget(C.IPC_PRIVATE, PAGE, C.IPC_CREAT | 0o600)
+    orphan = _create_in_grandchild()
+    return _errno_of(libc.shm_stat, own), _errno_of(libc.shm_stat, orphan)
+
+
+@semantic("sysv.ipcns.rmid_forced_creator_exit_destroys",
+          "With kernel.shm_rmid_forced = 1, a segment with no attachment is destroyed when its creator exits "
+          "(IPC_STAT then EINVAL), while one whose creator lives stays (checked in a private IPC namespace)",
+          source="proc(5) /proc/sys/kernel/shm_rmid_forced; ipc/shm.c exit_shm", tier="linux")
+def test_rmid_forced_creator_exit(ipc_namespace_limits: None, run_in_child: RunInChild) -> None:
+    assert run_in_child(_forced_creator_exit).result() == (0, errno.EINVAL)
+
+
+def _forced_setting_destroys_orphans() -> tuple[int, int, int]:
+    _enter_private_ipc_namespace()
+    _write_sysctl("shm_rmid_forced", 0)
+    own = libc.shmget(C.IPC_PRIVATE, PAGE, C.IPC_CREAT | 0o600)
+    orphan = _create_in_grandchild()
+    survived = _errno_of(libc.shm_stat, orphan)
+    _write_sysctl("shm_rmid_forced", 1)
+    return survived, _errno_of(libc.shm_stat, orphan), _errno_of(libc.shm_stat, own)
+
+
+@semantic("sysv.ipcns.rmid_forced_setting_destroys_orphans",
+          "With kernel.shm_rmid_forced = 0 a segment outlives its creator; setting it to 1 destroys at once "
+          "every such orphan without attachments, but not a segment whose creator lives (checked in a private "
+          "IPC namespace)",
+          source="proc(5) /proc/sys/kernel/shm_rmid_forced; ipc/shm.c shm_destroy_orphaned", tier="linux")
+def test_rmid_forced_setting(ipc_namespace_limits: None, run_in_child: RunInChild) -> None:
+    assert run_in_child(_forced_setting_destroys_orphans).result() == (0, errno.EINVAL, 0)
+
+
+def _forced_last_detach() -> tuple[int, int]:
+    _enter_private_ipc_namespace()
+    results = []
+    for forced in (0, 1):
+        _write_sysctl("shm_rmid_forced", forced)
+        shmid = libc.shmget(C.IPC_PRIVATE, PAGE, C.IPC_CREAT | 0o600)
+        libc.shmdt(libc.shmat(shmid))
+        results.append(_errno_of(libc.shm_stat, shmid))
+    return results[0], results[1]
+
+
+@semantic("sysv.ipcns.rmid_forced_last_detach_destroys",
+          "With kernel.shm_rmid_forced = 1 a segment is destroyed when its last attachment goes, as if "
+          "IPC_RMID had been called (with 0 it stays) (checked in a private IPC namespace)",
+          source="proc(5) /proc/sys/kernel/shm_rmid_forced; ipc/shm.c shm_close", tier="linux")
+def test_rmid_forced_last_detach(ipc_namespace_limits: None, run_in_child: RunInChild) -> None:
+    assert run_in_child(_forced_last_detach).result() == (0, errno.EINVAL)
