@@ -43,6 +43,7 @@ from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
+from ._oracles import mincore_sees_residency, resident
 
 # A flag bit no kernel uapi header defines (between MAP_FIXED_NOREPLACE and the
 # MAP_HUGE_* size field): MAP_SHARED must ignore it, MAP_SHARED_VALIDATE must refuse it.
@@ -793,3 +794,161 @@ def test_seed_file_example(tmp_path: Path) -> None:
         finally:
             libc.munmap(addr, size)
     assert path.read_bytes() == b"hello, mmap!\n"
+
+
+# --- more ERRORS and flags ---------------------------------------------------------
+
+@semantic("mmap.einval.shared_validate_anonymous",
+          "MAP_SHARED_VALIDATE|MAP_ANONYMOUS fails with EINVAL: for anonymous memory the kernel knows only "
+          "the MAP_SHARED and MAP_PRIVATE types (MAP_SHARED_VALIDATE validates file mappings only).",
+          source="mm/mmap.c do_mmap() (anonymous: switch on MAP_TYPE); mmap(2) MAP_SHARED_VALIDATE",
+          tier="impl")
+@requires("feature:MAP_SHARED_VALIDATE")
+def test_shared_validate_anonymous_is_einval() -> None:
+    fails_with(errno.EINVAL, libc.mmap, 0, P, RW, C.MAP_SHARED_VALIDATE | C.MAP_ANONYMOUS)
+
+
+@semantic("mmap.enodev.directory", "Mapping a directory (its file operations have no mmap) fails with "
+          "ENODEV.", source="mmap(2) ERRORS", tier="linux")
+def test_directory_is_enodev(tmp_path: Path) -> None:
+    with opened(tmp_path, os.O_RDONLY | os.O_DIRECTORY) as fd:
+        fails_with(errno.ENODEV, libc.mmap, 0, P, C.PROT_READ, C.MAP_PRIVATE, fd)
+
+
+@semantic("mmap.enomem.fixed_beyond_address_space",
+          "MAP_FIXED at an address beyond the user address space (2**63) fails with ENOMEM ('we don't like "
+          "addr, because it exceeds the virtual address space of the CPU').", source="mmap(2) ERRORS",
+          tier="linux")
+@requires(lambda env: None if ctypes.sizeof(ctypes.c_void_p) == 8 else "needs:64-bit address space")
+def test_fixed_beyond_address_space_is_enomem() -> None:
+    fails_with(errno.ENOMEM, libc.mmap, 1 << 63, P, RW, ANON | C.MAP_FIXED)
+
+
+@semantic("mmap.hint.out_of_range_ignored",
+          "Without MAP_FIXED, a hint beyond the user address space (2**63) is ignored: the mapping is placed "
+          "elsewhere, below it, and is usable.", source="mmap(2) DESCRIPTION (addr is a hint)", tier="linux")
+@requires(lambda env: None if ctypes.sizeof(ctypes.c_void_p) == 8 else "needs:64-bit address space")
+def test_out_of_range_hint_ignored() -> None:
+    with mapped(1 << 63, 2 * P, RW, ANON) as addr:
+        assert addr < 1 << 63
+        entry = procfs.vma_at(addr)
+        assert entry is not None and entry.start <= addr and addr + 2 * P <= entry.end, \
+            f"maps must show the mapping at {addr:#x}: {entry}"
+        assert probe.write(addr + 2 * P - 1, 3) is None
+
+
+@semantic("mmap.hint.unaligned_rounded_down_x86",
+          "On x86-64 an unaligned hint is rounded down to its page: a free range there is mapped at the "
+          "start of the page holding the hint.", source="arch/x86/kernel/sys_x86_64.c "
+                                                        "arch_get_unmapped_area_topdown() (addr &= PAGE_MASK)",
+          tier="impl")
+@requires("arch:x86_64")
+def test_unaligned_hint_rounded_down(arena: Arena) -> None:
+    arena.hole(20, 4)
+    addr = libc.mmap(arena.page(21) + P // 2, P, RW, ANON)
+    try:
+        assert addr == arena.page(21), f"hint page 21 + {P // 2}: mapped at arena offset {addr - arena.addr:#x}"
+        assert not libc.is_mapped(arena.page(20)) and not libc.is_mapped(arena.page(22))
+    finally:
+        libc.munmap(addr, P)  # pages 20-23 stay recorded as the arena's hole
+
+
+def _unsupported_huge_size_log() -> int:
+    """A MAP_HUGE_* size (log2 of bytes) that no huge page pool of this kernel has: 1 MiB
+    unless sysfs lists it, then the next unused power of two."""
+    try:
+        sizes = {int(name.split("-")[1].removesuffix("kB")) * 1024
+                 for name in os.listdir("/sys/kernel/mm/hugepages")}
+    except (OSError, ValueError, IndexError):
+        sizes = set()
+    log = 20
+    while (1 << log) in sizes:
+        log += 1
+    return log
+
+
+@semantic("mmap.einval.hugetlb_unsupported_size",
+          "MAP_HUGETLB with a MAP_HUGE_* size field naming a huge page size the kernel has no pool for "
+          "fails with EINVAL (before any pool or reservation is consulted).",
+          source="mmap(2) MAP_HUGETLB (MAP_HUGE_SHIFT); mm/mmap.c ksys_mmap_pgoff() hstate_sizelog()",
+          tier="linux")
+@requires("feature:HUGETLB")
+def test_hugetlb_unsupported_size_is_einval() -> None:
+    log = _unsupported_huge_size_log()
+    fails_with(errno.EINVAL, libc.mmap, 0, 1 << log, RW, ANON | C.MAP_HUGETLB | (log << C.MAP_HUGE_SHIFT))
+
+
+@semantic("mmap.map_uninitialized.zero_filled",
+          "MAP_UNINITIALIZED is ignored unless the kernel was built with CONFIG_MMAP_ALLOW_UNINITIALIZED "
+          "(only no-MMU kernels): the anonymous pages still read as zero, first, inner and last, even "
+          "right after the same range held data.", source="mmap(2) MAP_UNINITIALIZED", tier="linux")
+def test_map_uninitialized_zero_filled(arena: Arena) -> None:
+    dirty = arena.map(8, 4)
+    dirty.buffer[:] = b"\xa5" * dirty.length
+    arena.hole(8, 4)
+    fresh = arena.map(8, 4, RW, ANON | C.MAP_UNINITIALIZED)
+    assert [fresh.read(offset) for offset in (0, 2 * P + 5, 4 * P - 1)] == [0, 0, 0]
+    assert bytes(fresh.buffer) == bytes(fresh.length)
+
+
+@semantic("mmap.prot.write_implies_read_x86",
+          "On x86-64, PROT_WRITE without PROT_READ can still be read (the hardware has no write-only pages): "
+          "maps shows '-w-p', yet a read of the first and last page completes and returns what was stored.",
+          source="mmap(2) DESCRIPTION (on some architectures PROT_WRITE implies PROT_READ)", tier="impl")
+@requires("arch:x86_64")
+def test_write_only_is_readable(mapped_pages: MappedPages) -> None:
+    mapping = mapped_pages(3, C.PROT_WRITE)
+    entry = procfs.vma_at(mapping.addr)
+    assert entry is not None and entry.perms.startswith("-w-"), f"maps: {entry}"
+    assert mapping.write(3 * P - 1, 0x5C) is None
+    assert [mapping.read(0), mapping.read(P + 9), mapping.read(3 * P - 1)] == [0, 0, 0x5C]
+
+
+@semantic("mmap.map_nonblock.cancels_populate",
+          "MAP_NONBLOCK makes MAP_POPULATE do nothing (since Linux 2.6.23): right after mmap, mincore "
+          "reports the first, an inner and the last page not resident.", source="mmap(2) MAP_NONBLOCK",
+          tier="linux")
+def test_map_nonblock_cancels_populate(arena: Arena) -> None:
+    if not mincore_sees_residency():
+        pytest.skip("unsupported:mincore residency (a fresh page is reported resident: the oracle is blind)")
+    mapping = arena.map(10, 4, RW, ANON | C.MAP_POPULATE | C.MAP_NONBLOCK)
+    assert resident(mapping.addr, mapping.length) == [False] * 4
+    populated = arena.map(20, 4, RW, ANON | C.MAP_POPULATE)  # the same call without MAP_NONBLOCK
+    assert resident(populated.addr, populated.length) == [True] * 4
+
+
+@semantic("mmap.map_populate.private_writable_copies",
+          "MAP_POPULATE of a private writable file mapping write-faults every page, so each becomes a private "
+          "anonymous copy (smaps Anonymous equals the length), while a private read-only one maps the page "
+          "cache (Rss the length, Anonymous 0).",
+          source="mm/gup.c populate_vma_page_range() (FOLL_WRITE for private writable); mmap(2) MAP_POPULATE",
+          tier="impl")
+def test_map_populate_private_writable_copies(tmp_path: Path, mapped_pages: MappedPages) -> None:
+    path = make_file(tmp_path, fill_pattern(4 * P))
+    with opened(path, os.O_RDONLY) as fd:
+        writable = mapped_pages(4, RW, C.MAP_PRIVATE | C.MAP_POPULATE, fd)
+        readonly = mapped_pages(4, C.PROT_READ, C.MAP_PRIVATE | C.MAP_POPULATE, fd)
+        counters = []
+        for mapping in (writable, readonly):
+            entry = procfs.smaps_at(mapping.addr)
+            assert entry is not None
+            if entry.get("Anonymous") is None or entry.get("Rss") is None:
+                pytest.skip("unsupported:smaps Anonymous/Rss (not reported: the copies cannot be counted)")
+            counters.append((entry.get("Rss"), entry.get("Anonymous")))
+    kb = 4 * P // 1024
+    assert counters == [(kb, kb), (kb, 0)], f"(Rss, Anonymous) kB of writable and read-only: {counters}"
+    assert bytes(writable.buffer) == fill_pattern(4 * P)
+
+
+@semantic("mmap.shared.o_append_not_append_only",
+          "O_APPEND on the descriptor does not restrict a MAP_SHARED writable mapping (only the append-only "
+          "inode attribute does): the store lands at its own offset and the file does not grow.",
+          source="mmap(2) ERRORS (EACCES: the file is append-only); mm/mmap.c do_mmap() IS_APPEND()",
+          tier="linux")
+def test_o_append_fd_maps_shared_writable(tmp_path: Path) -> None:
+    path = make_file(tmp_path, b"a" * (2 * P))
+    with opened(path, os.O_RDWR | os.O_APPEND) as fd, mapped(0, 2 * P, RW, C.MAP_SHARED, fd) as addr:
+        ctypes.memmove(addr + P + 3, b"mid", 3)
+        assert os.pread(fd, 3, P + 3) == b"mid"
+        assert os.fstat(fd).st_size == 2 * P
+        assert os.pread(fd, 1, 0) == b"a" and os.pread(fd, 1, 2 * P - 1) == b"a"

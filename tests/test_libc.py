@@ -263,3 +263,20 @@ def test_page_rw_and_anon_are_defined_once() -> None:
     assert offenders == []
     assert os.sysconf("SC_PAGE_SIZE") == libc.PAGE_SIZE
     assert (C.RW, C.ANON) == (C.PROT_READ | C.PROT_WRITE, C.MAP_PRIVATE | C.MAP_ANONYMOUS)
+
+
+def test_mprotect_alternate_splits_every_other_page_and_reports_the_stop() -> None:
+    addr = libc.mmap(0, 7 * libc.PAGE_SIZE, C.PROT_NONE, ANON)
+    try:
+        done, error = libc.mprotect_alternate(addr, 7, C.PROT_READ)
+        assert (done, error) == (3, None)
+        perms = [entry.perms for entry in procfs.read_maps()
+                 if addr <= entry.start < addr + 7 * libc.PAGE_SIZE]
+        assert perms == ["---p", "r--p"] * 3 + ["---p"]
+    finally:
+        libc.munmap(addr, 7 * libc.PAGE_SIZE)
+    done, error = libc.mprotect_alternate(1 << 63, 3, C.PROT_READ)  # never mapped: ENOMEM
+    assert done == 0 and error is not None and error.errno == errno.ENOMEM
+    assert "mprotect(" in str(error)
+    with pytest.raises(ValueError):
+        libc.mprotect_alternate(addr + 1, 3, C.PROT_READ)

@@ -143,6 +143,13 @@ FEATURES: Final[tuple[Feature, ...]] = (
     Feature("SOFT_DIRTY", _v("3.11"), "soft-dirty bits in /proc/PID/pagemap",
             "Documentation/admin-guide/mm/soft-dirty.rst", kconfig=("MEM_SOFT_DIRTY",),
             arches=("x86_64", "ppc64le", "ppc64", "s390x", "riscv64")),
+    # mmap, munmap and msync family
+    Feature("F_SEAL_FUTURE_WRITE", _v("5.1"), "memfd seal against new writes, existing writable mappings kept",
+            "fcntl(2) F_SEAL_FUTURE_WRITE; memfd_create(2)", kconfig=("MEMFD_CREATE",)),
+    Feature("WRITE_SEALED_READONLY_SHARED", _v("6.7"),
+            "a read-only MAP_SHARED mapping of an F_SEAL_WRITE memfd is allowed (and cannot gain PROT_WRITE)",
+            "mm: perform the mapping_map_writable() check after call_mmap() (Linux 6.7); fcntl(2) F_SEAL_WRITE",
+            kconfig=("MEMFD_CREATE",)),
 )
 
 BY_NAME: Final = {feature.name: feature for feature in FEATURES}

@@ -266,3 +266,15 @@ def prot_name(prot: int) -> str:
     if rest:
         names.append(hex(rest))
     return "|".join(names)
+
+
+# --- mmap, munmap and msync family: file seals (include/uapi/linux/fcntl.h) -----------------
+F_ADD_SEALS = 1033  # F_LINUX_SPECIFIC_BASE + 9
+F_GET_SEALS = 1034
+F_SEAL_SEAL = 0x0001
+F_SEAL_SHRINK = 0x0002
+F_SEAL_GROW = 0x0004
+F_SEAL_WRITE = 0x0008
+F_SEAL_FUTURE_WRITE = 0x0010  # Linux 5.1
+MFD_CLOEXEC = 0x0001  # include/uapi/linux/memfd.h
+MFD_ALLOW_SEALING = 0x0002
