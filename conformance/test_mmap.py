@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import resource
+import secrets
 import signal
 import threading
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ from pytest_memsyscalls import (
     semantic,
     succeeds,
 )
+from pytest_memsyscalls.environment.features import NOT_PROMISED
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
@@ -43,11 +46,12 @@ from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
-from ._oracles import mincore_sees_residency, resident
+from ._oracles import effective_caps, map_count_observation, mincore_sees_residency, resident
 
 # A flag bit no kernel uapi header defines (between MAP_FIXED_NOREPLACE and the
 # MAP_HUGE_* size field): MAP_SHARED must ignore it, MAP_SHARED_VALIDATE must refuse it.
 UNKNOWN_MAP_FLAG = 0x200000
+CAP_SYS_RAWIO = 17  # include/uapi/linux/capability.h: lifts vm.mmap_min_addr
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -952,3 +956,173 @@ def test_o_append_fd_maps_shared_writable(tmp_path: Path) -> None:
         assert os.pread(fd, 3, P + 3) == b"mid"
         assert os.fstat(fd).st_size == 2 * P
         assert os.pread(fd, 1, 0) == b"a" and os.pread(fd, 1, 2 * P - 1) == b"a"
+
+
+# --- file seals --------------------------------------------------------------------
+
+@contextmanager
+def sealed_memfd(seals: int, pages: int = 2) -> Iterator[int]:
+    """A memfd of ``pages`` pages of b'm' (os.memfd_create and fcntl are set-up tools here),
+    sealed with ``seals``; always closed."""
+    fd = os.memfd_create(f"memsys-seal-{secrets.token_hex(8)}", C.MFD_CLOEXEC | C.MFD_ALLOW_SEALING)
+    try:
+        os.write(fd, b"m" * (pages * P))
+        if seals:
+            fcntl.fcntl(fd, C.F_ADD_SEALS, seals)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+_WRITE_SEALS = [pytest.param(C.F_SEAL_WRITE, id="F_SEAL_WRITE"),
+                pytest.param(C.F_SEAL_FUTURE_WRITE, id="F_SEAL_FUTURE_WRITE",
+                             marks=requires("feature:F_SEAL_FUTURE_WRITE"))]
+
+
+@pytest.mark.parametrize("seal", _WRITE_SEALS)
+@semantic("mmap.eperm.write_sealed_shared_writable",
+          "A new MAP_SHARED PROT_WRITE mapping of a memfd sealed with F_SEAL_WRITE or F_SEAL_FUTURE_WRITE "
+          "fails with EPERM.", source="mmap(2) ERRORS (EPERM: prevented by a file seal); fcntl(2) File "
+                                      "Sealing", tier="linux")
+def test_write_sealed_shared_writable_is_eperm(seal: int) -> None:
+    with sealed_memfd(seal) as fd:
+        fails_with(errno.EPERM, libc.mmap, 0, P, RW, C.MAP_SHARED, fd)
+
+
+@pytest.mark.parametrize("seal", _WRITE_SEALS)
+@semantic("mmap.seal.private_writable_allowed",
+          "A write seal does not forbid a MAP_PRIVATE writable mapping: stores on its first and last page "
+          "are private copies and the memfd's content is unchanged.", source="fcntl(2) File Sealing "
+                                                                             "(F_SEAL_WRITE: shared writable)",
+          tier="linux")
+def test_write_sealed_private_writable_allowed(seal: int) -> None:
+    with sealed_memfd(seal) as fd, mapped(0, 2 * P, RW, C.MAP_PRIVATE, fd) as addr:
+        ctypes.memmove(addr, b"P", 1)
+        ctypes.memmove(addr + 2 * P - 1, b"Q", 1)
+        assert ctypes.string_at(addr, 1) + ctypes.string_at(addr + 2 * P - 1, 1) == b"PQ"
+        assert os.pread(fd, 2 * P, 0) == b"m" * (2 * P)
+
+
+@semantic("mmap.seal_future_write.mprotect_write_eacces",
+          "A read-only MAP_SHARED mapping of an F_SEAL_FUTURE_WRITE memfd cannot gain PROT_WRITE: mprotect "
+          "fails with EACCES, VmFlags lacks 'mw' (VM_MAYWRITE) and maps still shows 'r--s'.",
+          source="fcntl(2) F_SEAL_FUTURE_WRITE; mm/shmem.c, mm/memfd.c memfd_check_seals_mmap()", tier="linux")
+@requires("feature:F_SEAL_FUTURE_WRITE")
+def test_future_write_sealed_mprotect_is_eacces() -> None:
+    with sealed_memfd(C.F_SEAL_FUTURE_WRITE) as fd, mapped(0, 2 * P, C.PROT_READ, C.MAP_SHARED, fd) as addr:
+        fails_with(errno.EACCES, libc.mprotect, addr, 2 * P, RW)
+        entry = procfs.vma_at(addr)
+        assert entry is not None and entry.perms == "r--s", f"maps: {entry}"
+        assert "mw" not in vmflags_of(addr)
+
+
+@semantic("mmap.seal_future_write.existing_mapping_keeps_writing",
+          "F_SEAL_FUTURE_WRITE blocks new writers only: a shared writable mapping made before the seal still "
+          "stores into the memfd (first and last page), while write(2) now fails with EPERM.",
+          source="fcntl(2) F_SEAL_FUTURE_WRITE", tier="linux")
+@requires("feature:F_SEAL_FUTURE_WRITE")
+def test_future_write_seal_keeps_existing_mapping() -> None:
+    with sealed_memfd(0) as fd, mapped(0, 2 * P, RW, C.MAP_SHARED, fd) as addr:
+        fcntl.fcntl(fd, C.F_ADD_SEALS, C.F_SEAL_FUTURE_WRITE)
+        ctypes.memmove(addr, b"first", 5)
+        ctypes.memmove(addr + 2 * P - 4, b"last", 4)
+        assert os.pread(fd, 5, 0) == b"first" and os.pread(fd, 4, 2 * P - 4) == b"last"
+        with pytest.raises(PermissionError):
+            os.pwrite(fd, b"x", 0)
+
+
+@semantic("mmap.seal_write.readonly_shared_allowed",
+          "Since Linux 6.7 a read-only MAP_SHARED mapping of an F_SEAL_WRITE memfd is allowed and shows the "
+          "content, but it cannot gain PROT_WRITE: mprotect fails with EACCES and VmFlags lacks 'mw'.",
+          source="fcntl(2) F_SEAL_WRITE; mm: perform the mapping_map_writable() check after call_mmap() "
+                 "(Linux 6.7)", tier="linux")
+@requires("feature:WRITE_SEALED_READONLY_SHARED")
+def test_write_sealed_readonly_shared_allowed() -> None:
+    with sealed_memfd(C.F_SEAL_WRITE) as fd, mapped(0, 2 * P, C.PROT_READ, C.MAP_SHARED, fd) as addr:
+        assert ctypes.string_at(addr, 1) + ctypes.string_at(addr + 2 * P - 1, 1) == b"mm"
+        fails_with(errno.EACCES, libc.mprotect, addr, 2 * P, RW)
+        assert "mw" not in vmflags_of(addr)
+
+
+def _before_6_7(env: Environment) -> str | None:
+    promise = env.promise("WRITE_SEALED_READONLY_SHARED")
+    if promise.state == NOT_PROMISED and kernel_at_least(env, 3, 17):
+        return None
+    return f"needs:Linux 3.17 to 6.6 (WRITE_SEALED_READONLY_SHARED: {promise.state}, {promise.why})"
+
+
+@semantic("mmap.seal_write.readonly_shared_eperm_before_6_7",
+          "Before Linux 6.7 any MAP_SHARED mapping of an F_SEAL_WRITE memfd, even a read-only one, fails with "
+          "EPERM (mapping_map_writable() was checked for every shared mapping).",
+          source="fcntl(2) F_SEAL_WRITE; mm/mmap.c mmap_region() before Linux 6.7", tier="impl")
+@requires(_before_6_7)
+def test_write_sealed_readonly_shared_eperm_before_6_7() -> None:
+    with sealed_memfd(C.F_SEAL_WRITE) as fd:
+        fails_with(errno.EPERM, libc.mmap, 0, P, C.PROT_READ, C.MAP_SHARED, fd)
+
+
+# --- address-space limits ----------------------------------------------------------
+
+def _needs_max_map_count(env: Environment) -> str | None:
+    return None if env.vm.max_map_count else "unsupported:vm.max_map_count (unreadable: the limit is unknown)"
+
+
+@semantic("mmap.enomem.max_map_count",
+          "With the map count filled to vm.max_map_count (a VMA split there fails with ENOMEM), one more "
+          "mmap still succeeds (do_mmap refuses only once the count exceeds the limit) and every further one "
+          "fails with ENOMEM.", source="mmap(2) ERRORS (ENOMEM: maximum number of mappings); proc_sys_vm(5) "
+                                       "max_map_count", tier="linux")
+@requires(_needs_max_map_count)
+def test_max_map_count_is_enomem(memsys_env: Environment, run_in_child: RunInChild) -> None:
+    assert memsys_env.vm.max_map_count is not None
+    seen = map_count_observation(run_in_child, memsys_env.vm.max_map_count)
+    assert seen.fill_errno == errno.ENOMEM, f"the fill stopped with {errno_text(seen.fill_errno)}"
+    assert seen.before + 2 * seen.splits >= memsys_env.vm.max_map_count - 2, seen
+    assert seen.mmap_errnos == (None, errno.ENOMEM, errno.ENOMEM), (
+        "three mmaps at the limit: " + ", ".join(errno_text(e) for e in seen.mmap_errnos))
+
+
+def _map_page_zero(drop_rawio: bool) -> tuple[int | None, int | None, int | None]:
+    """Child: (optionally drop CAP_SYS_RAWIO,) MAP_FIXED one page at address 0. Returns
+    (errno or None, the start of the VMA maps shows at 0 or None, the byte read at 0)."""
+    if drop_rawio:
+        caps = libc.capget()
+        mask = ~(1 << CAP_SYS_RAWIO)
+        libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+        assert "CAP_SYS_RAWIO" not in effective_caps()
+    try:
+        addr = libc.mmap(0, P, RW, ANON | C.MAP_FIXED)
+    except OSError as error:
+        entry = procfs.vma_at(0)
+        return error.errno, None if entry is None else entry.start, None
+    entry = procfs.vma_at(0)
+    fault, value = probe.read_value(addr)
+    return None if addr == 0 else -1, None if entry is None else entry.start, None if fault else value
+
+
+def _needs_min_addr(env: Environment) -> str | None:
+    if env.vm.mmap_min_addr is None:
+        return "unsupported:vm.mmap_min_addr (unreadable)"
+    return None if env.vm.mmap_min_addr > 0 else "needs:vm.mmap_min_addr > 0 (0 lets anyone map page 0)"
+
+
+@semantic("mmap.eperm.below_mmap_min_addr",
+          "Without CAP_SYS_RAWIO, MAP_FIXED below vm.mmap_min_addr (page 0) fails with EPERM and maps "
+          "nothing there (a root run checks it in a child that dropped the capability).",
+          source="mmap(2) ERRORS (EPERM); proc_sys_vm(5) mmap_min_addr; security/commoncap.c cap_mmap_addr()",
+          tier="linux")
+@requires(_needs_min_addr)
+def test_below_mmap_min_addr_is_eperm(memsys_env: Environment, run_in_child: RunInChild) -> None:
+    drop = memsys_env.capabilities.has("CAP_SYS_RAWIO")
+    observed, start, _ = run_in_child(_map_page_zero, drop).result()
+    assert (observed, start) == (errno.EPERM, None), (
+        f"MAP_FIXED at 0 without CAP_SYS_RAWIO: {errno_text(observed)}, maps shows a VMA at {start}")
+
+
+@semantic("mmap.min_addr.cap_sys_rawio_maps_page_zero",
+          "With CAP_SYS_RAWIO a process may map page 0 below vm.mmap_min_addr: MAP_FIXED at 0 returns 0, maps "
+          "shows the VMA starting at 0 and address 0 reads as zero.",
+          source="proc_sys_vm(5) mmap_min_addr; security/commoncap.c cap_mmap_addr()", tier="linux")
+@requires("cap:CAP_SYS_RAWIO", _needs_min_addr)
+def test_cap_sys_rawio_maps_page_zero(run_in_child: RunInChild) -> None:
+    assert run_in_child(_map_page_zero, False).result() == (None, 0, 0)

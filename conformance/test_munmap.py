@@ -11,13 +11,24 @@ from __future__ import annotations
 import errno
 import signal
 
-from pytest_memsyscalls import Fault, MappedFile, MappedPages, fails_with, faults_with, semantic, succeeds
+from pytest_memsyscalls import (
+    Fault,
+    MappedFile,
+    MappedPages,
+    RunInChild,
+    fails_with,
+    faults_with,
+    requires,
+    semantic,
+    succeeds,
+)
+from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.memory.mapping import Arena
 
-from ._oracles import is_mapped
+from ._oracles import is_mapped, map_count_observation
 
 
 @semantic("munmap.einval.unaligned_addr", "munmap with an address that is not page-aligned fails with EINVAL "
@@ -92,3 +103,17 @@ def test_unmap_keeps_shared_file_data(mapped_file: MappedFile) -> None:
     mapping.buffer[0:7] = b"persist"
     mapping.unmap()
     assert mapping.path.read_bytes()[:7] == b"persist"
+
+
+@semantic("munmap.enomem.split_at_max_map_count",
+          "With the map count at vm.max_map_count, munmap of a page in the middle of a mapping (which would "
+          "split it in two) fails with ENOMEM and leaves the page mapped.",
+          source="mmap(2) ERRORS (ENOMEM: unmapping a region in the middle of an existing mapping)",
+          tier="linux")
+@requires(lambda env: None if env.vm.max_map_count else
+          "unsupported:vm.max_map_count (unreadable: the limit is unknown)")
+def test_split_at_max_map_count_is_enomem(memsys_env: Environment, run_in_child: RunInChild) -> None:
+    assert memsys_env.vm.max_map_count is not None
+    seen = map_count_observation(run_in_child, memsys_env.vm.max_map_count)
+    assert seen.fill_errno == errno.ENOMEM, f"the fill stopped with {seen.fill_errno}"
+    assert (seen.munmap_middle_errno, seen.middle_still_mapped) == (errno.ENOMEM, True), seen
