@@ -1126,3 +1126,114 @@ def test_below_mmap_min_addr_is_eperm(memsys_env: Environment, run_in_child: Run
 @requires("cap:CAP_SYS_RAWIO", _needs_min_addr)
 def test_cap_sys_rawio_maps_page_zero(run_in_child: RunInChild) -> None:
     assert run_in_child(_map_page_zero, False).result() == (None, 0, 0)
+
+
+# --- MAP_GROWSDOWN and MAP_DROPPABLE -----------------------------------------------
+
+def _stack_guard_gap_pages() -> int:
+    """The stack guard gap in pages: stack_guard_gap= on the kernel command line, else 256."""
+    try:
+        words = procfs._read("/proc/cmdline").split()
+    except OSError:
+        words = []
+    for word in words:
+        if word.startswith("stack_guard_gap="):
+            try:
+                return int(word.split("=", 1)[1], 0)
+            except ValueError:
+                break
+    return 256
+
+
+@contextmanager
+def growsdown_layout(accessible_page: int) -> Iterator[tuple[Arena, int]]:
+    """An arena (guard gap + 64 pages) with a readable page at ``accessible_page``, a
+    4-page MAP_GROWSDOWN mapping at its top and holes between: yields (arena, index of
+    the growsdown mapping's first page)."""
+    gap = _stack_guard_gap_pages()
+    with Arena(gap + 64) as space:
+        top = space.pages - 4
+        space.map(accessible_page, 1, C.PROT_READ)
+        stack = space.map(top, 4, RW, ANON | C.MAP_GROWSDOWN)
+        stack.buffer[0] = 0x5D
+        space.hole(accessible_page + 1, top - accessible_page - 1)
+        yield space, top
+
+
+@semantic("mmap.map_growsdown.grows_on_touch",
+          "Touching the page just below a MAP_GROWSDOWN mapping (with more than the stack guard gap free "
+          "below) grows it: the access completes, maps shows the VMA starting one page lower, the new page "
+          "reads zero, the old first page keeps its byte and the page below stays unmapped.",
+          source="mmap(2) MAP_GROWSDOWN", tier="linux")
+def test_map_growsdown_grows_on_touch() -> None:
+    with growsdown_layout(0) as (space, top):
+        below = space.page(top - 1)
+        assert probe.read_value(below + P - 1) == (None, 0)
+        entry = procfs.vma_at(below)
+        assert entry is not None and entry.start == below and entry.end == space.end, \
+            f"maps after the touch: {entry}"
+        assert probe.read_value(space.page(top)) == (None, 0x5D)
+        assert not libc.is_mapped(below - P)
+
+
+@semantic("mmap.map_growsdown.guard_gap_refuses_growth",
+          "A MAP_GROWSDOWN mapping does not grow to within the stack guard gap (256 pages unless "
+          "stack_guard_gap= says otherwise) of an accessible mapping below it: touching the page below "
+          "raises SIGSEGV (SEGV_MAPERR) there and the VMA keeps its start.",
+          source="mmap(2) MAP_GROWSDOWN (guard gap); mm/mmap.c expand_downwards() stack_guard_gap",
+          tier="linux")
+def test_map_growsdown_guard_gap() -> None:
+    gap = _stack_guard_gap_pages()
+    with growsdown_layout(gap // 2) as (space, top):
+        below = space.page(top - 1)
+        faults_with(probe.read(below + 8), signal.SIGSEGV, C.SEGV_MAPERR, below + 8)
+        entry = procfs.vma_at(space.page(top))
+        assert entry is not None and entry.start == space.page(top), f"maps: {entry}"
+        assert not libc.is_mapped(below)
+
+
+@semantic("mmap.map_droppable.private_anonymous",
+          "MAP_DROPPABLE|MAP_ANONYMOUS maps zero-filled, writable memory marked droppable and wipe-on-fork "
+          "('dp' and 'wf' in VmFlags).", source="mmap(2) MAP_DROPPABLE; fs/proc/task_mmu.c ('dp')",
+          tier="linux")
+@requires("feature:MAP_DROPPABLE")
+def test_map_droppable_private_anonymous(mapped_pages: MappedPages) -> None:
+    mapping = mapped_pages(3, RW, C.MAP_DROPPABLE | C.MAP_ANONYMOUS)
+    assert [mapping.read(0), mapping.read(P + 1), mapping.read(3 * P - 1)] == [0, 0, 0]
+    assert mapping.write(3 * P - 1, 0x44) is None and mapping.read(3 * P - 1) == 0x44
+    flags = vmflags_of(mapping.addr)
+    assert {"dp", "wf"} <= flags, f"VmFlags {sorted(flags)}"
+
+
+@pytest.mark.parametrize("variant", ["file", "shared", "growsdown"])
+@semantic("mmap.einval.droppable_not_anonymous_private",
+          "MAP_DROPPABLE is a mapping type of its own for private anonymous memory: with a file descriptor "
+          "(no MAP_ANONYMOUS), with MAP_SHARED or with MAP_GROWSDOWN it fails with EINVAL.",
+          source="mm/mmap.c do_mmap() (MAP_DROPPABLE)", tier="linux")
+@requires("feature:MAP_DROPPABLE")
+def test_droppable_not_anonymous_private_is_einval(tmp_path: Path, variant: str) -> None:
+    if variant == "file":
+        path = make_file(tmp_path, b"d" * P)
+        with opened(path, os.O_RDWR) as fd:
+            fails_with(errno.EINVAL, libc.mmap, 0, P, RW, C.MAP_DROPPABLE, fd)
+        return
+    extra = C.MAP_SHARED if variant == "shared" else C.MAP_GROWSDOWN
+    fails_with(errno.EINVAL, libc.mmap, 0, P, RW, C.MAP_DROPPABLE | C.MAP_ANONYMOUS | extra)
+
+
+def _bytes_at(addresses: tuple[int, ...]) -> list[int | None]:
+    return [probe.read_value(addr)[1] for addr in addresses]
+
+
+@semantic("mmap.map_droppable.wipes_on_fork",
+          "A MAP_DROPPABLE mapping is wiped on fork: the child reads zero on its first, an inner and its last "
+          "page where the parent stored, and the parent keeps its bytes.",
+          source="mmap(2) MAP_DROPPABLE (VM_WIPEONFORK)", tier="linux")
+@requires("feature:MAP_DROPPABLE")
+def test_map_droppable_wipes_on_fork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
+    mapping = mapped_pages(3, RW, C.MAP_DROPPABLE | C.MAP_ANONYMOUS)
+    points = (mapping.addr, mapping.addr + P + 7, mapping.addr + 3 * P - 1)
+    for addr in points:
+        ctypes.memset(addr, 0x66, 1)
+    assert run_in_child(_bytes_at, points).result() == [0, 0, 0]
+    assert _bytes_at(points) == [0x66, 0x66, 0x66]
