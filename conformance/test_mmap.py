@@ -21,6 +21,7 @@ import resource
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -1237,3 +1238,141 @@ def test_map_droppable_wipes_on_fork(mapped_pages: MappedPages, run_in_child: Ru
         ctypes.memset(addr, 0x66, 1)
     assert run_in_child(_bytes_at, points).result() == [0, 0, 0]
     assert _bytes_at(points) == [0x66, 0x66, 0x66]
+
+
+# --- files: times, end of file, truncation -----------------------------------------
+
+def _mount_of(path: Path) -> procfs.MountInfoEntry | None:
+    """The mount holding ``path`` (the longest mount point that is a prefix of it)."""
+    mounts = procfs.parse_mountinfo(procfs._read("/proc/self/mountinfo"))
+    here = str(path.resolve())
+    containing = [m for m in mounts if here == m.mount_point or here.startswith(m.mount_point.rstrip("/") + "/")]
+    return max(containing, key=lambda m: len(m.mount_point), default=None)
+
+
+def _coarse_now_after(timestamp_ns: int) -> int:
+    """Wait (a jiffy at most) until the coarse clock the kernel stamps files with is past
+    ``timestamp_ns``; returns its value."""
+    now = time.clock_gettime_ns(C.CLOCK_REALTIME_COARSE)
+    deadline = time.monotonic() + 1.0
+    while now <= timestamp_ns and time.monotonic() < deadline:
+        time.sleep(0.001)
+        now = time.clock_gettime_ns(C.CLOCK_REALTIME_COARSE)
+    return now
+
+
+@semantic("mmap.shared.store_updates_mtime_ctime",
+          "A store through a MAP_SHARED mapping marks st_mtime and st_ctime for update: after msync(MS_SYNC) "
+          "both are at least the time of the store.", source="mmap(2) NOTES; msync(2)", tier="posix")
+def test_shared_store_updates_mtime_ctime(tmp_path: Path) -> None:
+    path = make_file(tmp_path, b"s" * (2 * P))
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(path, ns=(an_hour_ago, an_hour_ago))
+    with opened(path, os.O_RDWR) as fd, mapped(0, 2 * P, RW, C.MAP_SHARED, fd) as addr:
+        before = os.fstat(fd)
+        store_time = _coarse_now_after(max(before.st_ctime_ns, before.st_mtime_ns))
+        ctypes.memmove(addr + 2 * P - 1, b"!", 1)
+        succeeds(libc.msync, addr, 2 * P, C.MS_SYNC)
+        after = os.fstat(fd)
+    assert after.st_mtime_ns >= store_time, f"st_mtime {after.st_mtime_ns} < store time {store_time}"
+    assert after.st_ctime_ns >= store_time, f"st_ctime {after.st_ctime_ns} < store time {store_time}"
+
+
+def _atime_updated_here(path: Path) -> str | None:
+    mount = _mount_of(path)
+    if mount is None:
+        return "unsupported:mountinfo (no mount holds the file: the atime rule is unknown)"
+    options = set(mount.mount_options)
+    if "noatime" in options or "ro" in options:
+        return f"needs:a writable mount without noatime ({mount.mount_point}: {','.join(mount.mount_options)})"
+    return None
+
+
+@semantic("mmap.file.access_updates_atime",
+          "Mapping a file and reading it updates st_atime (at mmap or at the first reference) on a mount "
+          "without noatime: an atime two days old and older than mtime is renewed under relatime and "
+          "strictatime alike.", source="mmap(2) NOTES (st_atime); mount(8) relatime", tier="posix")
+def test_access_updates_atime(tmp_path: Path) -> None:
+    path = make_file(tmp_path, b"r" * P)
+    reason = _atime_updated_here(path)
+    if reason is not None:
+        pytest.skip(reason)
+    now = time.time_ns()
+    os.utime(path, ns=(now - 2 * 86400 * 10**9, now - 3600 * 10**9))
+    start = _coarse_now_after(os.stat(path).st_ctime_ns)
+    with opened(path, os.O_RDONLY) as fd, mapped(0, P, C.PROT_READ, C.MAP_SHARED, fd) as addr:
+        assert probe.read_value(addr + P - 1) == (None, ord("r"))
+        atime = os.fstat(fd).st_atime_ns
+    assert atime >= start, f"st_atime {atime} is older than the mapping ({start})"
+
+
+@semantic("mmap.file.partial_page_store_not_written_after_munmap",
+          "A store into the partial last page beyond end of file never reaches the file: after munmap "
+          "(no msync) and close the file keeps its size and read(2) returns only the original bytes.",
+          source="mmap(2) NOTES; BUGS", tier="posix")
+def test_partial_page_store_not_written_after_munmap(tmp_path: Path) -> None:
+    path = make_file(tmp_path, b"t" * 100)
+    with opened(path, os.O_RDWR) as fd:
+        with mapped(0, P, RW, C.MAP_SHARED, fd) as addr:
+            ctypes.memmove(addr + 100, b"X", 1)
+            ctypes.memmove(addr + P - 1, b"Y", 1)
+        assert os.fstat(fd).st_size == 100
+        assert os.pread(fd, P, 0) == b"t" * 100
+    assert path.read_bytes() == b"t" * 100
+
+
+@semantic("mmap.file.extension_lifts_sigbus",
+          "A page of a file mapping that lay past end of file (SIGBUS) becomes accessible once ftruncate "
+          "extends the file over it: it reads zero and a store there reaches the file.",
+          source="mmap(2) SIGBUS; ftruncate(2)", tier="posix")
+def test_extension_lifts_sigbus(mapped_file: MappedFile) -> None:
+    mapping = mapped_file(b"e" * P, pages=3)
+    faults_with(probe.read(mapping.page(2)), signal.SIGBUS, C.BUS_ADRERR, mapping.page(2))
+    os.ftruncate(mapping.fd, 3 * P)
+    assert probe.read_value(mapping.page(2) + P - 1) == (None, 0)
+    assert probe.write(mapping.page(1), 0x31) is None
+    assert os.pread(mapping.fd, 1, P) == b"\x31"
+
+
+@semantic("mmap.file.truncate_makes_sigbus",
+          "After ftruncate shrinks a mapped file, its pages past the new end of file raise SIGBUS "
+          "(BUS_ADRERR) at the touched address, while the pages still inside the file keep their content.",
+          source="mmap(2) SIGBUS; ftruncate(2)", tier="posix")
+def test_truncate_makes_sigbus(mapped_file: MappedFile) -> None:
+    mapping = mapped_file(b"k" * (3 * P))
+    assert mapping.read(2 * P) == ord("k")
+    os.ftruncate(mapping.fd, P)
+    target = mapping.page(1) + 17
+    faults_with(probe.read(target), signal.SIGBUS, C.BUS_ADRERR, target)
+    faults_with(probe.read(mapping.page(2)), signal.SIGBUS, C.BUS_ADRERR, mapping.page(2))
+    assert mapping.read(P - 1) == ord("k")
+
+
+@semantic("mmap.private.sees_file_changes_until_written",
+          "A MAP_PRIVATE file mapping shows later changes to the file on pages it has not written (POSIX "
+          "leaves this unspecified), while a page it wrote keeps its private copy.",
+          source="mmap(2) MAP_PRIVATE ('unspecified whether changes made to the file after the mmap() call "
+                 "are visible')", tier="impl")
+def test_private_sees_file_changes_until_written(mapped_file: MappedFile) -> None:
+    private = mapped_file(b"o" * (2 * P), shared=False)
+    assert private.read(P) == ord("o")  # page 1 read (mapped from the page cache), not written
+    private.buffer[0] = ord("p")
+    os.pwrite(private.fd, b"N", 0)
+    os.pwrite(private.fd, b"N", P)
+    assert [private.read(0), private.read(P)] == [ord("p"), ord("N")]
+
+
+@semantic("mmap.fixed.replaces_part_splits_vma",
+          "MAP_FIXED over the middle pages of a mapping replaces only those: maps shows three VMAs (old, new, "
+          "old), the old first and last pages keep their bytes and the new pages are fresh zeros with the new "
+          "protection.", source="mmap(2) MAP_FIXED", tier="posix")
+def test_fixed_replaces_part_splits_vma(arena: Arena) -> None:
+    old = arena.map(30, 4)
+    old.buffer[:] = b"\x7e" * old.length
+    arena.map(31, 2, C.PROT_READ)
+    entries = procfs.maps_overlapping(arena.page(30), arena.page(34))
+    assert [(e.start, e.end, e.perms[:3]) for e in entries] == [
+        (arena.page(30), arena.page(31), "rw-"), (arena.page(31), arena.page(33), "r--"),
+        (arena.page(33), arena.page(34), "rw-")], "\n".join(map(str, entries))
+    assert [probe.read_value(arena.page(p) + 5)[1] for p in (30, 31, 32, 33)] == [0x7E, 0, 0, 0x7E]
+    assert probe.read(arena.page(29)) == probe.Fault(signal.SIGSEGV, C.SEGV_ACCERR, arena.page(29))

@@ -278,3 +278,4 @@ F_SEAL_WRITE = 0x0008
 F_SEAL_FUTURE_WRITE = 0x0010  # Linux 5.1
 MFD_CLOEXEC = 0x0001  # include/uapi/linux/memfd.h
 MFD_ALLOW_SEALING = 0x0002
+CLOCK_REALTIME_COARSE = 5  # include/uapi/linux/time.h: the clock file timestamps are taken from
