@@ -1158,7 +1158,14 @@ def growsdown_layout(accessible_page: int) -> Iterator[tuple[Arena, int]]:
         stack = space.map(top, 4, RW, ANON | C.MAP_GROWSDOWN)
         stack.buffer[0] = 0x5D
         space.hole(accessible_page + 1, top - accessible_page - 1)
-        yield space, top
+        try:
+            yield space, top
+        finally:
+            # the pages the mapping grew into lie in what the arena records as holes, which
+            # Arena.close() leaves alone: unmap them here (only down to the VMA's start)
+            grown = procfs.vma_at(space.page(top))
+            if grown is not None and space.addr <= grown.start < space.page(top):
+                libc.munmap(grown.start, space.page(top) - grown.start)
 
 
 @semantic("mmap.map_growsdown.grows_on_touch",
