@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import resource
+import secrets
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +38,7 @@ from pytest_memsyscalls import (
     semantic,
     succeeds,
 )
+from pytest_memsyscalls.environment.features import NOT_PROMISED
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, probe, procfs
@@ -43,10 +47,12 @@ from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
+from ._oracles import effective_caps, map_count_observation, mincore_sees_residency, resident
 
 # A flag bit no kernel uapi header defines (between MAP_FIXED_NOREPLACE and the
 # MAP_HUGE_* size field): MAP_SHARED must ignore it, MAP_SHARED_VALIDATE must refuse it.
 UNKNOWN_MAP_FLAG = 0x200000
+CAP_SYS_RAWIO = 17  # include/uapi/linux/capability.h: lifts vm.mmap_min_addr
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -793,3 +799,587 @@ def test_seed_file_example(tmp_path: Path) -> None:
         finally:
             libc.munmap(addr, size)
     assert path.read_bytes() == b"hello, mmap!\n"
+
+
+# --- more ERRORS and flags ---------------------------------------------------------
+
+@semantic("mmap.einval.shared_validate_anonymous",
+          "MAP_SHARED_VALIDATE|MAP_ANONYMOUS fails with EINVAL: for anonymous memory the kernel knows only "
+          "the MAP_SHARED and MAP_PRIVATE types (MAP_SHARED_VALIDATE validates file mappings only).",
+          source="mm/mmap.c do_mmap() (anonymous: switch on MAP_TYPE); mmap(2) MAP_SHARED_VALIDATE",
+          tier="impl")
+@requires("feature:MAP_SHARED_VALIDATE")
+def test_shared_validate_anonymous_is_einval() -> None:
+    fails_with(errno.EINVAL, libc.mmap, 0, P, RW, C.MAP_SHARED_VALIDATE | C.MAP_ANONYMOUS)
+
+
+@semantic("mmap.enodev.directory", "Mapping a directory (its file operations have no mmap) fails with "
+          "ENODEV.", source="mmap(2) ERRORS", tier="linux")
+def test_directory_is_enodev(tmp_path: Path) -> None:
+    with opened(tmp_path, os.O_RDONLY | os.O_DIRECTORY) as fd:
+        fails_with(errno.ENODEV, libc.mmap, 0, P, C.PROT_READ, C.MAP_PRIVATE, fd)
+
+
+@semantic("mmap.enomem.fixed_beyond_address_space",
+          "MAP_FIXED at an address beyond the user address space (2**63) fails with ENOMEM ('we don't like "
+          "addr, because it exceeds the virtual address space of the CPU').", source="mmap(2) ERRORS",
+          tier="linux")
+@requires(lambda env: None if ctypes.sizeof(ctypes.c_void_p) == 8 else "needs:64-bit address space")
+def test_fixed_beyond_address_space_is_enomem() -> None:
+    fails_with(errno.ENOMEM, libc.mmap, 1 << 63, P, RW, ANON | C.MAP_FIXED)
+
+
+@semantic("mmap.hint.out_of_range_ignored",
+          "Without MAP_FIXED, a hint beyond the user address space (2**63) is ignored: the mapping is placed "
+          "elsewhere, below it, and is usable.", source="mmap(2) DESCRIPTION (addr is a hint)", tier="linux")
+@requires(lambda env: None if ctypes.sizeof(ctypes.c_void_p) == 8 else "needs:64-bit address space")
+def test_out_of_range_hint_ignored() -> None:
+    with mapped(1 << 63, 2 * P, RW, ANON) as addr:
+        assert addr < 1 << 63
+        entry = procfs.vma_at(addr)
+        assert entry is not None and entry.start <= addr and addr + 2 * P <= entry.end, \
+            f"maps must show the mapping at {addr:#x}: {entry}"
+        assert probe.write(addr + 2 * P - 1, 3) is None
+
+
+@semantic("mmap.hint.unaligned_rounded_down_x86",
+          "On x86-64 an unaligned hint is rounded down to its page: a free range there is mapped at the "
+          "start of the page holding the hint.", source="arch/x86/kernel/sys_x86_64.c "
+                                                        "arch_get_unmapped_area_topdown() (addr &= PAGE_MASK)",
+          tier="impl")
+@requires("arch:x86_64")
+def test_unaligned_hint_rounded_down(arena: Arena) -> None:
+    arena.hole(20, 4)
+    addr = libc.mmap(arena.page(21) + P // 2, P, RW, ANON)
+    try:
+        assert addr == arena.page(21), f"hint page 21 + {P // 2}: mapped at arena offset {addr - arena.addr:#x}"
+        assert not libc.is_mapped(arena.page(20)) and not libc.is_mapped(arena.page(22))
+    finally:
+        libc.munmap(addr, P)  # pages 20-23 stay recorded as the arena's hole
+
+
+def _unsupported_huge_size_log() -> int:
+    """A MAP_HUGE_* size (log2 of bytes) that no huge page pool of this kernel has: 1 MiB
+    unless sysfs lists it, then the next unused power of two."""
+    try:
+        sizes = {int(name.split("-")[1].removesuffix("kB")) * 1024
+                 for name in os.listdir("/sys/kernel/mm/hugepages")}
+    except (OSError, ValueError, IndexError):
+        sizes = set()
+    log = 20
+    while (1 << log) in sizes:
+        log += 1
+    return log
+
+
+@semantic("mmap.einval.hugetlb_unsupported_size",
+          "MAP_HUGETLB with a MAP_HUGE_* size field naming a huge page size the kernel has no pool for "
+          "fails with EINVAL (before any pool or reservation is consulted).",
+          source="mmap(2) MAP_HUGETLB (MAP_HUGE_SHIFT); mm/mmap.c ksys_mmap_pgoff() hstate_sizelog()",
+          tier="linux")
+@requires("feature:HUGETLB")
+def test_hugetlb_unsupported_size_is_einval() -> None:
+    log = _unsupported_huge_size_log()
+    fails_with(errno.EINVAL, libc.mmap, 0, 1 << log, RW, ANON | C.MAP_HUGETLB | (log << C.MAP_HUGE_SHIFT))
+
+
+@semantic("mmap.map_uninitialized.zero_filled",
+          "MAP_UNINITIALIZED is ignored unless the kernel was built with CONFIG_MMAP_ALLOW_UNINITIALIZED "
+          "(only no-MMU kernels): the anonymous pages still read as zero, first, inner and last, even "
+          "right after the same range held data.", source="mmap(2) MAP_UNINITIALIZED", tier="linux")
+def test_map_uninitialized_zero_filled(arena: Arena) -> None:
+    dirty = arena.map(8, 4)
+    dirty.buffer[:] = b"\xa5" * dirty.length
+    arena.hole(8, 4)
+    fresh = arena.map(8, 4, RW, ANON | C.MAP_UNINITIALIZED)
+    assert [fresh.read(offset) for offset in (0, 2 * P + 5, 4 * P - 1)] == [0, 0, 0]
+    assert bytes(fresh.buffer) == bytes(fresh.length)
+
+
+@semantic("mmap.prot.write_implies_read_x86",
+          "On x86-64, PROT_WRITE without PROT_READ can still be read (the hardware has no write-only pages): "
+          "maps shows '-w-p', yet a read of the first and last page completes and returns what was stored.",
+          source="mmap(2) DESCRIPTION (on some architectures PROT_WRITE implies PROT_READ)", tier="impl")
+@requires("arch:x86_64")
+def test_write_only_is_readable(mapped_pages: MappedPages) -> None:
+    mapping = mapped_pages(3, C.PROT_WRITE)
+    entry = procfs.vma_at(mapping.addr)
+    assert entry is not None and entry.perms.startswith("-w-"), f"maps: {entry}"
+    assert mapping.write(3 * P - 1, 0x5C) is None
+    assert [mapping.read(0), mapping.read(P + 9), mapping.read(3 * P - 1)] == [0, 0, 0x5C]
+
+
+@semantic("mmap.map_nonblock.cancels_populate",
+          "MAP_NONBLOCK makes MAP_POPULATE do nothing (since Linux 2.6.23): right after mmap, mincore "
+          "reports the first, an inner and the last page not resident.", source="mmap(2) MAP_NONBLOCK",
+          tier="linux")
+def test_map_nonblock_cancels_populate(arena: Arena) -> None:
+    if not mincore_sees_residency():
+        pytest.skip("unsupported:mincore residency (a fresh page is reported resident: the oracle is blind)")
+    mapping = arena.map(10, 4, RW, ANON | C.MAP_POPULATE | C.MAP_NONBLOCK)
+    assert resident(mapping.addr, mapping.length) == [False] * 4
+    populated = arena.map(20, 4, RW, ANON | C.MAP_POPULATE)  # the same call without MAP_NONBLOCK
+    assert resident(populated.addr, populated.length) == [True] * 4
+
+
+@semantic("mmap.map_populate.private_writable_copies",
+          "MAP_POPULATE of a private writable file mapping write-faults every page, so each becomes a private "
+          "anonymous copy (smaps Anonymous equals the length), while a private read-only one maps the page "
+          "cache (Rss the length, Anonymous 0).",
+          source="mm/gup.c populate_vma_page_range() (FOLL_WRITE for private writable); mmap(2) MAP_POPULATE",
+          tier="impl")
+def test_map_populate_private_writable_copies(tmp_path: Path, mapped_pages: MappedPages) -> None:
+    path = make_file(tmp_path, fill_pattern(4 * P))
+    with opened(path, os.O_RDONLY) as fd:
+        writable = mapped_pages(4, RW, C.MAP_PRIVATE | C.MAP_POPULATE, fd)
+        readonly = mapped_pages(4, C.PROT_READ, C.MAP_PRIVATE | C.MAP_POPULATE, fd)
+        counters = []
+        for mapping in (writable, readonly):
+            entry = procfs.smaps_at(mapping.addr)
+            assert entry is not None
+            if entry.get("Anonymous") is None or entry.get("Rss") is None:
+                pytest.skip("unsupported:smaps Anonymous/Rss (not reported: the copies cannot be counted)")
+            counters.append((entry.get("Rss"), entry.get("Anonymous")))
+    kb = 4 * P // 1024
+    assert counters == [(kb, kb), (kb, 0)], f"(Rss, Anonymous) kB of writable and read-only: {counters}"
+    assert bytes(writable.buffer) == fill_pattern(4 * P)
+
+
+@semantic("mmap.shared.o_append_not_append_only",
+          "O_APPEND on the descriptor does not restrict a MAP_SHARED writable mapping (only the append-only "
+          "inode attribute does): the store lands at its own offset and the file does not grow.",
+          source="mmap(2) ERRORS (EACCES: the file is append-only); mm/mmap.c do_mmap() IS_APPEND()",
+          tier="linux")
+def test_o_append_fd_maps_shared_writable(tmp_path: Path) -> None:
+    path = make_file(tmp_path, b"a" * (2 * P))
+    with opened(path, os.O_RDWR | os.O_APPEND) as fd, mapped(0, 2 * P, RW, C.MAP_SHARED, fd) as addr:
+        ctypes.memmove(addr + P + 3, b"mid", 3)
+        assert os.pread(fd, 3, P + 3) == b"mid"
+        assert os.fstat(fd).st_size == 2 * P
+        assert os.pread(fd, 1, 0) == b"a" and os.pread(fd, 1, 2 * P - 1) == b"a"
+
+
+# --- file seals --------------------------------------------------------------------
+
+@contextmanager
+def sealed_memfd(seals: int, pages: int = 2) -> Iterator[int]:
+    """A memfd of ``pages`` pages of b'm' (os.memfd_create and fcntl are set-up tools here),
+    sealed with ``seals``; always closed."""
+    fd = os.memfd_create(f"memsys-seal-{secrets.token_hex(8)}", C.MFD_CLOEXEC | C.MFD_ALLOW_SEALING)
+    try:
+        os.write(fd, b"m" * (pages * P))
+        if seals:
+            fcntl.fcntl(fd, C.F_ADD_SEALS, seals)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+_WRITE_SEALS = [pytest.param(C.F_SEAL_WRITE, id="F_SEAL_WRITE"),
+                pytest.param(C.F_SEAL_FUTURE_WRITE, id="F_SEAL_FUTURE_WRITE",
+                             marks=requires("feature:F_SEAL_FUTURE_WRITE"))]
+
+
+@pytest.mark.parametrize("seal", _WRITE_SEALS)
+@semantic("mmap.eperm.write_sealed_shared_writable",
+          "A new MAP_SHARED PROT_WRITE mapping of a memfd sealed with F_SEAL_WRITE or F_SEAL_FUTURE_WRITE "
+          "fails with EPERM.", source="mmap(2) ERRORS (EPERM: prevented by a file seal); fcntl(2) File "
+                                      "Sealing", tier="linux")
+def test_write_sealed_shared_writable_is_eperm(seal: int) -> None:
+    with sealed_memfd(seal) as fd:
+        fails_with(errno.EPERM, libc.mmap, 0, P, RW, C.MAP_SHARED, fd)
+
+
+@pytest.mark.parametrize("seal", _WRITE_SEALS)
+@semantic("mmap.seal.private_writable_allowed",
+          "A write seal does not forbid a MAP_PRIVATE writable mapping: stores on its first and last page "
+          "are private copies and the memfd's content is unchanged.", source="fcntl(2) File Sealing "
+                                                                             "(F_SEAL_WRITE: shared writable)",
+          tier="linux")
+def test_write_sealed_private_writable_allowed(seal: int) -> None:
+    with sealed_memfd(seal) as fd, mapped(0, 2 * P, RW, C.MAP_PRIVATE, fd) as addr:
+        ctypes.memmove(addr, b"P", 1)
+        ctypes.memmove(addr + 2 * P - 1, b"Q", 1)
+        assert ctypes.string_at(addr, 1) + ctypes.string_at(addr + 2 * P - 1, 1) == b"PQ"
+        assert os.pread(fd, 2 * P, 0) == b"m" * (2 * P)
+
+
+@semantic("mmap.seal_future_write.mprotect_write_eacces",
+          "A read-only MAP_SHARED mapping of an F_SEAL_FUTURE_WRITE memfd cannot gain PROT_WRITE: mprotect "
+          "fails with EACCES, VmFlags lacks 'mw' (VM_MAYWRITE) and maps still shows 'r--s'.",
+          source="fcntl(2) F_SEAL_FUTURE_WRITE; mm/shmem.c, mm/memfd.c memfd_check_seals_mmap()", tier="linux")
+@requires("feature:F_SEAL_FUTURE_WRITE")
+def test_future_write_sealed_mprotect_is_eacces() -> None:
+    with sealed_memfd(C.F_SEAL_FUTURE_WRITE) as fd, mapped(0, 2 * P, C.PROT_READ, C.MAP_SHARED, fd) as addr:
+        fails_with(errno.EACCES, libc.mprotect, addr, 2 * P, RW)
+        entry = procfs.vma_at(addr)
+        assert entry is not None and entry.perms == "r--s", f"maps: {entry}"
+        assert "mw" not in vmflags_of(addr)
+
+
+@semantic("mmap.seal_future_write.existing_mapping_keeps_writing",
+          "F_SEAL_FUTURE_WRITE blocks new writers only: a shared writable mapping made before the seal still "
+          "stores into the memfd (first and last page), while write(2) now fails with EPERM.",
+          source="fcntl(2) F_SEAL_FUTURE_WRITE", tier="linux")
+@requires("feature:F_SEAL_FUTURE_WRITE")
+def test_future_write_seal_keeps_existing_mapping() -> None:
+    with sealed_memfd(0) as fd, mapped(0, 2 * P, RW, C.MAP_SHARED, fd) as addr:
+        fcntl.fcntl(fd, C.F_ADD_SEALS, C.F_SEAL_FUTURE_WRITE)
+        ctypes.memmove(addr, b"first", 5)
+        ctypes.memmove(addr + 2 * P - 4, b"last", 4)
+        assert os.pread(fd, 5, 0) == b"first" and os.pread(fd, 4, 2 * P - 4) == b"last"
+        with pytest.raises(PermissionError):
+            os.pwrite(fd, b"x", 0)
+
+
+@semantic("mmap.seal_write.readonly_shared_allowed",
+          "Since Linux 6.7 a read-only MAP_SHARED mapping of an F_SEAL_WRITE memfd is allowed and shows the "
+          "content, but it cannot gain PROT_WRITE: mprotect fails with EACCES and VmFlags lacks 'mw'.",
+          source="fcntl(2) F_SEAL_WRITE; mm: perform the mapping_map_writable() check after call_mmap() "
+                 "(Linux 6.7)", tier="linux")
+@requires("feature:WRITE_SEALED_READONLY_SHARED")
+def test_write_sealed_readonly_shared_allowed() -> None:
+    with sealed_memfd(C.F_SEAL_WRITE) as fd, mapped(0, 2 * P, C.PROT_READ, C.MAP_SHARED, fd) as addr:
+        assert ctypes.string_at(addr, 1) + ctypes.string_at(addr + 2 * P - 1, 1) == b"mm"
+        fails_with(errno.EACCES, libc.mprotect, addr, 2 * P, RW)
+        assert "mw" not in vmflags_of(addr)
+
+
+def _before_6_7(env: Environment) -> str | None:
+    promise = env.promise("WRITE_SEALED_READONLY_SHARED")
+    if promise.state == NOT_PROMISED and kernel_at_least(env, 3, 17):
+        return None
+    return f"needs:Linux 3.17 to 6.6 (WRITE_SEALED_READONLY_SHARED: {promise.state}, {promise.why})"
+
+
+@semantic("mmap.seal_write.readonly_shared_eperm_before_6_7",
+          "Before Linux 6.7 any MAP_SHARED mapping of an F_SEAL_WRITE memfd, even a read-only one, fails with "
+          "EPERM (mapping_map_writable() was checked for every shared mapping).",
+          source="fcntl(2) F_SEAL_WRITE; mm/mmap.c mmap_region() before Linux 6.7", tier="impl")
+@requires(_before_6_7)
+def test_write_sealed_readonly_shared_eperm_before_6_7() -> None:
+    with sealed_memfd(C.F_SEAL_WRITE) as fd:
+        fails_with(errno.EPERM, libc.mmap, 0, P, C.PROT_READ, C.MAP_SHARED, fd)
+
+
+# --- address-space limits ----------------------------------------------------------
+
+def _needs_max_map_count(env: Environment) -> str | None:
+    return None if env.vm.max_map_count else "unsupported:vm.max_map_count (unreadable: the limit is unknown)"
+
+
+@semantic("mmap.enomem.max_map_count",
+          "With the map count filled to vm.max_map_count (a VMA split there fails with ENOMEM), one more "
+          "mmap still succeeds (do_mmap refuses only once the count exceeds the limit) and every further one "
+          "fails with ENOMEM.", source="mmap(2) ERRORS (ENOMEM: maximum number of mappings); proc_sys_vm(5) "
+                                       "max_map_count", tier="linux")
+@requires(_needs_max_map_count)
+def test_max_map_count_is_enomem(memsys_env: Environment, run_in_child: RunInChild) -> None:
+    assert memsys_env.vm.max_map_count is not None
+    seen = map_count_observation(run_in_child, memsys_env.vm.max_map_count)
+    assert seen.fill_errno == errno.ENOMEM, f"the fill stopped with {errno_text(seen.fill_errno)}"
+    assert seen.before + 2 * seen.splits >= memsys_env.vm.max_map_count - 2, seen
+    assert seen.mmap_errnos == (None, errno.ENOMEM, errno.ENOMEM), (
+        "three mmaps at the limit: " + ", ".join(errno_text(e) for e in seen.mmap_errnos))
+
+
+def _map_page_zero(drop_rawio: bool) -> tuple[int | None, int | None, int | None]:
+    """Child: (optionally drop CAP_SYS_RAWIO,) MAP_FIXED one page at address 0. Returns
+    (errno or None, the start of the VMA maps shows at 0 or None, the byte read at 0)."""
+    if drop_rawio:
+        caps = libc.capget()
+        mask = ~(1 << CAP_SYS_RAWIO)
+        libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+        assert "CAP_SYS_RAWIO" not in effective_caps()
+    try:
+        addr = libc.mmap(0, P, RW, ANON | C.MAP_FIXED)
+    except OSError as error:
+        entry = procfs.vma_at(0)
+        return error.errno, None if entry is None else entry.start, None
+    entry = procfs.vma_at(0)
+    fault, value = probe.read_value(addr)
+    return None if addr == 0 else -1, None if entry is None else entry.start, None if fault else value
+
+
+def _needs_min_addr(env: Environment) -> str | None:
+    if env.vm.mmap_min_addr is None:
+        return "unsupported:vm.mmap_min_addr (unreadable)"
+    return None if env.vm.mmap_min_addr > 0 else "needs:vm.mmap_min_addr > 0 (0 lets anyone map page 0)"
+
+
+@semantic("mmap.eperm.below_mmap_min_addr",
+          "Without CAP_SYS_RAWIO, MAP_FIXED below vm.mmap_min_addr (page 0) fails with EPERM and maps "
+          "nothing there (a root run checks it in a child that dropped the capability).",
+          source="mmap(2) ERRORS (EPERM); proc_sys_vm(5) mmap_min_addr; security/commoncap.c cap_mmap_addr()",
+          tier="linux")
+@requires(_needs_min_addr)
+def test_below_mmap_min_addr_is_eperm(memsys_env: Environment, run_in_child: RunInChild) -> None:
+    drop = memsys_env.capabilities.has("CAP_SYS_RAWIO")
+    observed, start, _ = run_in_child(_map_page_zero, drop).result()
+    assert (observed, start) == (errno.EPERM, None), (
+        f"MAP_FIXED at 0 without CAP_SYS_RAWIO: {errno_text(observed)}, maps shows a VMA at {start}")
+
+
+@semantic("mmap.min_addr.cap_sys_rawio_maps_page_zero",
+          "With CAP_SYS_RAWIO a process may map page 0 below vm.mmap_min_addr: MAP_FIXED at 0 returns 0, maps "
+          "shows the VMA starting at 0 and address 0 reads as zero.",
+          source="proc_sys_vm(5) mmap_min_addr; security/commoncap.c cap_mmap_addr()", tier="linux")
+@requires("cap:CAP_SYS_RAWIO", _needs_min_addr)
+def test_cap_sys_rawio_maps_page_zero(run_in_child: RunInChild) -> None:
+    assert run_in_child(_map_page_zero, False).result() == (None, 0, 0)
+
+
+# --- MAP_GROWSDOWN and MAP_DROPPABLE -----------------------------------------------
+
+def _stack_guard_gap_pages() -> int:
+    """The stack guard gap in pages: stack_guard_gap= on the kernel command line, else 256."""
+    try:
+        words = procfs._read("/proc/cmdline").split()
+    except OSError:
+        words = []
+    for word in words:
+        if word.startswith("stack_guard_gap="):
+            try:
+                return int(word.split("=", 1)[1], 0)
+            except ValueError:
+                break
+    return 256
+
+
+@contextmanager
+def growsdown_layout(accessible_page: int) -> Iterator[tuple[Arena, int]]:
+    """An arena (guard gap + 64 pages) with a readable page at ``accessible_page``, a
+    4-page MAP_GROWSDOWN mapping at its top and holes between: yields (arena, index of
+    the growsdown mapping's first page)."""
+    gap = _stack_guard_gap_pages()
+    with Arena(gap + 64) as space:
+        top = space.pages - 4
+        space.map(accessible_page, 1, C.PROT_READ)
+        stack = space.map(top, 4, RW, ANON | C.MAP_GROWSDOWN)
+        stack.buffer[0] = 0x5D
+        space.hole(accessible_page + 1, top - accessible_page - 1)
+        try:
+            yield space, top
+        finally:
+            # the pages the mapping grew into lie in what the arena records as holes, which
+            # Arena.close() leaves alone: unmap them here (only down to the VMA's start)
+            grown = procfs.vma_at(space.page(top))
+            if grown is not None and space.addr <= grown.start < space.page(top):
+                libc.munmap(grown.start, space.page(top) - grown.start)
+
+
+@semantic("mmap.map_growsdown.grows_on_touch",
+          "Touching the page just below a MAP_GROWSDOWN mapping (with more than the stack guard gap free "
+          "below) grows it: the access completes, maps shows the VMA starting one page lower, the new page "
+          "reads zero, the old first page keeps its byte and the page below stays unmapped.",
+          source="mmap(2) MAP_GROWSDOWN", tier="linux")
+def test_map_growsdown_grows_on_touch() -> None:
+    with growsdown_layout(0) as (space, top):
+        below = space.page(top - 1)
+        assert probe.read_value(below + P - 1) == (None, 0)
+        entry = procfs.vma_at(below)
+        assert entry is not None and entry.start == below and entry.end == space.end, \
+            f"maps after the touch: {entry}"
+        assert probe.read_value(space.page(top)) == (None, 0x5D)
+        assert not libc.is_mapped(below - P)
+
+
+@semantic("mmap.map_growsdown.guard_gap_refuses_growth",
+          "A MAP_GROWSDOWN mapping does not grow to within the stack guard gap (256 pages unless "
+          "stack_guard_gap= says otherwise) of an accessible mapping below it: touching the page below "
+          "raises SIGSEGV (SEGV_MAPERR) there and the VMA keeps its start.",
+          source="mmap(2) MAP_GROWSDOWN (guard gap); mm/mmap.c expand_downwards() stack_guard_gap",
+          tier="linux")
+def test_map_growsdown_guard_gap() -> None:
+    gap = _stack_guard_gap_pages()
+    with growsdown_layout(gap // 2) as (space, top):
+        below = space.page(top - 1)
+        faults_with(probe.read(below + 8), signal.SIGSEGV, C.SEGV_MAPERR, below + 8)
+        entry = procfs.vma_at(space.page(top))
+        assert entry is not None and entry.start == space.page(top), f"maps: {entry}"
+        assert not libc.is_mapped(below)
+
+
+@semantic("mmap.map_droppable.private_anonymous",
+          "MAP_DROPPABLE|MAP_ANONYMOUS maps zero-filled, writable memory marked droppable and wipe-on-fork "
+          "('dp' and 'wf' in VmFlags).", source="mmap(2) MAP_DROPPABLE; fs/proc/task_mmu.c ('dp')",
+          tier="linux")
+@requires("feature:MAP_DROPPABLE")
+def test_map_droppable_private_anonymous(mapped_pages: MappedPages) -> None:
+    mapping = mapped_pages(3, RW, C.MAP_DROPPABLE | C.MAP_ANONYMOUS)
+    assert [mapping.read(0), mapping.read(P + 1), mapping.read(3 * P - 1)] == [0, 0, 0]
+    assert mapping.write(3 * P - 1, 0x44) is None and mapping.read(3 * P - 1) == 0x44
+    flags = vmflags_of(mapping.addr)
+    assert {"dp", "wf"} <= flags, f"VmFlags {sorted(flags)}"
+
+
+@pytest.mark.parametrize("variant", ["file", "shared", "growsdown"])
+@semantic("mmap.einval.droppable_not_anonymous_private",
+          "MAP_DROPPABLE is a mapping type of its own for private anonymous memory: with a file descriptor "
+          "(no MAP_ANONYMOUS), with MAP_SHARED or with MAP_GROWSDOWN it fails with EINVAL.",
+          source="mm/mmap.c do_mmap() (MAP_DROPPABLE)", tier="linux")
+@requires("feature:MAP_DROPPABLE")
+def test_droppable_not_anonymous_private_is_einval(tmp_path: Path, variant: str) -> None:
+    if variant == "file":
+        path = make_file(tmp_path, b"d" * P)
+        with opened(path, os.O_RDWR) as fd:
+            fails_with(errno.EINVAL, libc.mmap, 0, P, RW, C.MAP_DROPPABLE, fd)
+        return
+    extra = C.MAP_SHARED if variant == "shared" else C.MAP_GROWSDOWN
+    fails_with(errno.EINVAL, libc.mmap, 0, P, RW, C.MAP_DROPPABLE | C.MAP_ANONYMOUS | extra)
+
+
+def _bytes_at(addresses: tuple[int, ...]) -> list[int | None]:
+    return [probe.read_value(addr)[1] for addr in addresses]
+
+
+@semantic("mmap.map_droppable.wipes_on_fork",
+          "A MAP_DROPPABLE mapping is wiped on fork: the child reads zero on its first, an inner and its last "
+          "page where the parent stored, and the parent keeps its bytes.",
+          source="mmap(2) MAP_DROPPABLE (VM_WIPEONFORK)", tier="linux")
+@requires("feature:MAP_DROPPABLE")
+def test_map_droppable_wipes_on_fork(mapped_pages: MappedPages, run_in_child: RunInChild) -> None:
+    mapping = mapped_pages(3, RW, C.MAP_DROPPABLE | C.MAP_ANONYMOUS)
+    points = (mapping.addr, mapping.addr + P + 7, mapping.addr + 3 * P - 1)
+    for addr in points:
+        ctypes.memset(addr, 0x66, 1)
+    assert run_in_child(_bytes_at, points).result() == [0, 0, 0]
+    assert _bytes_at(points) == [0x66, 0x66, 0x66]
+
+
+# --- files: times, end of file, truncation -----------------------------------------
+
+def _mount_of(path: Path) -> procfs.MountInfoEntry | None:
+    """The mount holding ``path`` (the longest mount point that is a prefix of it)."""
+    mounts = procfs.parse_mountinfo(procfs._read("/proc/self/mountinfo"))
+    here = str(path.resolve())
+    containing = [m for m in mounts if here == m.mount_point or here.startswith(m.mount_point.rstrip("/") + "/")]
+    return max(containing, key=lambda m: len(m.mount_point), default=None)
+
+
+def _coarse_now_after(timestamp_ns: int) -> int:
+    """Wait (a jiffy at most) until the coarse clock the kernel stamps files with is past
+    ``timestamp_ns``; returns its value."""
+    now = time.clock_gettime_ns(C.CLOCK_REALTIME_COARSE)
+    deadline = time.monotonic() + 1.0
+    while now <= timestamp_ns and time.monotonic() < deadline:
+        time.sleep(0.001)
+        now = time.clock_gettime_ns(C.CLOCK_REALTIME_COARSE)
+    return now
+
+
+@semantic("mmap.shared.store_updates_mtime_ctime",
+          "A store through a MAP_SHARED mapping marks st_mtime and st_ctime for update: after msync(MS_SYNC) "
+          "both are at least the time of the store.", source="mmap(2) NOTES; msync(2)", tier="posix")
+def test_shared_store_updates_mtime_ctime(tmp_path: Path) -> None:
+    path = make_file(tmp_path, b"s" * (2 * P))
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(path, ns=(an_hour_ago, an_hour_ago))
+    with opened(path, os.O_RDWR) as fd, mapped(0, 2 * P, RW, C.MAP_SHARED, fd) as addr:
+        before = os.fstat(fd)
+        store_time = _coarse_now_after(max(before.st_ctime_ns, before.st_mtime_ns))
+        ctypes.memmove(addr + 2 * P - 1, b"!", 1)
+        succeeds(libc.msync, addr, 2 * P, C.MS_SYNC)
+        after = os.fstat(fd)
+    assert after.st_mtime_ns >= store_time, f"st_mtime {after.st_mtime_ns} < store time {store_time}"
+    assert after.st_ctime_ns >= store_time, f"st_ctime {after.st_ctime_ns} < store time {store_time}"
+
+
+def _atime_updated_here(path: Path) -> str | None:
+    mount = _mount_of(path)
+    if mount is None:
+        return "unsupported:mountinfo (no mount holds the file: the atime rule is unknown)"
+    options = set(mount.mount_options)
+    if "noatime" in options or "ro" in options:
+        return f"needs:a writable mount without noatime ({mount.mount_point}: {','.join(mount.mount_options)})"
+    return None
+
+
+@semantic("mmap.file.access_updates_atime",
+          "Mapping a file and reading it updates st_atime (at mmap or at the first reference) on a mount "
+          "without noatime: an atime two days old and older than mtime is renewed under relatime and "
+          "strictatime alike.", source="mmap(2) NOTES (st_atime); mount(8) relatime", tier="posix")
+def test_access_updates_atime(tmp_path: Path) -> None:
+    path = make_file(tmp_path, b"r" * P)
+    reason = _atime_updated_here(path)
+    if reason is not None:
+        pytest.skip(reason)
+    now = time.time_ns()
+    os.utime(path, ns=(now - 2 * 86400 * 10**9, now - 3600 * 10**9))
+    start = _coarse_now_after(os.stat(path).st_ctime_ns)
+    with opened(path, os.O_RDONLY) as fd, mapped(0, P, C.PROT_READ, C.MAP_SHARED, fd) as addr:
+        assert probe.read_value(addr + P - 1) == (None, ord("r"))
+        atime = os.fstat(fd).st_atime_ns
+    assert atime >= start, f"st_atime {atime} is older than the mapping ({start})"
+
+
+@semantic("mmap.file.partial_page_store_not_written_after_munmap",
+          "A store into the partial last page beyond end of file never reaches the file: after munmap "
+          "(no msync) and close the file keeps its size and read(2) returns only the original bytes.",
+          source="mmap(2) NOTES; BUGS", tier="posix")
+def test_partial_page_store_not_written_after_munmap(tmp_path: Path) -> None:
+    path = make_file(tmp_path, b"t" * 100)
+    with opened(path, os.O_RDWR) as fd:
+        with mapped(0, P, RW, C.MAP_SHARED, fd) as addr:
+            ctypes.memmove(addr + 100, b"X", 1)
+            ctypes.memmove(addr + P - 1, b"Y", 1)
+        assert os.fstat(fd).st_size == 100
+        assert os.pread(fd, P, 0) == b"t" * 100
+    assert path.read_bytes() == b"t" * 100
+
+
+@semantic("mmap.file.extension_lifts_sigbus",
+          "A page of a file mapping that lay past end of file (SIGBUS) becomes accessible once ftruncate "
+          "extends the file over it: it reads zero and a store there reaches the file.",
+          source="mmap(2) SIGBUS; ftruncate(2)", tier="posix")
+def test_extension_lifts_sigbus(mapped_file: MappedFile) -> None:
+    mapping = mapped_file(b"e" * P, pages=3)
+    faults_with(probe.read(mapping.page(2)), signal.SIGBUS, C.BUS_ADRERR, mapping.page(2))
+    os.ftruncate(mapping.fd, 3 * P)
+    assert probe.read_value(mapping.page(2) + P - 1) == (None, 0)
+    assert probe.write(mapping.page(1), 0x31) is None
+    assert os.pread(mapping.fd, 1, P) == b"\x31"
+
+
+@semantic("mmap.file.truncate_makes_sigbus",
+          "After ftruncate shrinks a mapped file, its pages past the new end of file raise SIGBUS "
+          "(BUS_ADRERR) at the touched address, while the pages still inside the file keep their content.",
+          source="mmap(2) SIGBUS; ftruncate(2)", tier="posix")
+def test_truncate_makes_sigbus(mapped_file: MappedFile) -> None:
+    mapping = mapped_file(b"k" * (3 * P))
+    assert mapping.read(2 * P) == ord("k")
+    os.ftruncate(mapping.fd, P)
+    target = mapping.page(1) + 17
+    faults_with(probe.read(target), signal.SIGBUS, C.BUS_ADRERR, target)
+    faults_with(probe.read(mapping.page(2)), signal.SIGBUS, C.BUS_ADRERR, mapping.page(2))
+    assert mapping.read(P - 1) == ord("k")
+
+
+@semantic("mmap.private.sees_file_changes_until_written",
+          "A MAP_PRIVATE file mapping shows later changes to the file on pages it has not written (POSIX "
+          "leaves this unspecified), while a page it wrote keeps its private copy.",
+          source="mmap(2) MAP_PRIVATE ('unspecified whether changes made to the file after the mmap() call "
+                 "are visible')", tier="impl")
+def test_private_sees_file_changes_until_written(mapped_file: MappedFile) -> None:
+    private = mapped_file(b"o" * (2 * P), shared=False)
+    assert private.read(P) == ord("o")  # page 1 read (mapped from the page cache), not written
+    private.buffer[0] = ord("p")
+    os.pwrite(private.fd, b"N", 0)
+    os.pwrite(private.fd, b"N", P)
+    assert [private.read(0), private.read(P)] == [ord("p"), ord("N")]
+
+
+@semantic("mmap.fixed.replaces_part_splits_vma",
+          "MAP_FIXED over the middle pages of a mapping replaces only those: maps shows three VMAs (old, new, "
+          "old), the old first and last pages keep their bytes and the new pages are fresh zeros with the new "
+          "protection.", source="mmap(2) MAP_FIXED", tier="posix")
+def test_fixed_replaces_part_splits_vma(arena: Arena) -> None:
+    old = arena.map(30, 4)
+    old.buffer[:] = b"\x7e" * old.length
+    arena.map(31, 2, C.PROT_READ)
+    entries = procfs.maps_overlapping(arena.page(30), arena.page(34))
+    assert [(e.start, e.end, e.perms[:3]) for e in entries] == [
+        (arena.page(30), arena.page(31), "rw-"), (arena.page(31), arena.page(33), "r--"),
+        (arena.page(33), arena.page(34), "rw-")], "\n".join(map(str, entries))
+    assert [probe.read_value(arena.page(p) + 5)[1] for p in (30, 31, 32, 33)] == [0x7E, 0, 0, 0x7E]
+    assert probe.read(arena.page(29)) == probe.Fault(signal.SIGSEGV, C.SEGV_ACCERR, arena.page(29))

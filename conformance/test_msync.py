@@ -111,3 +111,67 @@ def test_anonymous_msync_succeeds(mapped_pages: MappedPages, flag: int) -> None:
     mapping = mapped_pages(2)
     mapping.buffer[0] = 1
     succeeds(libc.msync, mapping.addr, mapping.length, flag)
+
+
+@semantic("msync.length_zero.succeeds_anywhere",
+          "msync with length 0 succeeds without looking at the address: even an unmapped one (no ENOMEM).",
+          source="mm/msync.c do_msync() (end == start: return 0)", tier="impl")
+def test_length_zero_succeeds(arena: Arena) -> None:
+    arena.hole(5, 1)
+    succeeds(libc.msync, arena.page(5), 0, C.MS_SYNC)
+    fails_with(errno.ENOMEM, libc.msync, arena.page(5), 1, C.MS_SYNC)  # one byte is a page to check
+
+
+@semantic("msync.enomem.range_wraps",
+          "msync of a page-aligned range whose end wraps past the top of the address space fails with "
+          "ENOMEM.", source="mm/msync.c do_msync() (end < start: -ENOMEM)", tier="impl")
+def test_wrapping_range_is_enomem() -> None:
+    fails_with(errno.ENOMEM, libc.msync, (1 << 64) - 4 * P, 8 * P, C.MS_SYNC)
+
+
+@semantic("msync.flags_zero.accepted",
+          "Linux accepts msync with flags 0 (neither MS_SYNC nor MS_ASYNC) on a mapped range, and still "
+          "refuses it with ENOMEM on an unmapped one.", source="msync(2) DESCRIPTION/ERRORS; mm/msync.c",
+          tier="linux")
+def test_flags_zero_accepted(mapped_file: MappedFile, arena: Arena) -> None:
+    mapping = mapped_file(b"f" * (2 * P))
+    mapping.buffer[P] = ord("g")
+    succeeds(libc.msync, mapping.addr, mapping.length, 0)
+    assert os.pread(mapping.fd, 1, P) == b"g"
+    arena.hole(7, 1)
+    fails_with(errno.ENOMEM, libc.msync, arena.page(7), P, 0)
+
+
+@semantic("msync.prot_none.succeeds",
+          "msync of a mapped PROT_NONE range succeeds: msync asks whether the range is mapped, not whether "
+          "it is accessible (what makes it the suite's is-mapped oracle).",
+          source="msync(2) ERRORS (ENOMEM only for unmapped memory)", tier="linux")
+def test_prot_none_succeeds(arena: Arena) -> None:
+    arena.map(12, 3, C.PROT_NONE)
+    for flag in (C.MS_ASYNC, C.MS_SYNC, C.MS_INVALIDATE):
+        succeeds(libc.msync, arena.page(12), 3 * P, flag)
+
+
+@semantic("msync.length_rounded_up",
+          "msync's length is rounded up to whole pages: a length one byte into an unmapped page fails with "
+          "ENOMEM, while the exact length of the mapped pages succeeds.", source="msync(2) ERRORS; "
+                                                                            "mm/msync.c do_msync()",
+          tier="linux")
+def test_length_rounded_up(arena: Arena) -> None:
+    arena.map(20, 2)
+    arena.hole(22, 1)
+    succeeds(libc.msync, arena.page(20), 2 * P, C.MS_ASYNC)
+    fails_with(errno.ENOMEM, libc.msync, arena.page(20), 2 * P + 1, C.MS_ASYNC)
+
+
+@pytest.mark.parametrize("flag", [C.MS_SYNC, C.MS_ASYNC], ids=["MS_SYNC", "MS_ASYNC"])
+@semantic("msync.private.store_not_written",
+          "msync of a MAP_PRIVATE file mapping succeeds but does not write its stores (first and last page) to "
+          "the file.", source="msync(2) DESCRIPTION; mmap(2) MAP_PRIVATE", tier="posix")
+def test_private_store_not_written(mapped_file: MappedFile, flag: int) -> None:
+    mapping = mapped_file(b"v" * (2 * P), shared=False)
+    mapping.buffer[0] = ord("w")
+    mapping.buffer[2 * P - 1] = ord("w")
+    succeeds(libc.msync, mapping.addr, mapping.length, flag)
+    assert os.pread(mapping.fd, 2 * P, 0) == b"v" * (2 * P)
+    assert mapping.path.read_bytes() == b"v" * (2 * P)

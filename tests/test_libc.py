@@ -352,3 +352,21 @@ def test_pkey_alloc_and_free_failures_name_the_call() -> None:
     _assert_names_call(_raised(libc.pkey_free, 15), "pkey_free", errno.EINVAL, errno.ENOSYS)
     with pytest.raises(ValueError, match="pkey_alloc: flags must be >= 0"):
         libc.pkey_alloc(-1, 0)
+
+
+
+def test_mprotect_alternate_splits_every_other_page_and_reports_the_stop() -> None:
+    addr = libc.mmap(0, 7 * libc.PAGE_SIZE, C.PROT_NONE, ANON)
+    try:
+        done, error = libc.mprotect_alternate(addr, 7, C.PROT_READ)
+        assert (done, error) == (3, None)
+        perms = [entry.perms for entry in procfs.read_maps()
+                 if addr <= entry.start < addr + 7 * libc.PAGE_SIZE]
+        assert perms == ["---p", "r--p"] * 3 + ["---p"]
+    finally:
+        libc.munmap(addr, 7 * libc.PAGE_SIZE)
+    done, error = libc.mprotect_alternate(1 << 63, 3, C.PROT_READ)  # never mapped: ENOMEM
+    assert done == 0 and error is not None and error.errno == errno.ENOMEM
+    assert "mprotect(" in str(error)
+    with pytest.raises(ValueError):
+        libc.mprotect_alternate(addr + 1, 3, C.PROT_READ)

@@ -165,6 +165,14 @@ FEATURES: Final[tuple[Feature, ...]] = (
             "mincore reports page-cache residency of a file mapping only to a caller that owns the file or "
             "could open it for writing; to others every page reads resident",
             "mm/mincore.c can_do_mincore (commit 134fca9063ad, Linux 5.0); mincore(2)"),
+
+    # mmap, munmap and msync family
+    Feature("F_SEAL_FUTURE_WRITE", _v("5.1"), "memfd seal against new writes, existing writable mappings kept",
+            "fcntl(2) F_SEAL_FUTURE_WRITE; memfd_create(2)", kconfig=("MEMFD_CREATE",)),
+    Feature("WRITE_SEALED_READONLY_SHARED", _v("6.7"),
+            "a read-only MAP_SHARED mapping of an F_SEAL_WRITE memfd is allowed (and cannot gain PROT_WRITE)",
+            "mm: perform the mapping_map_writable() check after call_mmap() (Linux 6.7); fcntl(2) F_SEAL_WRITE",
+            kconfig=("MEMFD_CREATE",)),
 )
 
 BY_NAME: Final = {feature.name: feature for feature in FEATURES}

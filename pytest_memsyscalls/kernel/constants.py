@@ -314,3 +314,6 @@ PKEY_DISABLE_ACCESS = 0x1
 PKEY_DISABLE_WRITE = 0x2
 SYS_pkey_alloc = _HERE["SYS_pkey_alloc"]
 SYS_pkey_free = _HERE["SYS_pkey_free"]
+
+# --- mmap family: file timestamps
+CLOCK_REALTIME_COARSE = 5  # include/uapi/linux/time.h: the clock file timestamps are taken from (coarse)

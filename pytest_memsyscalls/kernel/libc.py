@@ -847,3 +847,27 @@ def pkey_free(pkey: int) -> None:
     ctypes.set_errno(0)
     if _syscall_pkey(C.SYS_pkey_free, *args, 0, 0, 0, 0) == -1:
         raise _fail(call, args)
+
+
+
+# --- mmap, munmap and msync family ---------------------------------------------------------------
+
+def mprotect_alternate(addr: int, pages: int, prot: int) -> tuple[int, OSError | None]:
+    """mprotect(2) pages 1, 3, 5, ... of the ``pages``-page range at addr to ``prot``, one
+    call per page, stopping at the first failure: each call splits the range's VMA, so
+    this fills the process's map count cheaply (the tests of vm.max_map_count), with the
+    loop here rather than in Python at ~10 µs a call. Returns how many calls succeeded
+    and the OSError (naming mprotect and its arguments) of the call that failed, or None."""
+    call = "mprotect"
+    start, count, protection = (_address(call, "addr", addr), _integer(call, "pages", pages),
+                                _int(call, "prot", prot))
+    if start % PAGE_SIZE or count < 0 or start + count * PAGE_SIZE > _U64_MAX:
+        raise ValueError(f"mprotect_alternate: {start:#x} + {count} pages is not a page-aligned range")
+    done = 0
+    function, set_errno = _mprotect, ctypes.set_errno
+    for page_addr in range(start + PAGE_SIZE, start + count * PAGE_SIZE, 2 * PAGE_SIZE):
+        set_errno(0)
+        if function(page_addr, PAGE_SIZE, protection) == -1:
+            return done, _fail(call, (page_addr, PAGE_SIZE, protection))
+        done += 1
+    return done, None
