@@ -186,8 +186,8 @@ def _counters(addr: int) -> dict[str, int | None]:
           "A written private page counts as Private_Dirty with Pss = Rss; while a fork child shares it "
           "copy-on-write it is Shared_Dirty and the parent's Pss is half its Rss",
           source="proc(5) /proc/pid/smaps (Pss: proportional share; Shared/Private)", tier="linux")
-def test_smaps_after_fork(mapped_pages: MappedPages) -> None:
-    page = mapped_pages(1)
+def test_smaps_after_fork(arena: Any) -> None:
+    page = arena.map(20, 1)  # PROT_NONE neighbours: the smaps record is this page alone, never a merged VMA
     page.buffer[0] = 1
     size_kb = PAGE // KB
     alone = _counters(page.addr)

@@ -24,9 +24,10 @@ pytest.register_assert_rewrite("pytest_memsyscalls.memory.expectations")
 
 if TYPE_CHECKING:
     from .kernel import constants, libc, procfs  # noqa: F401 (public submodules)
+    from .kernel.contract import ExpectationFailed
     from .kernel.probe import Fault
     from .memory.child import ChildOutcome, expect_signal, run_in_child
-    from .memory.expectations import ExpectationFailed, fails_with, faults_with, succeeds
+    from .memory.expectations import fails_with, faults_with, succeeds
     from .memory.mapping import Arena, FileMapping, Mapping
     from .memory.shm import PosixShm, ShmSegment, ShmStat
     from .plugin.fixture_types import (
@@ -47,7 +48,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "Arena": ".memory.mapping",
     "ChildOutcome": ".memory.child",
-    "ExpectationFailed": ".memory.expectations",
+    "ExpectationFailed": ".kernel.contract",
     "ExpectSignal": ".plugin.fixture_types",
     "Fault": ".kernel.probe",
     "FaultProbe": ".plugin.fixture_types",

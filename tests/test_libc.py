@@ -17,6 +17,7 @@ from pytest_memsyscalls import run_in_child
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import libc, procfs, seccomp
 from pytest_memsyscalls.kernel.constants import ANON, RW
+from pytest_memsyscalls.kernel.contract import ExpectationFailed, Misplaced
 from pytest_memsyscalls.kernel.probe import Fault, read
 
 
@@ -370,3 +371,25 @@ def test_mprotect_alternate_splits_every_other_page_and_reports_the_stop() -> No
     assert "mprotect(" in str(error)
     with pytest.raises(ValueError):
         libc.mprotect_alternate(addr + 1, 3, C.PROT_READ)
+
+
+# --- what the kernel hands back is checked before anything touches it ------------------------
+
+def test_a_misplaced_mapping_is_a_failed_expectation_not_a_crash() -> None:
+    """The door's own check, fed what a misbehaving kernel would return (the fault-injection
+    harness makes a real kernel do it): another address than MAP_FIXED asked for, an
+    unaligned one, one with nothing mapped."""
+    page = libc.PAGE_SIZE
+    addr = libc.mmap(0, 2 * page, RW, ANON)
+    try:
+        args = (addr, page, RW, ANON | C.MAP_FIXED, -1, 0)
+        libc._check_placed("mmap", args, addr, page, addr, "MAP_FIXED")  # as asked: nothing to say
+        with pytest.raises(Misplaced, match=rf"returned {addr + page:#x}, but MAP_FIXED demands {addr:#x}") as wrong:
+            libc._check_placed("mmap", args, addr + page, page, addr, "MAP_FIXED")
+        assert wrong.value.returned == addr + page and isinstance(wrong.value, ExpectationFailed)
+        with pytest.raises(Misplaced, match="not page-aligned"):
+            libc._check_placed("mmap", args, addr + 8, page, None, "")
+    finally:
+        libc.munmap(addr, 2 * page)
+    with pytest.raises(Misplaced, match="is not all mapped"):  # the range is gone now
+        libc._check_placed("mremap", (addr, page, page, 0, 0), addr, page, None, "")

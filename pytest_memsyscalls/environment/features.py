@@ -38,6 +38,7 @@ from typing import Final
 
 from ..kernel import constants as C
 from ..kernel import libc
+from ..kernel.contract import Misplaced
 
 PROMISED: Final = "promised"
 NOT_PROMISED: Final = "not promised"
@@ -387,13 +388,16 @@ def _probe_guard(name: str) -> str | None:
 def _probe_fixed_noreplace(name: str) -> str | None:
     scratch = libc.mmap(0, _PAGE, C.PROT_NONE, C.ANON)
     try:
-        other = libc.mmap(scratch, _PAGE, C.PROT_NONE, C.ANON | C.MAP_FIXED_NOREPLACE)
+        libc.mmap(scratch, _PAGE, C.PROT_NONE, C.ANON | C.MAP_FIXED_NOREPLACE)
     except OSError as error:
         return None if error.errno == errno_names.EEXIST else _failed(error) or str(error)
+    except Misplaced as misplaced:  # a kernel that treats the flag as a hint maps elsewhere
+        other = misplaced.returned
+        libc.munmap(other, _PAGE)
+        return f"treated as a hint: {scratch:#x} was asked for, {other:#x} returned"
     finally:
         libc.munmap(scratch, _PAGE)
-    libc.munmap(other, _PAGE)
-    return f"treated as a hint: {scratch:#x} was asked for, {other:#x} returned"
+    return "mapped over an existing mapping"
 
 
 def _probe_shared_validate(name: str) -> str | None:

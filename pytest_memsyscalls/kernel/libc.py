@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from . import constants as C
+from .contract import Misplaced
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _U64_MAX = (1 << 64) - 1
@@ -206,6 +207,34 @@ else:
     _mlock2.argtypes = [_c.c_void_p, _c.c_size_t, _c.c_uint]
 
 
+# SHMLBA: shmat's attach-address alignment (the page size on x86_64 and ppc64; arm64's
+# arch/arm64/include/asm/shmparam.h makes it 4 pages for 32-bit compatibility).
+SHMLBA = 4 * PAGE_SIZE if C.ARCH == "aarch64" else PAGE_SIZE
+
+
+def _check_placed(call: str, args: Sequence[object], result: int, length: int, wanted: int | None,
+                  rule: str) -> None:
+    """Before anyone touches what the kernel returned: the address the call's own
+    arguments demand (``wanted``, because of ``rule``), page-aligned, and mapped over its
+    whole length (msync(MS_ASYNC) fails with ENOMEM on any unmapped page). A kernel that
+    breaks this fails the test that called, instead of crashing the process that would
+    write there."""
+    why = None
+    if wanted is not None and result != wanted:
+        why = f"returned {result:#x}, but {rule} demands {wanted:#x}"
+    elif result % PAGE_SIZE:
+        why = f"returned {result:#x}, which is not page-aligned"
+    else:
+        ctypes.set_errno(0)
+        if length and _msync(result, length, C.MS_ASYNC) == -1 and ctypes.get_errno() == errno.ENOMEM:
+            why = f"returned {result:#x}, but {result:#x}+{length:#x} is not all mapped"
+    if why is not None:
+        text = f"{call}({_format_args(args)})"
+        raise Misplaced(f"{text}: the kernel {why}", call=text, expected="place the mapping where its arguments "
+                        "say" if wanted is not None else "return a mapped, page-aligned range", observed=why,
+                        returned=result)
+
+
 def _pointer_result(value: int | None) -> int:
     """c_void_p gives None for NULL; (void *) -1 comes back as 2**64 - 1."""
     return 0 if value is None else value
@@ -223,6 +252,9 @@ def mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: in
     if result == C.MAP_FAILED:
         raise _fail(call, args)
     owned.add(result, _round_up(args[1]))
+    wanted = args[0] if args[3] & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE) else None
+    _check_placed(call, args, result, _round_up(args[1]), wanted,
+                  "MAP_FIXED" if args[3] & C.MAP_FIXED else "MAP_FIXED_NOREPLACE")
     return result
 
 
@@ -281,6 +313,14 @@ def mremap(old_address: int, old_size: int, new_size: int, flags: int = 0, new_a
     if not args[3] & C.MREMAP_DONTUNMAP:
         owned.remove(args[0], _round_up(args[1]))
     owned.add(result, _round_up(args[2]))
+    if args[3] & C.MREMAP_FIXED:
+        _check_placed(call, args, result, _round_up(args[2]), args[4], "MREMAP_FIXED")
+    else:
+        # A same-size call without flags does nothing and checks nothing (mm/mremap.c): only
+        # the address is the kernel's to get right there.
+        noop = args[1] == args[2] and not args[3]
+        _check_placed(call, args, result, 0 if noop else _round_up(args[2]),
+                      None if args[3] & C.MREMAP_MAYMOVE else args[0], "no MREMAP_MAYMOVE")
     return result
 
 
@@ -486,6 +526,11 @@ def shmat(shmid: int, addr: int = 0, flags: int = 0) -> int:
         size = PAGE_SIZE  # IPC_STAT refused: at least the first page is ours
     owned.add(result, size)
     _attached[result] = size
+    if args[1]:
+        wanted = args[1] - args[1] % SHMLBA if args[2] & C.SHM_RND else args[1]
+        _check_placed(call, args, result, size, wanted, "SHM_RND" if args[2] & C.SHM_RND else "shmaddr")
+    else:
+        _check_placed(call, args, result, size, None, "")
     return result
 
 

@@ -13,33 +13,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..kernel.contract import ExpectationFailed
 from ..kernel.probe import Fault
 
-
-class ExpectationFailed(AssertionError):
-    """A documented expectation did not hold. ``call`` is the call as text (None where
-    the expectation is not about one call), ``expected`` what the documentation
-    predicts, ``observed`` what happened instead; ``str()`` is the full message."""
-
-    def __init__(self, message: str, *, call: str | None, expected: str, observed: str) -> None:
-        super().__init__(message)
-        self.call = call
-        self.expected = expected
-        self.observed = observed
-
-    @classmethod
-    def of_call(cls, call: str, expected: str, observed: str) -> ExpectationFailed:
-        """'CALL should EXPECTED; it OBSERVED'."""
-        return cls(f"{call} should {expected}; it {observed}", call=call, expected=expected, observed=observed)
-
-    @classmethod
-    def of_event(cls, expected: str, observed: str, *, joiner: str = "got ") -> ExpectationFailed:
-        """'expected EXPECTED; got OBSERVED' (or another joiner, e.g. '' for a sentence)."""
-        return cls(f"expected {expected}; {joiner}{observed}", call=None, expected=expected, observed=observed)
-
-    def predicted(self) -> str:
-        """What the documentation predicts, with the call when there is one."""
-        return self.expected if self.call is None else f"{self.call} should {self.expected}"
+__all__ = ["ExpectationFailed", "errno_name", "fails_with", "faults_with", "succeeds"]
 
 
 def errno_name(number: int) -> str:
