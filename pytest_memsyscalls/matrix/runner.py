@@ -42,21 +42,22 @@ class Result:
 
 def build_site(run_dir: Path) -> str:
     """A PYTHONPATH that Debian's python3 can use as any user: the package as installed
-    (with its compiled probe and the conformance suite) plus cached pytest and Hypothesis."""
-    import hypothesis
-    import pytest
+    (with its compiled probe and the conformance suite) plus cached pytest, Hypothesis and
+    pytest-xdist (``memsyscalls run`` runs the suite in an xdist worker, so a test that
+    kills its process is one failure in every target too)."""
+    from importlib import metadata
 
-    deps = T.cache_dir() / f"site-deps-py311-pytest{pytest.__version__}-hypothesis{hypothesis.__version__}"
+    pins = [f"{name}=={metadata.version(name)}" for name in ("pytest", "hypothesis", "pytest-xdist")]
+    deps = T.cache_dir() / ("site-deps-py311-" + "-".join(pin.replace("==", "") for pin in pins))
     if not (deps / "pytest").is_dir():
         tmp = deps.with_name(deps.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp),
-                               f"pytest=={pytest.__version__}", f"hypothesis=={hypothesis.__version__}"],
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp), *pins],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise Unavailable(f"pytest and hypothesis in {deps} (pip install --target failed: "
-                                f"{done.stderr.strip()[-300:]})")
+            raise Unavailable(f"{', '.join(pins)} in {deps} (pip install --target failed: "
+                              f"{done.stderr.strip()[-300:]})")
         os.replace(tmp, deps)
     site = run_dir / "site"
     package = Path(__file__).resolve().parents[1]  # pytest_memsyscalls, not this subpackage
