@@ -24,6 +24,7 @@
  *   caller=ffi         only when the caller's stack (4 KiB from the stack pointer) holds a
  *                      return address into libffi: the call came through ctypes (the
  *                      suite's libc door), not from the interpreter's own allocator
+ *   exe=SUBSTRING      only in processes whose /proc/PID/exe contains SUBSTRING
  *   every=N            apply to every Nth matching call only (default 1)
  * at system-call entry:
  *   clear=A:MASK  or=A:MASK  set=A:VALUE
@@ -72,6 +73,7 @@ struct rule {
     int path_arg;
     char path_prefix[128];
     int caller_ffi;
+    char exe[128];
     long every;
     int clear_arg; uint64_t clear_mask;
     int or_arg; uint64_t or_mask;
@@ -167,7 +169,8 @@ static void parse_rule(const char *spec) {
         } else if (!strcmp(key, "caller")) {
             if (strcmp(val, "ffi")) usage("caller=ffi");
             r->caller_ffi = 1;
-        } else if (!strcmp(key, "every")) r->every = parse_long(val, spec);
+        } else if (!strcmp(key, "exe")) snprintf(r->exe, sizeof r->exe, "%s", val);
+        else if (!strcmp(key, "every")) r->every = parse_long(val, spec);
         else if (!strcmp(key, "clear")) {
             if (fields(val, f, 2) != 2) usage("clear=ARG:MASK");
             r->clear_arg = (int)parse_long(f[0], spec); r->clear_mask = parse_u64(f[1], spec);
@@ -320,8 +323,11 @@ static void load_ffi_ranges(struct tracee *t) {
     fclose(f);
 }
 
+static int debug;
+
 static int caller_is_ffi(struct tracee *t, uint64_t sp) {
     if (!t->ffi_known || !t->nffi) load_ffi_ranges(t);  /* ctypes may be imported later */
+    if (debug) fprintf(stderr, "memsys-inject: pid %d: %d libffi ranges\n", t->pid, t->nffi);
     if (!t->nffi) return 0;
     uint64_t words[STACK_SCAN / 8];
     size_t want = STACK_SCAN;
@@ -332,10 +338,14 @@ static int caller_is_ffi(struct tracee *t, uint64_t sp) {
         if (got > 0) break;
         want /= 2;
     }
+    if (debug) fprintf(stderr, "memsys-inject: pid %d: read %zd bytes of stack at %#lx\n", t->pid, got,
+                       (unsigned long)sp);
     if (got <= 0) return 0;
     for (size_t i = 0; i < (size_t)got / 8; i++)
         for (int k = 0; k < t->nffi; k++)
             if (words[i] >= t->ffi_lo[k] && words[i] < t->ffi_hi[k]) return 1;
+    if (debug) fprintf(stderr, "memsys-inject: pid %d: no return address in %#lx-%#lx\n", t->pid,
+                       (unsigned long)t->ffi_lo[0], (unsigned long)t->ffi_hi[0]);
     return 0;
 }
 
@@ -369,6 +379,14 @@ static int matches(struct rule *r, struct tracee *t, struct user_regs_struct *re
     if (r->path_arg >= 0) {
         uint64_t *a = arg_slot(regs, r->path_arg);
         if (!a || !path_matches(t->pid, *a, r->path_prefix)) return 0;
+    }
+    if (r->exe[0]) {
+        char path[64], target[4096];
+        snprintf(path, sizeof path, "/proc/%d/exe", t->pid);
+        ssize_t len = readlink(path, target, sizeof target - 1);
+        if (len <= 0) return 0;
+        target[len] = 0;
+        if (!strstr(target, r->exe)) return 0;
     }
     if (r->caller_ffi && !caller_is_ffi(t, regs->rsp)) return 0;
     return 1;
@@ -454,6 +472,7 @@ int main(int argc, char **argv) {
     if (i >= argc) usage("no command");
     char **command = &argv[i];
     int tracing = nrules > 0;
+    debug = getenv("MEMSYS_INJECT_DEBUG") != NULL;
 #if !defined(__x86_64__)
     if (tracing) { fprintf(stderr, "memsys-inject: rules need x86_64\n"); return 125; }
 #endif
