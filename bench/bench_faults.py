@@ -67,7 +67,7 @@ def section(rows: list[dict], controls: list[dict], timeout: float) -> str:
             result = "missed"
         if not r["report_valid"] and not r["crashed"] and not r["hung"]:
             result += ", no valid report"
-        applied = f", {r['applied']} calls changed" if r["applied"] is not None else ""
+        applied = f", {r['applied']} calls matched" if r['applied'] is not None else ""
         lines.append(f"| `{r['name']}` | {r['family']} | {r['mechanism']}{applied} | {result} | "
                      f"{shorten(r['attributed']) or '-'} |")
     missed = [r for r in rows if not r["caught"] and not r["crashed"] and not r["hung"]]

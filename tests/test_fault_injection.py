@@ -78,8 +78,10 @@ QUICK = [
     pytest.param("msync-async-and-sync-accepted", "test_msync", id="msync-async-and-sync-accepted"),
     pytest.param("shmget-ignores-excl", "test_sysv_shm", id="shmget-ignores-excl"),
     pytest.param("mprotect-half-range", "test_mprotect", id="mprotect-half-range"),
-    pytest.param("mremap-ignores-fixed", "test_mremap", id="mremap-ignores-fixed",
-                 marks=_crashes_today("SIGSEGV in the address-space code once MREMAP_FIXED is ignored")),
+    # test_mremap alone catches it and survives; the address-space state machine
+    # (test_model_address_space) runs > 3 min under it and then dies of SIGSEGV (issue 17's
+    # crash; bench/bench_faults.py records it)
+    pytest.param("mremap-ignores-fixed", "test_mremap", id="mremap-ignores-fixed"),
 ]
 
 
