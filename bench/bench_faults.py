@@ -36,12 +36,16 @@ def section(rows: list[dict], controls: list[dict], timeout: float) -> str:
     invalid = [r for r in rows if not r["report_valid"]]
     survived = [r for r in rows if r["survived"]]
     families = sorted({r["family"] for r in rows})
+    partial = (f"**Partial run: {len(rows)} of the {len(F.CATALOGUE)} misbehaviours** (the rest were not run when "
+               "this section was written; `python bench/bench_faults.py` runs them all).\n\n"
+               if len(rows) < len(F.CATALOGUE) else "")
     lines = [
-        machine_line(), "",
+        partial + machine_line(), "",
         f"`python bench/bench_faults.py`: the conformance suite (`python -m pytest_memsyscalls run -q -p no:randomly "
         f"--memsys-report=R.json`) run once under each of the **{len(rows)} misbehaviours** of "
         f"tests/fault_injection.py ({len(families)} call families: {', '.join(families)}), supervised by "
-        f"`memsys-inject` (timeout {timeout:.0f} s; the whole tree is killed at the end). A failure is "
+        f"`memsys-inject` (timeout {timeout:.0f} s; the whole tree is killed at the end; "
+        "HUNG means not finished within it: on a loaded machine a slow run counts as hung). A failure is "
         "attributed to a misbehaviour when its semantic does not fail in the control run of the same mechanism "
         "(" + "; ".join(f"{c['name']}: {len(c['failed'])} failed" for c in controls) + ", all of them "
         "test_layout's PTRACE_TRACEME under a tracer).", "",
