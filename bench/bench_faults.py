@@ -95,8 +95,11 @@ def main() -> None:
     options = parser.parse_args()
     if options.from_json:
         raw = json.loads(RAW.read_text())
-        replace_section("faults", "Fault injection: what the suite catches, and whether it survives",
-                        section(raw["results"], raw["controls"], raw["timeout"]))
+        body = section(raw["results"], raw["controls"], raw["timeout"])
+        if raw.get("partial_from_log"):
+            body += ("\n\nThese rows were recovered from an interrupted run's log: each lists at most the first "
+                     "six attributed semantics, so 'and N more' undercounts.")
+        replace_section("faults", "Fault injection: what the suite catches, and whether it survives", body)
         return
     if (why := F.ptrace_supported()) is not None:
         raise SystemExit(f"bench_faults: {why}")
