@@ -1,4 +1,5 @@
-"""Build the C parts: the native probe library (loaded with ctypes) and the brk helper.
+"""Build the C parts: the native probe library (loaded with ctypes), the brk helper and
+the fault injector of the project's own tests (memsys-inject).
 
 The probe is built as an ``Extension`` so that ``pip install .`` compiles it with the
 machine's C compiler. It is a small Python module (the probe's hot path, where ctypes
@@ -24,6 +25,7 @@ class BuildNativeParts(build_ext):
     def run(self) -> None:
         super().run()
         self._build_brk_helper()
+        self._build_injector()
 
     def _build_brk_helper(self) -> None:
         probe_path = self.get_ext_fullpath("pytest_memsyscalls.kernel._probe")
@@ -35,11 +37,17 @@ class BuildNativeParts(build_ext):
         )
         self.compiler.link_executable(objects, "memsys-brk-helper", output_dir=out_dir)
 
+    def _build_injector(self) -> None:
+        """memsys-inject: the fault-injection supervisor of the project's own tests
+        (tests/fault_injection.py); ptrace rules need x86_64, supervision works anywhere."""
+        out_dir = os.path.dirname(self.get_ext_fullpath("pytest_memsyscalls.kernel._probe"))
+        objects = self.compiler.compile(["csrc/inject.c"], output_dir=self.build_temp, extra_postargs=CFLAGS)
+        self.compiler.link_executable(objects, "memsys-inject", output_dir=out_dir)
+
     def get_outputs(self) -> list[str]:
-        helper = os.path.join(
-            os.path.dirname(self.get_ext_fullpath("pytest_memsyscalls.kernel._probe")), "memsys-brk-helper"
-        )
-        return [*super().get_outputs(), helper]
+        out_dir = os.path.dirname(self.get_ext_fullpath("pytest_memsyscalls.kernel._probe"))
+        return [*super().get_outputs(), os.path.join(out_dir, "memsys-brk-helper"),
+                os.path.join(out_dir, "memsys-inject")]
 
 
 setup(

@@ -1,9 +1,9 @@
 """Run every benchmark and rewrite its section of bench/README.md.
 
 ``python bench/run_all.py``: probe, run_in_child, the state machine, the whole suite's
-wall time, and the environment matrix (~6 min).
-``python bench/run_all.py --quick``: everything but the matrix, whose last section
-in bench/README.md is kept as it is.
+wall time, the environment matrix (~6 min) and fault injection (~20 min).
+``python bench/run_all.py --quick``: everything but the matrix and fault injection, whose
+last sections in bench/README.md are kept as they are.
 Benchmarks run one after another (never in parallel: they time each other otherwise).
 """
 
@@ -23,17 +23,19 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("state_machine", ["bench_state_machine.py"]),
     ("suite", ["bench_suite.py"]),
     ("matrix", ["bench_matrix.py"]),
+    ("faults", ["bench_faults.py"]),
 ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the matrix (~6 min); keep its last section")
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the matrix (~6 min) and fault injection (~20 min); keep their last sections")
     parser.add_argument("--only", help="comma-separated keys: " + ",".join(k for k, _ in BENCHMARKS))
     options = parser.parse_args()
     chosen = set(options.only.split(",")) if options.only else {k for k, _ in BENCHMARKS}
     if options.quick:
-        chosen.discard("matrix")
+        chosen -= {"matrix", "faults"}
     failed = []
     for key, argv in BENCHMARKS:
         if key not in chosen:

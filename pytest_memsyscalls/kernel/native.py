@@ -64,3 +64,12 @@ def brk_helper_path() -> Path:
     if not os.access(path, os.X_OK):
         raise NativeBuildMissing(f"the brk helper is not an executable at {path}: {_REBUILD_HINT}")
     return path
+
+
+def injector_path() -> Path:
+    """The memsys-inject executable: the fault-injection supervisor the project's own
+    tests run the suite under (tests/fault_injection.py); not used by the plugin."""
+    path = PACKAGE_DIR / "memsys-inject"
+    if not os.access(path, os.X_OK):
+        raise NativeBuildMissing(f"the fault injector is not an executable at {path}: {_REBUILD_HINT}")
+    return path
