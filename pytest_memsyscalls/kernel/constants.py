@@ -170,6 +170,8 @@ def SCMP_ACT_ERRNO(value: int) -> int:
 
 # --- signal codes: asm-generic/siginfo.h
 SEGV_MAPERR = 1
+SEGV_MTEAERR = 8  # asm-generic/siginfo.h: arm64 MTE, asynchronous tag check fault
+SEGV_MTESERR = 9  # synchronous tag check fault
 SEGV_ACCERR = 2
 SEGV_BNDERR = 3
 SEGV_PKUERR = 4
@@ -183,7 +185,9 @@ SI_KERNEL = 0x80
 SI_TKILL = -6
 
 SIGNAL_CODE_NAMES: dict[int, dict[int, str]] = {
-    signal.SIGSEGV: {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 3: "SEGV_BNDERR", 4: "SEGV_PKUERR"},
+    # 5-7: SPARC ADI; 8, 9: arm64 MTE asynchronous and synchronous tag check faults; 10: shadow stacks
+    signal.SIGSEGV: {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 3: "SEGV_BNDERR", 4: "SEGV_PKUERR", 5: "SEGV_ACCADI",
+                     6: "SEGV_ADIDERR", 7: "SEGV_ADIPERR", 8: "SEGV_MTEAERR", 9: "SEGV_MTESERR", 10: "SEGV_CPERR"},
     signal.SIGBUS: {1: "BUS_ADRALN", 2: "BUS_ADRERR", 3: "BUS_OBJERR", 4: "BUS_MCEERR_AR", 5: "BUS_MCEERR_AO"},
     signal.SIGILL: {1: "ILL_ILLOPC", 2: "ILL_ILLOPN", 3: "ILL_ILLADR", 4: "ILL_ILLTRP", 5: "ILL_PRVOPC"},
     signal.SIGTRAP: {1: "TRAP_BRKPT", 2: "TRAP_TRACE"},
