@@ -87,7 +87,9 @@ def test_counts_per_column() -> None:
 
 def test_environment_facts() -> None:
     assert matrix_table.environment_facts(NATIVE["environment"]) == (
-        "kernel 6.1.0, uid 0, 1 caps, memlock 8 MiB, sandbox none")
+        "kernel 6.1.0 (?, ? pages), uid 0, 1 caps, memlock 8 MiB, sandbox none")
+    ppc = {"kernel": {"release": "6.1.0-powerpc64le", "arch": "ppc64le", "page_size": 65536}}
+    assert matrix_table.environment_facts(ppc).startswith("kernel 6.1.0-powerpc64le (ppc64le, 64 KiB pages), uid ?")
     assert "memlock 64 KiB" in matrix_table.environment_facts(GVISOR["environment"])
     assert matrix_table.environment_facts({}) == ""
 
