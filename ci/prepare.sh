@@ -11,7 +11,7 @@
 # Targets: native unprivileged memlock-64k userns seccomp gvisor gvisor:trixie podman
 #          qemu:5.10 qemu:6.1 qemu:6.12 qemu:7.2 (qemu:all)
 #          qemu-arm64:6.1 qemu-arm64-16k:6.12 qemu-ppc64le:6.1 (arm64 4 KiB/16 KiB, ppc64le 64 KiB pages)
-# Prints, last, the paths it prepared (kernels as qemu:PATH, runsc as gvisor:PATH).
+# Prints, last, what it prepared (kernels as qemu:PATH, runsc as gvisor:PATH, foreign targets by name).
 set -euo pipefail
 
 if [ "$(id -u)" -eq 0 ]; then default_cache=/var/cache/memsyscalls; else default_cache=$HOME/.cache/memsyscalls; fi
@@ -277,7 +277,7 @@ prepare_rootfs() {
 }
 
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ "${#targets[@]}" -gt 0 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 if [ "${targets[0]}" = all ]; then
     targets=(native unprivileged memlock-64k userns seccomp gvisor gvisor:trixie podman qemu:5.10 qemu:6.1 qemu:6.12 qemu:7.2
              qemu-arm64:6.1 qemu-arm64-16k:6.12 qemu-ppc64le:6.1)
