@@ -125,7 +125,7 @@ def test_raw_brk_success_returns_new_break() -> None:
           "errno): asking for an unbackable break, or one below the heap's start, leaves it where it was",
           source="brk(2) NOTES (C library/kernel differences)", tier="linux")
 def test_raw_brk_failure_returns_current_break() -> None:
-    result = run(f"rawbrk:cur+{HUGE}", "rawbrk:start-4096", "rawbrk:1")
+    result = run(f"rawbrk:cur+{HUGE}", f"rawbrk:start-{PAGE}", "rawbrk:1")
     assert [s.ret for s in result.steps] == [result.start] * 3
     assert [s.brk_after for s in result.steps] == [result.start] * 3
 
@@ -157,7 +157,7 @@ def test_glibc_brk_failure_is_enomem() -> None:
           "by returning the (higher) current break",
           source="brk(2) NOTES; glibc misc/brk.c (verified behaviour)", tier="impl")
 def test_glibc_brk_below_start_returns_zero_without_moving() -> None:
-    result = run("brk:start-4096", "brk:1")
+    result = run(f"brk:start-{PAGE}", "brk:1")
     assert [(s.ret, s.errno) for s in result.steps] == [(0, 0), (0, 0)]
     assert [s.brk_after for s in result.steps] == [result.start] * 2
 

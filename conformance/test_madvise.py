@@ -40,7 +40,7 @@ from pytest_memsyscalls.environment.features import PROMISED, UNKNOWN
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.environment.needs import lockable_shortfall
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import libc, probe, procfs
+from pytest_memsyscalls.kernel import libc, pages, probe, procfs
 from pytest_memsyscalls.kernel.constants import ANON, RW
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.memory.mapping import Arena
@@ -419,7 +419,7 @@ def test_nohugepage_replaces_hugepage(mapped_pages: MappedPages) -> None:
     assert "nh" in flags and "hg" not in flags
 
 
-HPAGE = 2 << 20
+HPAGE = pages.thp_pmd_size()  # 2 MiB on x86_64 with 4 KiB pages; computed for others (kernel/pages.py)
 
 
 @requires("arch:x86_64")

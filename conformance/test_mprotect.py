@@ -45,12 +45,21 @@ PKEY_EXEC_ONLY = bool(_CPU.pkey_exec_only)
 READ_EXEC = bool(_CPU.read_implies_exec)
 
 
+# Architectures whose page tables (or protection_map) have no write-only encoding, so
+# PROT_WRITE implies read: x86_64; arm64 maps VM_WRITE to PAGE_READONLY (copy on write)
+# and VM_SHARED|VM_WRITE to PAGE_SHARED (arch/arm64/mm/mmap.c protection_map); powerpc
+# maps VM_WRITE to PAGE_COPY and VM_SHARED|VM_WRITE to PAGE_SHARED (mm/ protection_map,
+# arch/powerpc/include/asm/pgtable.h). mmap(2) NOTES: "on some hardware architectures
+# (e.g., i386), PROT_WRITE implies PROT_READ".
+WRITE_IMPLIES_READ = C.ARCH in ("x86_64", "aarch64", "ppc64le", "ppc64")
+
+
 def readable(prot: int) -> bool:
     """Whether a read of a page with ``prot`` completes on this machine."""
     if prot & C.PROT_READ:
         return True
-    if X86_64 and prot & C.PROT_WRITE:
-        return True  # x86 page tables have no write-only encoding
+    if WRITE_IMPLIES_READ and prot & C.PROT_WRITE:
+        return True  # no write-only encoding (see WRITE_IMPLIES_READ)
     if X86_64 and prot & C.PROT_EXEC:
         return not PKEY_EXEC_ONLY
     return False
@@ -207,6 +216,20 @@ def test_protection_decides_access(mapped_pages: MappedPages, name: str, access:
 @requires("arch:x86_64")
 @pytest.mark.parametrize("name", ["write", "write_exec"])
 def test_write_only_page_is_readable_on_x86_64(mapped_pages: MappedPages, name: str) -> None:
+    page = _code_page(mapped_pages, PROTS[name])
+    assert probe.read(page.addr) is None
+
+
+@semantic("mprotect.prot.write_only_readable_arm64_ppc64",
+          "PROT_WRITE without PROT_READ allows reads on arm64 and powerpc too: their protection maps have no "
+          "write-only entry (arm64: VM_WRITE is PAGE_READONLY until the copy-on-write fault, VM_SHARED|VM_WRITE "
+          "is PAGE_SHARED; powerpc: PAGE_COPY and PAGE_SHARED), so a read of a PROT_WRITE or "
+          "PROT_WRITE|PROT_EXEC page completes",
+          source="mmap(2) NOTES (on some architectures PROT_WRITE implies PROT_READ); arch/arm64/mm/mmap.c "
+                 "protection_map; arch/powerpc/include/asm/pgtable.h (__P010 PAGE_COPY)", tier="linux")
+@requires("arch:aarch64|ppc64le|ppc64")
+@pytest.mark.parametrize("name", ["write", "write_exec"])
+def test_write_only_page_is_readable_on_arm64_and_ppc64(mapped_pages: MappedPages, name: str) -> None:
     page = _code_page(mapped_pages, PROTS[name])
     assert probe.read(page.addr) is None
 

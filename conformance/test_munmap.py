@@ -50,11 +50,30 @@ def test_length_zero_is_einval(mapped_pages: MappedPages) -> None:
     assert is_mapped(mapping.addr)
 
 
+# An address outside every user address space. Not 2**63 on arm64: the kernel removes a
+# pointer's top byte (the tag, bits 63:56) before munmap looks at it (Top Byte Ignore;
+# untagged_addr() in mm/mmap.c __vm_munmap), so 2**63 is address 0 there and munmap of
+# that unmapped range succeeds. 2**55 keeps bit 55, which untagged_addr sign-extends:
+# a kernel address (Documentation/arch/arm64/tagged-address-abi.rst).
+BEYOND_USER = (1 << 55) if C.ARCH == "aarch64" else (1 << 63)
+
+
 @semantic("munmap.einval.beyond_address_space", "munmap of a range outside the user address space "
-          "(addr 2**63) fails with EINVAL ('we don't like addr or length: too large').",
-          source="munmap(2) ERRORS (mmap(2))", tier="linux")
+          "(addr 2**63; on arm64 2**55, as the top byte is a tag the kernel ignores) fails with EINVAL "
+          "('we don't like addr or length: too large').",
+          source="munmap(2) ERRORS (mmap(2)); Documentation/arch/arm64/tagged-address-abi.rst", tier="linux")
 def test_beyond_address_space_is_einval() -> None:
-    fails_with(errno.EINVAL, libc.munmap, 1 << 63, P)
+    fails_with(errno.EINVAL, libc.munmap, BEYOND_USER, P)
+
+
+@semantic("munmap.arm64.tagged_address_ignored",
+          "On arm64 the top byte of an address is a tag the kernel removes first: munmap of an unmapped range "
+          "at 2**63 (tag 0x80, address 0) succeeds, like any munmap of a range with no mapping",
+          source="Documentation/arch/arm64/tagged-address-abi.rst; mm/mmap.c __vm_munmap (untagged_addr)",
+          tier="linux")
+@requires("arch:aarch64")
+def test_tagged_address_is_untagged_on_arm64() -> None:
+    succeeds(libc.munmap, 1 << 63, P)
 
 
 @semantic("munmap.unmapped_range_succeeds", "munmap of a range that contains no mapping is not an error.",

@@ -22,7 +22,7 @@ import pytest
 from pytest_memsyscalls import MappedPages, RunInChild, ShmSegmentFactory, fails_with, requires, semantic, succeeds
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel import libc, pages, procfs
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.kernel.probe import read as probe_read
@@ -32,7 +32,7 @@ from pytest_memsyscalls.memory.shm import ShmSegment, stat_segment, unique_key
 
 from ._oracles import exec_held
 
-SHMLBA = PAGE  # x86_64 and aarch64 (asm/shmparam.h)
+SHMLBA = pages.shmlba()  # PAGE_SIZE on x86_64, arm64 and powerpc (asm/shmparam.h): see kernel/pages.py
 SHMMIN = 1  # include/uapi/linux/shm.h; shmget(2) "SHMMIN ... is 1"
 OTHER_UID = 65534  # nobody: the "another user" of the permission tests
 CAP_IPC_LOCK = 14  # linux/capability.h

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "proc"
 
 EXPECTED_KEYS: dict[str, set[str]] = {
-    "kernel": {"release", "version", "arch", "page_size"},
+    "kernel": {"release", "version", "arch", "page_size", "shmlba", "pmd_huge_size"},
     "identity": {"uid", "euid", "gid", "egid"},
     "capabilities": {"effective", "known", "user_namespace", "ipc_lock", "ipc_owner", "sys_admin",
                      "sys_resource"},
@@ -101,6 +101,7 @@ def test_detect_is_json_with_every_field() -> None:
     assert d["identity"]["euid"] == os.geteuid()
     assert d["kernel"]["release"] == os.uname().release
     assert d["kernel"]["page_size"] == os.sysconf("SC_PAGESIZE")
+    assert d["kernel"]["shmlba"] == os.sysconf("SC_PAGESIZE")  # x86_64 and the matrix's arm64, ppc64le
     assert env.arch == os.uname().machine
     assert d["capabilities"]["known"] is True
 

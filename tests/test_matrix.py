@@ -87,7 +87,9 @@ def test_counts_per_column() -> None:
 
 def test_environment_facts() -> None:
     assert matrix_table.environment_facts(NATIVE["environment"]) == (
-        "kernel 6.1.0, uid 0, 1 caps, memlock 8 MiB, sandbox none")
+        "kernel 6.1.0 (?, ? pages), uid 0, 1 caps, memlock 8 MiB, sandbox none")
+    ppc = {"kernel": {"release": "6.1.0-powerpc64le", "arch": "ppc64le", "page_size": 65536}}
+    assert matrix_table.environment_facts(ppc).startswith("kernel 6.1.0-powerpc64le (ppc64le, 64 KiB pages), uid ?")
     assert "memlock 64 KiB" in matrix_table.environment_facts(GVISOR["environment"])
     assert matrix_table.environment_facts({}) == ""
 
@@ -202,3 +204,30 @@ def test_list_smoke() -> None:
     lines = done.stdout.splitlines()
     assert lines[0].startswith("native")
     assert "unavailable:" in lines[2] and "qemu:/nonexistent/vmlinuz" in lines[2]
+
+
+def test_foreign_targets_say_how_to_prepare(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MEMSYS_CACHE", str(tmp_path))
+    monkeypatch.setattr(targets, "_need_root", lambda what: None)
+    monkeypatch.setattr(targets, "_need_tool", lambda name, package: name)
+    monkeypatch.setattr(targets, "_need_system_python", lambda: None)
+    for spec, arch, page in (("qemu-arm64:6.1", "arm64", 4096), ("qemu-arm64-16k:6.12", "arm64", 16384),
+                             ("qemu-ppc64le:6.1", "ppc64el", 65536)):
+        target = targets.make_target(spec)
+        assert isinstance(target, targets.QemuForeign)
+        assert (target.arch, target.page_size) == (arch, page)
+        assert target.label == spec.replace(":", "-") == runner.baseline_name(spec).removesuffix(".json")
+        with pytest.raises(targets.Unavailable, match=f"ci/prepare.sh {spec}"):
+            target.check()
+
+
+def test_foreign_guest_boots_its_own_root_and_sees_the_host_at_host() -> None:
+    script = guest.init_script(["9p.ko"], ["/usr/bin/python3", "-V"], {"A": "1"}, foreign=True)
+    assert f"cache=loose {guest.ROOTFS_TAG} /newroot" in script
+    assert f"{guest.HOST_TAG} /newroot{guest.HOST_AT}" in script
+    assert f"cache=loose {guest.HOST_TAG} /newroot;" in guest.init_script(["9p.ko"], ["true"], {})
+    arm = guest.foreign_qemu_command("arm64", Path("/k"), Path("/i"), Path("/r"), "/w")
+    assert arm[0] == "qemu-system-aarch64" and "virt,mte=on" in arm and "console=ttyAMA0" in " ".join(arm)
+    ppc = guest.foreign_qemu_command("ppc64el", Path("/k"), Path("/i"), Path("/r"), "/w")
+    assert ppc[0] == "qemu-system-ppc64" and "console=hvc0" in " ".join(ppc)
+    assert "path=/r" in " ".join(ppc) and "readonly=on" in " ".join(ppc)

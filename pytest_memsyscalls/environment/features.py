@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..kernel import constants as C
-from ..kernel import libc
+from ..kernel import libc, pages
 from ..kernel.contract import Misplaced
 
 PROMISED: Final = "promised"
@@ -337,7 +337,7 @@ def _probe_collapse(name: str) -> str | None:
     """MADV_COLLAPSE on a populated, huge-page-aligned private anonymous range: the only
     range it accepts, so an EINVAL here means the advice is missing (an empty range is
     accepted by kernels that return before checking the advice)."""
-    huge = 2 << 20
+    huge = pages.thp_pmd_size()
     scratch = libc.mmap(0, 2 * huge, C.RW, C.ANON)
     try:
         start = (scratch + huge - 1) // huge * huge

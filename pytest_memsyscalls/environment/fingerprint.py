@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from ..kernel import constants as C
-from ..kernel import libc, procfs
+from ..kernel import libc, pages, procfs
 from . import features
 from .features import NOT_PROMISED, UNKNOWN, Promise
 
@@ -95,12 +95,16 @@ _THP_DIR: Final = "/sys/kernel/mm/transparent_hugepage"
 
 @dataclass(frozen=True)
 class Kernel:
-    """What uname says (a claim, not a feature test), plus the page size."""
+    """What uname says (a claim, not a feature test), plus the page geometry expectations
+    compute with: the page size (sysconf), SHMLBA (the architecture's asm/shmparam.h, see
+    kernel/pages.py) and the PMD-level huge page size (sysfs, else computed)."""
 
     release: str
     version: str
     arch: str
     page_size: int | None
+    shmlba: int | None = None
+    pmd_huge_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -393,7 +397,7 @@ class Environment:
         k = self.kernel
         caps = self._caps_summary()
         first = (
-            f"memsyscalls: kernel {k.release} {k.arch}, page {_s(k.page_size)}, "
+            f"memsyscalls: kernel {k.release} {k.arch}, page {_s(k.page_size)}, shmlba {_s(k.shmlba)}, "
             f"uid {self.identity.uid} euid {self.identity.euid}, caps {caps}, "
             f"memlock {format_limit(self.rlimits.memlock.soft)}, sandbox {self.sandbox.kind}"
         )
@@ -438,6 +442,8 @@ class Environment:
         add("kernel version", k.version)
         add("arch", k.arch)
         add("page size", _s(k.page_size))
+        add("SHMLBA", _s(k.shmlba))
+        add("PMD huge page", _bytes_or_q(k.pmd_huge_size))
         i = self.identity
         add("uid / euid", f"{i.uid} / {i.euid}")
         add("gid / egid", f"{i.gid} / {i.egid}")
@@ -844,7 +850,9 @@ def detect_uncached() -> Environment:
     p = _Probe()
     u = os.uname()
     page_size = p.call("kernel.page_size", lambda: os.sysconf("SC_PAGESIZE"))
-    kernel = Kernel(u.release, u.version, u.machine, page_size)
+    kernel = Kernel(u.release, u.version, u.machine, page_size,
+                    shmlba=None if page_size is None else pages.shmlba(u.machine, page_size),
+                    pmd_huge_size=None if page_size is None else pages.thp_pmd_size(u.machine, page_size))
     identity = Identity(os.getuid(), os.geteuid(), os.getgid(), os.getegid())
 
     status_text = p.text("status", "/proc/self/status")

@@ -87,7 +87,8 @@ def _need_nosandbox(env: Environment, kind: str) -> str | None:
 
 
 def _need_arch(env: Environment, arch: str) -> str | None:
-    return None if env.arch == arch else f"needs:arch={arch} (this is {env.arch})"
+    """``arch:x86_64``, or alternatives: ``arch:aarch64|ppc64le``."""
+    return None if env.arch in arch.split("|") else f"needs:arch={arch} (this is {env.arch})"
 
 
 def _need_feature(env: Environment, name: str) -> str | None:

@@ -32,14 +32,13 @@ MAP_ANONYMOUS = 0x20
 MAP_GROWSDOWN = 0x0100
 MAP_DENYWRITE = 0x0800
 MAP_EXECUTABLE = 0x1000
-MAP_LOCKED = 0x2000
-MAP_NORESERVE = 0x4000
 MAP_POPULATE = 0x8000
 MAP_NONBLOCK = 0x10000
 MAP_STACK = 0x20000
 MAP_HUGETLB = 0x40000
 MAP_SYNC = 0x80000
 MAP_FIXED_NOREPLACE = 0x100000
+# MAP_LOCKED and MAP_NORESERVE differ on powerpc: per architecture, below (_PER_ARCH).
 MAP_UNINITIALIZED = 0x4000000
 MAP_HUGE_SHIFT = 26
 MAP_HUGE_MASK = 0x3F
@@ -64,9 +63,7 @@ MREMAP_DONTUNMAP = 4
 
 # --- mlock(2)
 MLOCK_ONFAULT = 0x01
-MCL_CURRENT = 1
-MCL_FUTURE = 2
-MCL_ONFAULT = 4
+# MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT differ on powerpc: per architecture, below (_PER_ARCH).
 
 # --- madvise(2): every advice value the man page lists
 MADV_NORMAL = 0
@@ -173,6 +170,8 @@ def SCMP_ACT_ERRNO(value: int) -> int:
 
 # --- signal codes: asm-generic/siginfo.h
 SEGV_MAPERR = 1
+SEGV_MTEAERR = 8  # asm-generic/siginfo.h: arm64 MTE, asynchronous tag check fault
+SEGV_MTESERR = 9  # synchronous tag check fault
 SEGV_ACCERR = 2
 SEGV_BNDERR = 3
 SEGV_PKUERR = 4
@@ -186,7 +185,9 @@ SI_KERNEL = 0x80
 SI_TKILL = -6
 
 SIGNAL_CODE_NAMES: dict[int, dict[int, str]] = {
-    signal.SIGSEGV: {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 3: "SEGV_BNDERR", 4: "SEGV_PKUERR"},
+    # 5-7: SPARC ADI; 8, 9: arm64 MTE asynchronous and synchronous tag check faults; 10: shadow stacks
+    signal.SIGSEGV: {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 3: "SEGV_BNDERR", 4: "SEGV_PKUERR", 5: "SEGV_ACCADI",
+                     6: "SEGV_ADIDERR", 7: "SEGV_ADIPERR", 8: "SEGV_MTEAERR", 9: "SEGV_MTESERR", 10: "SEGV_CPERR"},
     signal.SIGBUS: {1: "BUS_ADRALN", 2: "BUS_ADRERR", 3: "BUS_OBJERR", 4: "BUS_MCEERR_AR", 5: "BUS_MCEERR_AO"},
     signal.SIGILL: {1: "ILL_ILLOPC", 2: "ILL_ILLOPN", 3: "ILL_ILLADR", 4: "ILL_ILLTRP", 5: "ILL_PRVOPC"},
     signal.SIGTRAP: {1: "TRAP_BRKPT", 2: "TRAP_TRACE"},
@@ -200,6 +201,7 @@ def signal_code_name(signo: int, code: int) -> str:
 
 
 # --- the parts that differ per architecture
+_GENERIC_MMAN = {"MAP_NORESERVE": 0x4000, "MAP_LOCKED": 0x2000, "MCL_CURRENT": 1, "MCL_FUTURE": 2, "MCL_ONFAULT": 4}
 _PER_ARCH: dict[str, dict[str, int]] = {
     "x86_64": {
         "SYS_brk": 12,
@@ -219,6 +221,7 @@ _PER_ARCH: dict[str, dict[str, int]] = {
         "MAP_32BIT": 0x40,
         "PROT_BTI": 0,
         "PROT_MTE": 0,
+        **_GENERIC_MMAN,
     },
     "aarch64": {
         "SYS_brk": 214,
@@ -238,8 +241,36 @@ _PER_ARCH: dict[str, dict[str, int]] = {
         "MAP_32BIT": 0,
         "PROT_BTI": 0x10,
         "PROT_MTE": 0x20,
+        **_GENERIC_MMAN,
+    },
+    # arch/powerpc/kernel/syscalls/syscall.tbl; arch/powerpc/include/uapi/asm/mman.h
+    # (MAP_NORESERVE, MAP_LOCKED and the MCL_* flags have values of their own there).
+    "ppc64le": {
+        "SYS_brk": 45,
+        "SYS_mmap": 90,
+        "SYS_munmap": 91,
+        "SYS_mprotect": 125,
+        "SYS_madvise": 205,
+        "SYS_mlock2": 378,
+        "SYS_memfd_create": 360,
+        "SYS_pkey_mprotect": 386,
+        "SYS_pidfd_open": 434,
+        "SYS_process_madvise": 440,
+        "SYS_memfd_secret": 447,  # not wired on powerpc in 6.1: ENOSYS
+        "SYS_mseal": 462,
+        "SYS_pkey_alloc": 384,
+        "SYS_pkey_free": 385,
+        "MAP_32BIT": 0,
+        "PROT_BTI": 0,
+        "PROT_MTE": 0,
+        "MAP_NORESERVE": 0x40,
+        "MAP_LOCKED": 0x80,
+        "MCL_CURRENT": 0x2000,
+        "MCL_FUTURE": 0x4000,
+        "MCL_ONFAULT": 0x8000,
     },
 }
+_PER_ARCH["ppc64"] = _PER_ARCH["ppc64le"]
 
 SUPPORTED_ARCHES = tuple(_PER_ARCH)
 
@@ -265,6 +296,11 @@ SYS_pkey_mprotect = _HERE["SYS_pkey_mprotect"]
 MAP_32BIT = _HERE["MAP_32BIT"]
 PROT_BTI = _HERE["PROT_BTI"]
 PROT_MTE = _HERE["PROT_MTE"]
+MAP_NORESERVE = _HERE["MAP_NORESERVE"]
+MAP_LOCKED = _HERE["MAP_LOCKED"]
+MCL_CURRENT = _HERE["MCL_CURRENT"]
+MCL_FUTURE = _HERE["MCL_FUTURE"]
+MCL_ONFAULT = _HERE["MCL_ONFAULT"]
 
 PROT_NAMES = {PROT_READ: "PROT_READ", PROT_WRITE: "PROT_WRITE", PROT_EXEC: "PROT_EXEC"}
 

@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from . import constants as C
+from . import pages
 from .contract import Misplaced
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+PAGE_SIZE = pages.PAGE_SIZE
 _U64_MAX = (1 << 64) - 1
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -328,14 +329,14 @@ def mincore(addr: int, length: int) -> bytes:
     """mincore(2): one byte per page, bit 0 set when the page is resident."""
     call = "mincore"
     args = (_address(call, "addr", addr), _size(call, "length", length))
-    pages = max(1, _round_up(args[1]) // PAGE_SIZE)
-    if pages > (1 << 30):
-        raise ValueError(f"mincore: length {args[1]} needs a {pages}-byte vector; refusing to allocate it")
-    vector = (ctypes.c_ubyte * pages)()
+    size = max(1, pages.mincore_vector_size(args[1]))
+    if size > (1 << 30):
+        raise ValueError(f"mincore: length {args[1]} needs a {size}-byte vector; refusing to allocate it")
+    vector = (ctypes.c_ubyte * size)()
     ctypes.set_errno(0)
     if _mincore(args[0], args[1], ctypes.addressof(vector)) == -1:
         raise _fail(call, args)
-    return bytes(vector)[: _round_up(args[1]) // PAGE_SIZE]
+    return bytes(vector)[: pages.mincore_vector_size(args[1])]
 
 
 def mincore_into(addr: int, length: int, vector_address: int) -> None:
@@ -731,7 +732,7 @@ def mount(source: str | bytes | None, target: str | bytes, fstype: str | bytes |
 
 
 def _round_up(length: int) -> int:
-    return (length + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+    return pages.round_up(length)
 
 
 # --- newer memory calls: mseal, memfd_create and its seals, memfd_secret, pidfd_open,

@@ -112,4 +112,6 @@ def execute(addr: int, *, foreign: bool = False) -> Fault | None:
 
 
 # The machine code of a bare return, for pages that the execute probe should run.
-RET_INSTRUCTION = {"x86_64": b"\xc3", "aarch64": b"\xc0\x03\x5f\xd6"}.get(ARCH, b"\xc3")
+# x86 ret; arm64 ret (0xd65f03c0); powerpc blr (0x4e800020), little-endian on ppc64le.
+RET_INSTRUCTION = {"x86_64": b"\xc3", "aarch64": b"\xc0\x03\x5f\xd6", "ppc64le": b"\x20\x00\x80\x4e",
+                   "ppc64": b"\x4e\x80\x00\x20"}.get(ARCH, b"\xc3")

@@ -129,17 +129,22 @@ def results_from_reports(paths: Sequence[str]) -> list[Result]:
 
 
 def environment_facts(env: Mapping[str, Any]) -> str:
-    """The facts that decide most expectations, short: kernel, uid, memlock, sandbox."""
+    """The facts that decide most expectations, short: kernel, architecture and page size,
+    uid, memlock, sandbox."""
     if not env:
         return ""
-    kernel = (env.get("kernel") or {}).get("release", "?")
+    kernel_facts = env.get("kernel") or {}
+    kernel = kernel_facts.get("release", "?")
+    page = kernel_facts.get("page_size")
+    page_text = f"{page // 1024} KiB pages" if isinstance(page, int) else "? pages"
     identity = env.get("identity") or {}
     memlock = ((env.get("rlimits") or {}).get("memlock") or {}).get("soft")
     memlock_text = "unlimited" if memlock is None else (f"{memlock // 1024} KiB" if memlock < 1 << 20
                                                         else f"{memlock // (1 << 20)} MiB")
     caps = (env.get("capabilities") or {}).get("effective") or []
     sandbox = (env.get("sandbox") or {}).get("kind", "?")
-    return (f"kernel {kernel}, uid {identity.get('euid', '?')}, {len(caps)} caps, memlock {memlock_text}, "
+    return (f"kernel {kernel} ({kernel_facts.get('arch', '?')}, {page_text}), uid {identity.get('euid', '?')}, "
+            f"{len(caps)} caps, memlock {memlock_text}, "
             f"sandbox {sandbox}")
 
 

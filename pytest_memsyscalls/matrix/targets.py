@@ -382,15 +382,148 @@ class Qemu(Target):
                           timeout=1500.0)
 
 
+# The foreign guests: target kind -> (Debian architecture, kernel versions prepared, page size).
+FOREIGN_KINDS: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "qemu-arm64": ("arm64", ("6.1",), 4096),
+    "qemu-arm64-16k": ("arm64", ("6.12",), 16384),
+    "qemu-ppc64le": ("ppc64el", ("6.1",), 65536),
+}
+FOREIGN_TARGETS = ("qemu-arm64:6.1", "qemu-arm64-16k:6.12", "qemu-ppc64le:6.1")
+GUEST_TRIPLETS = {"arm64": "aarch64-linux-gnu", "ppc64el": "powerpc64le-linux-gnu"}
+
+
+def native_source_hash(csrc: Path) -> str:
+    """ci/prepare.sh's key for the cross-compiled C parts: sha256 of csrc/*.c then *.h."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for pattern in ("*.c", "*.h"):
+        for path in sorted(csrc.glob(pattern)):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+class QemuForeign(Target):
+    """Debian's kernel of another architecture under qemu TCG, booted on the guest's own
+    root filesystem (bookworm's python3 for that architecture, from ci/prepare.sh), with
+    the C parts cross-compiled for it and the pure-Python site read from the host's root."""
+
+    description = "a Debian kernel of another architecture (arm64, ppc64le) under qemu TCG, its own python3"
+
+    def __init__(self, spec: str) -> None:
+        super().__init__(spec)
+        kind, _, version = spec.partition(":")
+        self.kind = kind
+        self.arch, versions, self.page_size = FOREIGN_KINDS[kind]
+        self.version = version or versions[0]
+        self.kernel_dir = cache_dir() / "kernels" / f"{kind.removeprefix('qemu-')}-{self.version}"
+        self.rootfs = cache_dir() / "guest-rootfs" / f"bookworm-{self.arch}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}-{self.version}"
+
+    def _hint(self) -> str:
+        return f"ci/prepare.sh {self.kind}:{self.version}"
+
+    def native_dir(self) -> Path:
+        """The cross-compiled probe and brk helper: for this checkout's csrc/ when it is
+        there, else the newest build for the architecture."""
+        base = cache_dir() / "native"
+        csrc = Path(__file__).resolve().parents[2] / "csrc"
+        if csrc.is_dir():
+            wanted = base / f"{self.arch}-{native_source_hash(csrc)}"
+            if (wanted / "memsys-brk-helper").exists():
+                return wanted
+            raise Unavailable(f"the C parts built for {self.arch} from this csrc/ in {wanted} ({self._hint()})")
+        builds = sorted(base.glob(f"{self.arch}-*"), key=lambda p: p.stat().st_mtime)
+        if not builds:
+            raise Unavailable(f"the C parts built for {self.arch} in {base} ({self._hint()})")
+        return builds[-1]
+
+    def check(self) -> None:
+        from . import guest
+
+        _need_root("qemu's 9p export of / as root")
+        machine = guest.FOREIGN_MACHINES[self.arch][0][0]
+        _need_tool(machine, "qemu-system-arm" if self.arch == "arm64" else "qemu-system-ppc")
+        _need_system_python()
+        if not (self.kernel_dir / "kernel").exists() or not (self.kernel_dir / "modules").is_dir():
+            raise Unavailable(f"kernel {self.label} in {self.kernel_dir} ({self._hint()})")
+        if not (self.rootfs / "usr/bin/python3.11").exists() or not (self.rootfs / "bin/busybox").exists():
+            raise Unavailable(f"a {self.arch} root filesystem with python3 at {self.rootfs} ({self._hint()})")
+        self.native_dir()
+
+    def weight(self) -> float:
+        return 300.0
+
+    def guest_site(self, ctx: Context, workdir: Path) -> str:
+        """The site for the guest: the package copied into the workdir with the C parts of
+        the guest's architecture; pytest and Hypothesis (pure Python) read from the host."""
+        from . import guest
+
+        package_site, *rest = ctx.site.split(":")
+        site = workdir / "site"
+        ignore = shutil.ignore_patterns("_probe*.so", "memsys-brk-helper")
+        shutil.copytree(Path(package_site) / "pytest_memsyscalls", site / "pytest_memsyscalls", ignore=ignore)
+        kernel = site / "pytest_memsyscalls" / "kernel"
+        for built in self.native_dir().iterdir():
+            shutil.copy2(built, kernel / built.name)
+        for found in [site, *site.rglob("*")]:
+            os.chmod(found, 0o755 if found.is_dir() or os.access(found, os.X_OK) else 0o644)
+        compiled = [self.compiled_deps(Path(part)) for part in rest]
+        parts = [str(p) for p in compiled if p is not None] + rest
+        return ":".join([f"{guest.GUEST_OUT}/site", *(guest.HOST_AT + part for part in parts)])
+
+    def compiled_deps(self, deps: Path) -> Path | None:
+        """Hypothesis has a compiled part (``hypothesis._native``) since 6.1xx: the guest
+        needs the wheel of its own architecture, fetched once into the cache (pip)."""
+        native = list((deps / "hypothesis").glob("_native*.so"))
+        if not native:
+            return None
+        import hypothesis
+
+        platform = {"arm64": "manylinux2014_aarch64", "ppc64el": "manylinux2014_ppc64le"}[self.arch]
+        dest = cache_dir() / f"guest-deps-hypothesis{hypothesis.__version__}-{self.arch}"
+        if not (dest / "hypothesis").is_dir():
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:",
+                                   "--platform", platform, "--python-version", "3.11", "--implementation", "cp",
+                                   "--target", str(tmp), f"hypothesis=={hypothesis.__version__}"],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise Unavailable(f"hypothesis {hypothesis.__version__} for {platform} (pip: "
+                                  f"{done.stderr.strip()[-300:]})")
+            os.replace(tmp, dest)
+        return dest
+
+    def invocation(self, ctx: Context, workdir: Path) -> Invocation:
+        from . import guest
+
+        report = workdir / "report.json"
+        inside = Path(guest.GUEST_OUT)
+        env = suite_env(ctx, inside)
+        env["PYTHONPATH"] = self.guest_site(ctx, workdir)
+        command = suite_command("/usr/bin/python3", str(inside / "report.json"), ctx, workdir, str(inside))
+        initrd = guest.build_initramfs(self.kernel_dir / "modules", workdir / "initramfs.cpio", command, env,
+                                       busybox=str(self.rootfs / "bin/busybox"), foreign=True)
+        argv = guest.foreign_qemu_command(self.arch, self.kernel_dir / "kernel", initrd, self.rootfs, str(workdir))
+        return Invocation(argv, dict(os.environ), str(workdir), workdir, report, workdir / "log.txt",
+                          status_file=workdir / "status", timeout=1500.0)
+
+
 KINDS: dict[str, type[Target]] = {
     "native": Native, "unprivileged": Unprivileged, "memlock-64k": Memlock64k, "userns": Userns,
     "seccomp": Seccomp, "gvisor": Gvisor, "podman": Podman, "qemu": Qemu,
+    **dict.fromkeys(FOREIGN_KINDS, QemuForeign),
 }
 
 
 def make_target(spec: str) -> Target:
     kind = spec.split(":", 1)[0]
     if kind not in KINDS:
-        raise ValueError(f"unknown target {spec!r} (known: {', '.join(KINDS)}; gvisor:RUNSC, qemu:KERNEL)")
+        raise ValueError(f"unknown target {spec!r} (known: {', '.join(KINDS)}; gvisor:RUNSC, qemu:KERNEL, "
+                         f"{', '.join(FOREIGN_TARGETS)})")
     return KINDS[kind](spec)
 

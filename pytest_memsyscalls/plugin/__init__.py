@@ -12,7 +12,7 @@ import pluggy
 import pytest
 
 from ..environment.needs import unmet_needs
-from ..kernel import procfs
+from ..kernel import pages, procfs
 from . import crashes, promises, settings
 from . import hookspecs as hooks
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of
@@ -121,12 +121,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, pluggy.Result[None
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,16}")
 
 
-def maps_near(text: str, maps: list[procfs.MapsEntry]) -> list[str]:
+def maps_near(text: str, maps: list[procfs.MapsEntry], page_size: int = pages.PAGE_SIZE) -> list[str]:
     """The /proc/self/maps lines at or next to every address a failure message names:
     what the kernel's own selftests print when a memory check fails."""
     addresses = {int(found, 16) for found in _ADDRESS.findall(text)}
     return [str(entry) for entry in maps
-            if any(entry.start - 0x1000 <= addr < entry.end + 0x1000 for addr in addresses)]
+            if any(pages.near(addr, entry.start, entry.end, page_size) for addr in addresses)]
 
 
 @pytest.hookimpl(hookwrapper=True)
