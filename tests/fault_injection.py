@@ -46,7 +46,7 @@ from pathlib import Path
 
 from pytest_memsyscalls.kernel import constants as C
 from pytest_memsyscalls.kernel import native
-from pytest_memsyscalls.kernel.pages import PAGE_SIZE
+from pytest_memsyscalls.kernel.pages import PAGE_SIZE as PAGE
 
 # x86_64 system call numbers (ptrace rules are x86_64 only; seccomp rules use names)
 NR = {
@@ -54,7 +54,6 @@ NR = {
     "madvise": 28, "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "mlock": 149, "munlock": 150,
     "mlockall": 151, "munlockall": 152, "openat": 257, "unlinkat": 263, "memfd_create": 319, "mlock2": 325,
 }
-PAGE = PAGE_SIZE
 ALL = 0xFFFFFFFFFFFFFFFF
 O_EXCL = 0o200
 MFD_CLOEXEC = 1
