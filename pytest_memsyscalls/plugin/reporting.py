@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from ..memory.expectations import ExpectationFailed
 from ..report import baseline as baseline_gate
 from ..report import junit, model
 from . import settings
@@ -52,6 +51,8 @@ def _skip_message(report: pytest.TestReport) -> str:
 def phase_of(report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException] | None = None) -> model.Phase:
     """The Phase one pytest report describes; a failed expectation (``excinfo``) gives
     what was expected and what was observed."""
+    from ..memory.expectations import ExpectationFailed  # on first use: it loads the fault probe
+
     xfail = getattr(report, "wasxfail", None)
     failure = excinfo.value if excinfo is not None else None
     parts: dict[str, str] = {}

@@ -43,7 +43,11 @@ BASELINE = Setting("--memsys-baseline", "memsys_baseline", "MEMSYS_BASELINE",
 STRICT = Setting("--memsys-strict", "memsys_strict", "MEMSYS_STRICT",
                  "with a baseline: a skip the baseline did not have is a failure")
 
-ALL = (LEAKS, CHILD_TIMEOUT, REPORT, BASELINE, STRICT)
+ALL_TESTS = Setting("--memsys-all-tests", "memsys_all_tests", "MEMSYS_ALL_TESTS",
+                    "apply the leak guard, the session records and the SIGTERM handling to every test, "
+                    "not only to tests that use a memsyscalls fixture or marker")
+
+ALL = (LEAKS, CHILD_TIMEOUT, REPORT, BASELINE, STRICT, ALL_TESTS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Settings:
     report: str | None = None
     baseline: str | None = None
     strict: bool = False
+    all_tests: bool = False
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -66,6 +71,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(REPORT.option, dest=REPORT.dest, default=None, metavar="PATH", help=REPORT.help)
     group.addoption(BASELINE.option, dest=BASELINE.dest, default=None, metavar="PATH", help=BASELINE.help)
     group.addoption(STRICT.option, dest=STRICT.dest, action="store_true", default=None, help=STRICT.help)
+    group.addoption(ALL_TESTS.option, dest=ALL_TESTS.dest, action="store_true", default=None, help=ALL_TESTS.help)
     for setting in ALL:
         parser.addini(setting.dest, f"{setting.help} (env {setting.env}, option {setting.option})", default=None)
 
@@ -136,6 +142,7 @@ def resolve(config: pytest.Config) -> Settings:
         report=_resolve(config, REPORT, _path, None),
         baseline=_resolve(config, BASELINE, _path, None),
         strict=_resolve(config, STRICT, _flag, False),
+        all_tests=_resolve(config, ALL_TESTS, _flag, False),
     )
 
 
