@@ -80,3 +80,33 @@ def test_a_reader_that_goes_away_is_not_a_traceback() -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+# --- paths that cannot be written: usage errors before anything runs ------------------
+
+@pytest.mark.parametrize("where", ["directory", "missing-parent", "read-only"])
+def test_an_unwritable_report_path_is_a_usage_error_before_any_test(pytester: pytest.Pytester, where: str) -> None:
+    pytester.makepyfile("def test_one(page_size): open('ran', 'w').close()")
+    path = {"directory": str(pytester.path),
+            "missing-parent": str(pytester.path / "no" / "such" / "r.json"),
+            "read-only": "/sys/memsys-report.json"}[where]  # sysfs refuses new files, even to root
+    result = pytester.runpytest_subprocess(f"--memsys-report={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "cannot write the report there" in result.stderr.str()
+    assert "--memsys-report" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert not (pytester.path / "ran").exists()
+    assert not (pytester.path / "no").exists()
+
+
+def test_matrix_in_a_read_only_directory_is_a_usage_error() -> None:
+    done = memsyscalls("matrix", "--targets", "native", cwd=Path("/sys/kernel"))
+    assert done.returncode == 2
+    assert "--out memsys-matrix" in done.stderr and "cannot create a file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_matrix_does_not_create_missing_parents(tmp_path: Path) -> None:
+    done = memsyscalls("matrix", "--targets", "native", "--out", str(tmp_path / "a" / "b"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert not (tmp_path / "a").exists()

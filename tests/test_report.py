@@ -80,6 +80,7 @@ EXPECTED_OUTCOMES = {
 
 def run_suite(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
     pytester.makepyfile(test_demo=SUITE)
+    (pytester.path / "out").mkdir(exist_ok=True)  # a report's directory is never created for it
     result = pytester.runpytest(*QUIET, "--memsys-report=out/report.json", *args)
     return result, json.loads((pytester.path / "out" / "report.json").read_text())
 

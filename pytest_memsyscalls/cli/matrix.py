@@ -63,6 +63,12 @@ def cmd_matrix(argv: Sequence[str]) -> int:
     options = parser.parse_args(args)
     specs = [s.strip() for s in options.targets.split(",") if s.strip()]
     out_dir = Path(options.out)
+    if not options.list:
+        from ..report.paths import directory_problem
+
+        problem = directory_problem(out_dir)
+        if problem:
+            parser.error(f"--out {options.out}: {problem}")
     try:
         for spec in specs:
             T.make_target(spec)

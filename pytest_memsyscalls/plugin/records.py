@@ -121,7 +121,13 @@ def _start_records(item: pytest.Item) -> None:
         result = None
     if result is not None and result.files:
         config.stash[_SWEPT] = result.summary()
-    records._recorder = Recorder(directory)
+    try:
+        records._recorder = Recorder(directory)
+    except FileExistsError:  # this process records already: a session nested in another (pytester)
+        return
+    except OSError as error:
+        item.warn(pytest.PytestWarning(f"pytest-memsyscalls: records disabled: {error}"))
+        return
     config.stash[_OWNER] = True
 
 

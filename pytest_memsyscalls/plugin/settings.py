@@ -124,6 +124,16 @@ def _path(value: object, origin: str) -> str:
     return text
 
 
+def _report_path(value: object, origin: str) -> str:
+    from ..report.paths import file_problem
+
+    text = _path(value, origin)
+    problem = file_problem(text)
+    if problem:
+        raise ValueError(f"cannot write the report there: {problem}")
+    return text
+
+
 def _flag(value: object, origin: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -139,7 +149,7 @@ def resolve(config: pytest.Config) -> Settings:
     return Settings(
         leaks=_resolve(config, LEAKS, _leak_mode, "fail"),
         child_timeout=_resolve(config, CHILD_TIMEOUT, _seconds, DEFAULT_TIMEOUT),
-        report=_resolve(config, REPORT, _path, None),
+        report=_resolve(config, REPORT, _report_path, None),
         baseline=_resolve(config, BASELINE, _path, None),
         strict=_resolve(config, STRICT, _flag, False),
         all_tests=_resolve(config, ALL_TESTS, _flag, False),
