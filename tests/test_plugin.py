@@ -71,6 +71,9 @@ def test_unmet_need_skips_with_its_reason(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs:CAP_MADE_UP; needs:arch=sparc*"])
+    # reported at the test, not at the plugin's hook that decided it
+    result.stdout.fnmatch_lines(["SKIPPED [[]1] test_unmet_need_skips_with_its_reason.py:3: needs:CAP_MADE_UP*"])
+    assert "pytest_memsyscalls" not in result.stdout.str()
 
 
 def test_callable_need_gets_the_environment(pytester: pytest.Pytester) -> None:

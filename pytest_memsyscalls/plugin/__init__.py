@@ -16,6 +16,7 @@ import pytest
 
 from . import hookspecs as hooks
 from . import settings
+from .activation import skip_at_test
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of
 from .session import session_environment
 
@@ -86,7 +87,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
         reasons = unmet_needs(tuple(needs), session_environment(item.config))
         if reasons:
-            pytest.skip("; ".join(reasons))
+            raise skip_at_test("; ".join(reasons))
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,16}")

@@ -84,6 +84,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(problem, pytrace=False)
 
 
+def skip_at_test(reason: str) -> BaseException:
+    """The exception that skips a test and is reported at the test (``file.py:LINE``),
+    as a ``skip`` marker is, not at the plugin's hook that raised it: pytest takes a
+    skip's location from its traceback unless ``_use_item_location`` is set (pytest 7.0+)."""
+    try:
+        return pytest.skip.Exception(reason, _use_item_location=True)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:  # a pytest without it: the hook's location, as before
+        return pytest.skip.Exception(reason)
+
+
 def _header(config: pytest.Config) -> list[str]:
     config.stash[_HEADER_SHOWN_KEY] = True
     from .session import session_environment

@@ -19,6 +19,7 @@ import pytest
 from ..kernel import constants as C
 from ..kernel.constants import RW
 from . import settings
+from .activation import skip_at_test
 from .session import session_environment
 
 # What the fixtures use is imported when a test first requests one: pytest loads this
@@ -171,7 +172,7 @@ def locked_region(mapped_pages: MappedPages, memsys_env: Environment) -> LockedR
         mapping = mapped_pages(pages, prot)
         reason = lockable_shortfall(memsys_env, mapping.length)
         if reason:
-            pytest.skip(reason)
+            raise skip_at_test(reason)  # reported at the test, not in this file
         mapping.lock(C.MLOCK_ONFAULT if onfault else 0)
         return mapping  # munmap at teardown removes the lock too
 

@@ -102,12 +102,14 @@ class Collector:
     def __init__(self) -> None:
         self.tests: dict[str, dict[str, Any]] = {}
         self.failed_nodeids: set[str] = set()
+        self.items = 0  # every test that ran, with a semantic or not
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed:
             self.failed_nodeids.add(report.nodeid)
         if report.when != "teardown":
             return
+        self.items += 1
         record = junit.record_from(report.nodeid, dict(report.user_properties))
         if record is not None:
             self.tests[report.nodeid] = record
@@ -199,4 +201,17 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     summary = report["summary"]
     where = f" (report: {state['path']})" if state.get("path") else ""
     write(f"memsyscalls: {summary['semantics']} semantics: {summary['passed']} passed, "
-          f"{summary['failed']} failed, {summary['skipped']} skipped{where}")
+          f"{summary['failed']} failed, {summary['skipped']} skipped{_tests_line(report, config)}{where}")
+
+
+def _tests_line(report: dict[str, Any], config: pytest.Config) -> str:
+    """How the semantics add up to pytest's count of tests: a parametrized semantic has
+    several tests, and a test without a marker checks none."""
+    collector = config.stash.get(_COLLECTOR_KEY, None)
+    ran = collector.items if collector is not None else 0
+    checking = sum(len(row["nodeids"]) for row in report["semantics"])
+    if not ran:
+        return ""
+    rest = ran - checking
+    return (f", from {ran} test{'s' if ran != 1 else ''} ({checking} check a semantic"
+            + (f", {rest} check{'s' if rest == 1 else ''} none" if rest else "") + ")")
