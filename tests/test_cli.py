@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,23 @@ def test_matrix_does_not_create_missing_parents(tmp_path: Path) -> None:
     done = memsyscalls("matrix", "--targets", "native", "--out", str(tmp_path / "a" / "b"))
     assert done.returncode == 2 and "does not exist" in done.stderr
     assert not (tmp_path / "a").exists()
+
+
+def test_command_text_names_memsyscalls_run_and_has_no_rest_markup(tmp_path: Path) -> None:
+    helped = memsyscalls("run", "--help", cwd=tmp_path)
+    assert helped.stdout.startswith("usage: memsyscalls run ")
+    bad = memsyscalls("run", "--no-such-option", cwd=tmp_path)
+    assert bad.returncode == 4 and "memsyscalls run: error: unrecognized arguments" in bad.stderr
+    assert "pytest.main()" not in helped.stdout + bad.stderr
+    top = memsyscalls("--help")
+    assert "``" not in top.stdout and "tutorial this suite grew from" in top.stdout
+
+
+def test_run_leaves_no_hypothesis_directory_in_the_working_directory(tmp_path: Path) -> None:
+    env = {**os.environ, "MEMSYS_CACHE": str(tmp_path / "cache")}
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "run", "-q", "-k", "model_sysv"],
+                          capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(work.iterdir()) == []
