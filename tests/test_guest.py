@@ -134,7 +134,9 @@ EXPECTED = {"PASSED": 12, "FAILED": 1, "SKIPPED": 1}
     ["-p", "no:randomly", "-n", "2"],
     ["-p", "no:randomly", "--forked"],
     ["-p", "randomly"],
-], ids=["plain", "xdist", "forked", "randomly"])
+    ["-p", "no:randomly", "--timeout=60"],
+    ["-p", "no:randomly", "--reruns=1"],
+], ids=["plain", "xdist", "forked", "randomly", "timeout", "rerunfailures"])
 def test_a_third_party_suite_ends_as_without_the_plugin(suite: pytest.Pytester, tmp_path: Path,
                                                         extra: list[str]) -> None:
     if "--forked" in extra:
@@ -143,6 +145,10 @@ def test_a_third_party_suite_ends_as_without_the_plugin(suite: pytest.Pytester, 
         pytest.importorskip("xdist")
     if "randomly" in extra and "no:randomly" not in extra:
         pytest.importorskip("pytest_randomly")
+    if "--timeout=60" in extra:
+        pytest.importorskip("pytest_timeout")
+    if "--reruns=1" in extra:
+        pytest.importorskip("pytest_rerunfailures")
     with_plugin = _run(suite, *extra)
     without = _run(suite, *extra, "-p", "no:memsyscalls")
     outcomes = _outcomes(with_plugin.stdout.str())

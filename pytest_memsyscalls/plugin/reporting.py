@@ -8,15 +8,19 @@ On xdist the workers record properties and the controller builds the report.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..report import baseline as baseline_gate
-from ..report import junit, model
 from . import settings
 from .semantics import semantic_of
 from .session import session_environment
+
+# The report's modules are imported when a test with a semantic reports, or a report or
+# baseline is asked for: pytest loads this module into every session (activation.py).
+if TYPE_CHECKING:
+    from ..report import baseline as baseline_gate
+    from ..report import model
 
 
 def _crash_message(report: pytest.TestReport) -> str:
@@ -52,6 +56,7 @@ def phase_of(report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseExcept
     """The Phase one pytest report describes; a failed expectation (``excinfo``) gives
     what was expected and what was observed."""
     from ..memory.expectations import ExpectationFailed  # on first use: it loads the fault probe
+    from ..report import model
 
     xfail = getattr(report, "wasxfail", None)
     failure = excinfo.value if excinfo is not None else None
@@ -69,7 +74,7 @@ def phase_of(report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseExcept
     return model.Phase(report.when, "passed", xfail=None if xfail is None else str(xfail))
 
 
-_PHASES_KEY = pytest.StashKey[list[model.Phase]]()
+_PHASES_KEY = pytest.StashKey["list[model.Phase]"]()
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -85,6 +90,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     found = semantic_of(item)
     if found is None:
         return
+    from ..report import junit, model
+
     phases = item.stash.setdefault(_PHASES_KEY, [])
     phases.append(phase_of(report, call.excinfo))
     if report.when != "teardown":
@@ -110,6 +117,10 @@ class Collector:
         if report.when != "teardown":
             return
         self.items += 1
+        if not any(name == "memsys_semantic" for name, _ in report.user_properties):
+            return
+        from ..report import junit
+
         record = junit.record_from(report.nodeid, dict(report.user_properties))
         if record is not None:
             self.tests[report.nodeid] = record
@@ -129,6 +140,8 @@ def pytest_configure(config: pytest.Config) -> None:
     baseline = None
     chosen = settings.get(config)
     if chosen.baseline and not _is_worker(config):
+        from ..report import model
+
         try:
             baseline = model.load_report(chosen.baseline)
         except model.ReportError as error:
@@ -147,6 +160,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     baseline = config.stash.get(_BASELINE_KEY, None)
     if not collector.tests and not chosen.report and baseline is None:
         return
+    from ..report import baseline as baseline_gate
+    from ..report import model
+
     report = model.build_report(collector.tests.values(), session_environment(config).as_dict())
     state = config.stash[_STATE_KEY]
     state["report"] = report
