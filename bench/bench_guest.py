@@ -115,6 +115,8 @@ def main() -> int:
     for project in projects:
         source = unpack(project, where)
         select = PROJECTS[project][1]
+        for python in pythons.values():  # the project itself, from its sdist, in both
+            run(python, "-m", "pip", "install", "-q", "--no-deps", source)
         for mode in modes:
             walls: dict[bool, list[float]] = {True: [], False: []}
             seen: dict[bool, dict[str, str]] = {}

@@ -466,3 +466,14 @@ def test_xdist_report_is_complete_and_written_once(pytester: pytest.Pytester,
     assert junit_properties(pytester.path / "junit.xml")["test_skip"]["memsys_reason"] == "needs:CAP_MADE_UP"
     result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 2 skipped, "
                                  "from 11 tests (10 check a semantic, 1 checks none) (report: r.json)"])
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_passed_to_skipped_fails_with_and_without_strict(pytester: pytest.Pytester, strict: bool) -> None:
+    """What the README promises: a semantic that passed in the baseline and is skipped now
+    is a changed outcome, which fails the gate whether or not --memsys-strict is given."""
+    baseline = make_baseline(pytester, edit={"demo.skip.cap": {"outcome": "passed", "reason": None}})
+    result, _ = run_suite(pytester, baseline, *(["--memsys-strict"] if strict else []))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["FAILING: outcome changed:", "  demo.skip.cap: passed -> skipped*",
+                                 "baseline gate FAILED: 1 semantic(s): demo.skip.cap*"])
