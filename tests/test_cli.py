@@ -131,3 +131,50 @@ def test_run_leaves_no_hypothesis_directory_in_the_working_directory(tmp_path: P
                           capture_output=True, text=True, cwd=work, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert list(work.iterdir()) == []
+
+
+# --- matrix targets without a checkout, and the cache ----------------------------------
+
+def _cached(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MEMSYS_CACHE": str(tmp_path / "memsyscalls-cache")}
+    return subprocess.run([sys.executable, "-m", "pytest_memsyscalls", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_matrix_help_and_list_name_the_cache_and_the_prepare_command(tmp_path: Path) -> None:
+    helped = _cached(tmp_path, "matrix", "--help")
+    text = "".join(helped.stdout.split())  # argparse wraps long paths anywhere
+    assert str(tmp_path / "memsyscalls-cache") in text
+    assert "memsyscallsprepare--clear-cache" in text
+    listed = _cached(tmp_path, "matrix", "--list", "--targets", "native,qemu:6.1")
+    assert "memsyscalls prepare TARGET" in listed.stdout and "no checkout is needed" in listed.stdout
+
+
+def test_the_preparation_ships_in_the_package() -> None:
+    import pytest_memsyscalls.cli.prepare as prepare
+
+    assert prepare.SCRIPT.is_file() and prepare.SCRIPT.parent.name == "matrix"
+    assert (prepare.SCRIPT.parent / "extract_vmlinux.py").is_file()
+    wrapper = Path(prepare.__file__).parents[2] / "ci" / "prepare.sh"
+    assert "pytest_memsyscalls/matrix/prepare.sh" in wrapper.read_text()
+
+
+def test_the_cache_size_can_be_shown_and_the_cache_cleared(tmp_path: Path) -> None:
+    cache = tmp_path / "memsyscalls-cache"
+    (cache / "kernels").mkdir(parents=True)
+    (cache / "kernels" / "vmlinuz").write_bytes(b"x" * 100_000)
+    shown = _cached(tmp_path, "prepare", "--cache")
+    assert shown.returncode == 0 and "kernels" in shown.stdout and "(total)" in shown.stdout
+    assert "KiB" in shown.stdout
+    cleared = _cached(tmp_path, "prepare", "--clear-cache")
+    assert cleared.returncode == 0 and f"removed {cache}" in cleared.stdout
+    assert not cache.exists()
+    none = _cached(tmp_path, "prepare")
+    assert none.returncode == 2 and "name at least one target" in none.stderr
+
+
+def test_clearing_refuses_a_cache_that_is_not_ours(tmp_path: Path) -> None:
+    env = {**os.environ, "MEMSYS_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "prepare", "--clear-cache"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2 and "refusing" in done.stderr and tmp_path.exists()

@@ -5,6 +5,7 @@
   semantics [--json|--markdown]  every semantic the suite checks, from its markers
   diff OLD NEW              differences between two reports (non-zero when any)
   matrix [...]              the suite in several environments, merged into one table
+  prepare TARGET...         install or fetch what matrix targets need; --cache, --clear-cache
   layout [PID] [--json]     the memory layout of a process, the way the tutorial draws it
   sweep [--dry-run]         remove what killed runs recorded and left (see SECURITY.md)
 
@@ -169,6 +170,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "matrix": _lazy("cli.matrix", "cmd_matrix"),
     "layout": _lazy("cli.layout", "cmd_layout"),
     "sweep": _lazy("cli.sweep", "cmd_sweep"),
+    "prepare": _lazy("cli.prepare", "cmd_prepare"),
 }
 
 
