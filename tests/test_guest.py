@@ -255,3 +255,11 @@ def test_importing_the_plugin_is_cheap() -> None:
             break
         time.sleep(0.1)
     assert best is not None and best <= 20, f"importing the plugin took {best:.1f} ms"
+
+
+def test_no_warning_of_ours_in_a_session(suite: pytest.Pytester) -> None:
+    """Loading the plugin raises no warning (a module imported before pytest registers it
+    as a plugin cannot be assertion-rewritten, and pytest says so)."""
+    result = _run(suite, "-p", "no:randomly", "-W", "error::pytest.PytestAssertRewriteWarning")
+    assert "PytestAssertRewriteWarning" not in result.stdout.str() + result.stderr.str()
+    assert "warnings" not in result.stdout.lines[-1]

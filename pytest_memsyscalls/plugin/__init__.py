@@ -16,7 +16,6 @@ import pytest
 
 from . import hookspecs as hooks
 from . import settings
-from .activation import skip_at_test
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of
 from .session import session_environment
 
@@ -87,6 +86,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
         reasons = unmet_needs(tuple(needs), session_environment(item.config))
         if reasons:
+            from .activation import skip_at_test  # here: imported earlier, pytest could not rewrite it
+
             raise skip_at_test("; ".join(reasons))
 
 
