@@ -33,10 +33,15 @@ PLUGINS = ["pytest>=7.4,<9.2", "pytest-xdist", "pytest-forked", "pytest-randomly
 
 # name on PyPI -> (test dependencies, arguments that select its tests inside the unpacked sdist)
 PROJECTS: dict[str, tuple[list[str], list[str]]] = {
-    "attrs": (["hypothesis", "pympler", "cloudpickle"], ["tests"]),
     "more-itertools": ([], ["tests"]),
     "cachetools": ([], ["tests"]),
+    "six": ([], ["test_six.py"]),
+    "idna": ([], ["tests"]),
+    # attrs' suite takes minutes per run on a loaded 2-core machine: run it on its own with
+    # --projects attrs when there is time.
+    "attrs": (["hypothesis", "pympler", "cloudpickle"], ["tests"]),
 }
+DEFAULT_PROJECTS = ["more-itertools", "cachetools", "six", "idna"]
 MODES = {
     "plain": ["-p", "no:randomly"],
     "-n 2": ["-p", "no:randomly", "-n", "2"],
@@ -97,7 +102,7 @@ def outcomes_and_time(python: Path, source: Path, args: list[str], select: list[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--projects", default=",".join(PROJECTS))
+    parser.add_argument("--projects", default=",".join(DEFAULT_PROJECTS))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--no-readme", action="store_true", help="print, do not rewrite bench/README.md")
     options = parser.parse_args()
