@@ -74,9 +74,9 @@ def test_new_break_memory_is_zero_filled_and_writable() -> None:
 
 
 @semantic("brk.sbrk.seed_example",
-          "The seed's example: sbrk(0), then sbrk(1024) returns the old break, a string copied there "
+          "The tutorial's example: sbrk(0), then sbrk(1024) returns the old break, a string copied there "
           "reads back, and the break has increased by exactly 1024 bytes",
-          source="seed §1 Example", tier="linux")
+          source="tutorial §1 Example", tier="linux")
 def test_seed_sbrk_example() -> None:
     text = b"Hello from heap!\0"
     steps = ["sbrk:0", "sbrk:1024"]

@@ -1,4 +1,4 @@
-"""The process layout the seed draws, checked in fresh processes.
+"""The process layout the tutorial draws, checked in fresh processes.
 
 The pytest process is a poor subject (the interpreter, the arena and other tests' mappings
 live in it), so every claim is checked in a new process of the compiled helper
@@ -298,9 +298,9 @@ def _need_stat_addresses(_: object) -> str | None:
 # --- the order of the regions ------------------------------------------------------------------
 
 @semantic("layout.order.text_data_bss_heap_mmap_stack",
-          "In a fresh process the regions lie in the seed's order from low to high addresses: text, "
+          "In a fresh process the regions lie in the tutorial's order from low to high addresses: text, "
           "data, bss, heap, the mmap area (shared libraries), stack",
-          source="seed (Process Memory Layout); proc(5) /proc/PID/maps", tier="linux")
+          source="tutorial (Process Memory Layout); proc(5) /proc/PID/maps", tier="linux")
 @requires(_need_classic_mmap_layout)
 @requires("ptrace")
 def test_region_order(helper_layout: HelperLayout) -> None:
@@ -318,7 +318,7 @@ def test_region_order(helper_layout: HelperLayout) -> None:
 @semantic("layout.text.read_exec_not_writable",
           "The text (the code at the entry point) is mapped from the executable readable and executable, "
           "not writable",
-          source="seed (Text Segment: read-only, shareable)", tier="posix")
+          source="tutorial (Text Segment: read-only, shareable)", tier="posix")
 @requires("ptrace")
 def test_text_is_read_exec(helper_layout: HelperLayout) -> None:
     text = _vma_at(helper_layout.maps, helper_layout.at(HELPER_ELF.entry))
@@ -328,7 +328,7 @@ def test_text_is_read_exec(helper_layout: HelperLayout) -> None:
 @semantic("layout.data.writable_not_executable",
           "Initialized data is mapped from the executable read-write, not executable (the RELRO part ld.so "
           "made read-only after relocation aside)",
-          source="seed (Data Segment); ELF PT_LOAD/PT_GNU_RELRO", tier="linux")
+          source="tutorial (Data Segment); ELF PT_LOAD/PT_GNU_RELRO", tier="linux")
 @requires("ptrace")
 def test_data_is_read_write(helper_layout: HelperLayout) -> None:
     data = HELPER_ELF.data_segment
@@ -342,7 +342,7 @@ def test_data_is_read_write(helper_layout: HelperLayout) -> None:
           "The bss past the last file-backed page of data is an anonymous read-write mapping directly after "
           "the data, and the whole bss (including the tail of the data's last page) is zero when the "
           "program starts",
-          source="seed (BSS Segment: initialized to 0 by kernel); ELF p_memsz > p_filesz", tier="posix")
+          source="tutorial (BSS Segment: initialized to 0 by kernel); ELF p_memsz > p_filesz", tier="posix")
 @requires("ptrace")
 def test_bss_is_anonymous_and_zero(helper_layout: HelperLayout) -> None:
     data = HELPER_ELF.data_segment
@@ -355,7 +355,7 @@ def test_bss_is_anonymous_and_zero(helper_layout: HelperLayout) -> None:
 @semantic("layout.heap.above_image_break_at_end",
           "The heap ([heap]) lies above the program image, and the program break is inside it at its "
           "page-rounded end",
-          source="seed (Heap, Program break); brk(2)", tier="linux")
+          source="tutorial (Heap, Program break); brk(2)", tier="linux")
 @requires("ptrace")
 def test_heap_above_image_with_break_at_end(helper_layout: HelperLayout) -> None:
     heap = _named(helper_layout.maps, "[heap]")
@@ -370,7 +370,7 @@ def test_heap_above_image_with_break_at_end(helper_layout: HelperLayout) -> None
 @semantic("layout.stack.top_below_kernel_half",
           "The stack ([stack]) is the highest region of user space (only the kernel-provided [vvar]/[vdso] "
           "pages and the legacy [vsyscall] page lie above it) and ends below the kernel half",
-          source="seed (Stack at high addresses, 0x7FFF... on x86-64)", tier="linux")
+          source="tutorial (Stack at high addresses, 0x7FFF... on x86-64)", tier="linux")
 @requires(_need_classic_mmap_layout)
 @requires("ptrace")
 def test_stack_on_top(helper_layout: HelperLayout) -> None:
@@ -383,7 +383,7 @@ def test_stack_on_top(helper_layout: HelperLayout) -> None:
 @semantic("layout.kernel.not_accessible",
           "Kernel space (0xffff800000000000 and up on x86-64) is not accessible from user space: a read "
           "there raises SIGSEGV (SEGV_MAPERR at the address)",
-          source="seed (KERNEL SPACE: not accessible from user space)", tier="linux")
+          source="tutorial (KERNEL SPACE: not accessible from user space)", tier="linux")
 @requires("arch:x86_64")
 def test_kernel_half_not_readable() -> None:
     # The helper parses numbers with strtoll: an address >= 2**63 is given as its negative.
@@ -401,10 +401,10 @@ def _text_base(path: str, elf: Elf) -> int:
 
 
 @semantic("layout.text.pie_not_at_0x400000",
-          "Accurate where the seed says text starts at 0x400000: a position-independent executable (ELF "
+          "Accurate where the tutorial says text starts at 0x400000: a position-independent executable (ELF "
           "ET_DYN) is loaded at a page-aligned base chosen by the kernel, at or above vm.mmap_min_addr and "
           "not at 0x400000",
-          source="seed (Low Addresses 0x400000 on x86-64); execve(2), ELF ET_DYN", tier="linux")
+          source="tutorial (Low Addresses 0x400000 on x86-64); execve(2), ELF ET_DYN", tier="linux")
 @requires(f"path:{HELPER}", lambda env: None if HELPER_ELF.pie else "needs:PIE helper (it is ET_EXEC)")
 @requires("ptrace")
 def test_pie_text_not_at_0x400000(memsys_env: Any) -> None:
@@ -427,8 +427,8 @@ def _non_pie_executable() -> tuple[str, Elf] | None:
 
 @semantic("layout.text.non_pie_at_link_address",
           "A non-PIE executable (ELF ET_EXEC) is mapped at its link address whatever the ASLR setting: "
-          "0x400000 with the default x86-64 linker script, the seed's picture",
-          source="seed (Low Addresses 0x400000 on x86-64); ELF ET_EXEC", tier="linux")
+          "0x400000 with the default x86-64 linker script, the tutorial's picture",
+          source="tutorial (Low Addresses 0x400000 on x86-64); ELF ET_EXEC", tier="linux")
 @requires("path:/proc/self/maps", lambda env: None if _non_pie_executable() else "needs:a non-PIE (ET_EXEC) executable")
 @requires("ptrace")
 def test_non_pie_text_at_link_address() -> None:
@@ -486,7 +486,7 @@ def test_proc_stat_addresses() -> None:
 
 @semantic("layout.mmap.page_aligned",
           "mmap returns page-aligned addresses whatever the length asked for",
-          source="seed (Best Practices 4: mmap returns page-aligned addresses); mmap(2)", tier="posix")
+          source="tutorial (Best Practices 4: mmap returns page-aligned addresses); mmap(2)", tier="posix")
 @pytest.mark.parametrize("length", [1, PAGE - 1, PAGE, PAGE + 1, 3 * PAGE + 17])
 def test_mmap_page_aligned(length: int) -> None:
     addr = libc.mmap(0, length, C.PROT_READ, C.MAP_PRIVATE | C.MAP_ANONYMOUS)

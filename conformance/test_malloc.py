@@ -1,6 +1,6 @@
-"""What glibc's malloc really does with the break and with mmap, against the seed's picture.
+"""What glibc's malloc really does with the break and with mmap, against the tutorial's picture.
 
-The seed (§1) draws malloc(100) as sbrk(100), large allocations as mmap and free as never
+The tutorial (§1) draws malloc(100) as sbrk(100), large allocations as mmap and free as never
 shrinking the heap. glibc's ptmalloc is more specific, and mallopt(3)/malloc(3) document
 it: the heap grows by the request plus M_TOP_PAD (128 KiB), requests of at least
 M_MMAP_THRESHOLD (128 KiB) that the free space cannot serve get their own mapping, the
@@ -28,9 +28,9 @@ def _in_heap(result: BrkRun, addr: int, heap_end: int) -> bool:
 
 
 @semantic("malloc.first_call.extends_by_top_pad",
-          "Seed says malloc(100) uses sbrk(100); glibc's first malloc(100) moves the break by far more: "
+          "The tutorial says malloc(100) uses sbrk(100); glibc's first malloc(100) moves the break by far more: "
           "the request plus M_TOP_PAD (128 KiB), with the new break rounded to a page boundary",
-          source="seed §1 'After malloc(100)'; mallopt(3) M_TOP_PAD", tier="impl")
+          source="tutorial §1 'After malloc(100)'; mallopt(3) M_TOP_PAD", tier="impl")
 def test_first_malloc_grows_heap_by_top_pad() -> None:
     result = run("malloc:100")
     grown = result[0].brk_after - result.start
@@ -40,9 +40,9 @@ def test_first_malloc_grows_heap_by_top_pad() -> None:
 
 
 @semantic("malloc.small.served_without_moving_break",
-          "Seed draws the break moving up for another malloc(50); glibc serves a small request from the "
+          "The tutorial draws the break moving up for another malloc(50); glibc serves a small request from the "
           "free space already at the top of the heap without moving the break",
-          source="seed §1 'After another malloc(50)'; malloc(3) NOTES", tier="impl")
+          source="tutorial §1 'After another malloc(50)'; malloc(3) NOTES", tier="impl")
 def test_later_small_malloc_does_not_move_break() -> None:
     result = run("malloc:100", "malloc:50")
     first, second = result[0], result[1]
@@ -54,7 +54,7 @@ def test_later_small_malloc_does_not_move_break() -> None:
 @semantic("malloc.large.uses_own_mapping",
           "A malloc of at least M_MMAP_THRESHOLD (128 KiB) that the heap's free space cannot serve is "
           "a separate private anonymous mapping outside [heap]; the break does not move",
-          source="malloc(3) NOTES; mallopt(3) M_MMAP_THRESHOLD; seed §5 'Large allocations -> mmap'",
+          source="malloc(3) NOTES; mallopt(3) M_MMAP_THRESHOLD; tutorial §5 'Large allocations -> mmap'",
           tier="impl")
 def test_large_malloc_gets_its_own_mapping() -> None:
     size = 2 * MMAP_THRESHOLD  # more than the 128 KiB pad the first malloc leaves free
@@ -99,7 +99,7 @@ def test_mallopt_mmap_threshold() -> None:
 @semantic("malloc.free.small_keeps_break",
           "free() of a small block does not move the break; the block is kept for reuse and the next "
           "malloc of the same size gets the same address",
-          source="seed §1 'free() usually doesn't call brk()'; malloc(3)", tier="impl")
+          source="tutorial §1 'free() usually doesn't call brk()'; malloc(3)", tier="impl")
 def test_free_of_small_block_keeps_break_and_reuses() -> None:
     result = run("malloc:16", "malloc:1000", "free:1", "malloc:1000")
     assert result[2].brk_after == result[1].brk_after
@@ -108,9 +108,9 @@ def test_free_of_small_block_keeps_break_and_reuses() -> None:
 
 
 @semantic("malloc.free.trims_above_trim_threshold",
-          "Seed says free usually does not shrink the heap; glibc's free() does lower the break when the "
+          "The tutorial says free usually does not shrink the heap; glibc's free() does lower the break when the "
           "free space at the top exceeds M_TRIM_THRESHOLD (128 KiB), keeping M_TOP_PAD (128 KiB) of it",
-          source="mallopt(3) M_TRIM_THRESHOLD, M_TOP_PAD; seed §1 Note", tier="impl")
+          source="mallopt(3) M_TRIM_THRESHOLD, M_TOP_PAD; tutorial §1 Note", tier="impl")
 def test_free_of_top_chunk_trims_heap() -> None:
     result = run("malloc:100000", "malloc:100000", "free:1")
     grown, freed = result[1], result[2]

@@ -787,13 +787,13 @@ def test_mlockall_future_not_inherited() -> None:
 
 
 # =====================================================================================
-# The seed's example (tutorial §5): a password in locked memory
+# The tutorial's example (tutorial §5): a password in locked memory
 # =====================================================================================
 
 @semantic("mlock.seed.secret_buffer_lifecycle",
-          "The seed's pattern holds: while the secret is stored the page is resident and locked; "
+          "The tutorial's pattern holds: while the secret is stored the page is resident and locked; "
           "memset clears it; after munlock it is no longer locked.",
-          source="seed §5 mlock example", tier="linux")
+          source="tutorial §5 mlock example", tier="linux")
 def test_seed_secret_buffer(locked_region: LockedRegion) -> None:
     m = locked_region(1)
     ctypes.memmove(m.addr, SECRET, len(SECRET))
@@ -809,7 +809,7 @@ def test_seed_secret_buffer(locked_region: LockedRegion) -> None:
 @semantic("mlock.seed.locked_memory_still_dumped",
           "mlock only keeps pages out of swap (not out of hibernation images or core dumps): a locked "
           "VMA is not marked 'dd'; MADV_DONTDUMP adds 'dd' and leaves the lock in place.",
-          source="mlock(2) NOTES (suspend); madvise(2) MADV_DONTDUMP; seed §5 oversimplifies", tier="linux")
+          source="mlock(2) NOTES (suspend); madvise(2) MADV_DONTDUMP; tutorial §5 oversimplifies", tier="linux")
 def test_locked_memory_is_still_dumpable(locked_region: LockedRegion) -> None:
     m = locked_region(1)
     assert "dd" not in vmflags(m.addr)

@@ -1,12 +1,12 @@
 """Conformance: mmap(2) — every provokable ERRORS entry, the effect of every flag,
-the signals a mapping can raise, and the seed tutorial's claims about mmap.
+the signals a mapping can raise, and the tutorial tutorial's claims about mmap.
 
 Every expectation is computed from the environment (capabilities, rlimits,
 overcommit mode, huge-page pool, mount options, kernel features probed on a
 scratch object) before the call under test; MAP_FIXED only ever happens inside
 the ``arena`` fixture.
 
-Seed claims deliberately not turned into tests: "More efficient than brk for large
+The tutorial's claims deliberately not turned into tests: "More efficient than brk for large
 sizes" (a performance opinion, not an observable semantic) and "Large allocations
 -> mmap" (advice about glibc's malloc threshold, covered by the malloc/brk suite).
 """
@@ -551,7 +551,7 @@ def test_shared_mapping_shared_across_fork(mapped_pages: MappedPages,
 
 
 @semantic("mmap.anonymous.zero_filled", "A MAP_ANONYMOUS mapping's contents are initialised to zero "
-          "(seed: 'Returns: Large block of zeroed memory').", source="mmap(2) MAP_ANONYMOUS; seed §2",
+          "(tutorial: 'Returns: Large block of zeroed memory').", source="mmap(2) MAP_ANONYMOUS; tutorial §2",
           tier="posix")
 @pytest.mark.parametrize("flags", [ANON, C.MAP_SHARED | C.MAP_ANONYMOUS], ids=["private", "shared"])
 def test_anonymous_is_zero_filled(mapped_pages: MappedPages, flags: int) -> None:
@@ -699,7 +699,7 @@ def test_map_32bit_low_address() -> None:
 
 
 @semantic("mmap.alignment.page_aligned", "mmap returns a page-aligned address whatever the length "
-          "(seed: 'mmap returns page-aligned addresses').", source="seed Best practices 4; mmap(2)",
+          "(tutorial: 'mmap returns page-aligned addresses').", source="tutorial Best practices 4; mmap(2)",
           tier="posix")
 @pytest.mark.parametrize("length", [1, P - 1, P + 1, 3 * P + 17])
 def test_result_is_page_aligned(length: int) -> None:
@@ -780,12 +780,12 @@ def test_prot_none_access_faults(mapped_pages: MappedPages) -> None:
     faults_with(probe.read(target), signal.SIGSEGV, C.SEGV_ACCERR, target)
 
 
-# --- the seed's example ------------------------------------------------------------
+# --- the tutorial's example ------------------------------------------------------------
 
 @semantic("mmap.seed.file_example_modifies_file",
-          "The seed's file example: mapping 'Hello, mmap!\\n' MAP_SHARED, storing 'h' at data[0], "
+          "The tutorial's file example: mapping 'Hello, mmap!\\n' MAP_SHARED, storing 'h' at data[0], "
           "msync(MS_SYNC) "
-          "and munmap leave 'hello, mmap!\\n' in the file.", source="seed §2 Example: File Mapping",
+          "and munmap leave 'hello, mmap!\\n' in the file.", source="tutorial §2 Example: File Mapping",
           tier="posix")
 def test_seed_file_example(tmp_path: Path) -> None:
     path = make_file(tmp_path, b"Hello, mmap!\n", "test_mmap.txt")

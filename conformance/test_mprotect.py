@@ -190,7 +190,7 @@ MATRIX = [pytest.param(name, access, id=f"{name}-{access}")
 @semantic("mprotect.prot.access_follows_protection",
           "After mprotect(prot), a read, write or instruction fetch that prot grants completes and one it "
           "does not grant raises SIGSEGV with SEGV_ACCERR at the accessed address",
-          source="mprotect(2) DESCRIPTION; seed §3 (Protection Flags)", tier="posix")
+          source="mprotect(2) DESCRIPTION; tutorial §3 (Protection Flags)", tier="posix")
 @pytest.mark.parametrize(("name", "access"), MATRIX)
 def test_protection_decides_access(mapped_pages: MappedPages, name: str, access: str) -> None:
     prot = PROTS[name]
@@ -254,12 +254,12 @@ def test_exec_only_page(mapped_pages: MappedPages, run_in_child: RunInChild) -> 
     assert (read, write, execute) == expected
 
 
-# --- the seed's stages and example ----------------------------------------------------------
+# --- the tutorial's stages and example ----------------------------------------------------------
 
 @semantic("mprotect.seed.rw_to_read_keeps_data",
           "After mprotect(PROT_READ) of a read-write buffer, the data written before can still be read "
           "and a write raises SIGSEGV (SEGV_ACCERR at the address)",
-          source="seed §3 (Memory Protection Stages 1-2)", tier="posix")
+          source="tutorial §3 (Memory Protection Stages 1-2)", tier="posix")
 def test_seed_stage_read_only(mapped_pages: MappedPages) -> None:
     buf = mapped_pages(1)
     assert buf.write(0, ord("A")) is None
@@ -272,7 +272,7 @@ def test_seed_stage_read_only(mapped_pages: MappedPages) -> None:
 @semantic("mprotect.seed.read_to_none_blocks_all",
           "After mprotect(PROT_NONE) of a read-only buffer, both a read and a write raise SIGSEGV "
           "(SEGV_ACCERR at the address)",
-          source="seed §3 (Memory Protection Stages 2-3)", tier="posix")
+          source="tutorial §3 (Memory Protection Stages 2-3)", tier="posix")
 def test_seed_stage_none(mapped_pages: MappedPages) -> None:
     buf = mapped_pages(1)
     buf.write(0, ord("A"))
@@ -283,10 +283,10 @@ def test_seed_stage_none(mapped_pages: MappedPages) -> None:
 
 
 @semantic("mprotect.seed.example_write_sigsegv",
-          "The seed's example: after strcpy into a read-write page and mprotect(PROT_READ), the string is "
+          "The tutorial's example: after strcpy into a read-write page and mprotect(PROT_READ), the string is "
           "still readable and a plain store to memory[0] delivers SIGSEGV (SEGV_ACCERR at memory) to the "
-          "process; the seed's handler only turns that signal into _exit(0)",
-          source="seed §3 (Example)", tier="posix")
+          "process; the tutorial's handler only turns that signal into _exit(0)",
+          source="tutorial §3 (Example)", tier="posix")
 def test_seed_example(mapped_pages: MappedPages, expect_signal: ExpectSignal) -> None:
     memory = mapped_pages(1)
     memory.buffer[:6] = b"Hello\0"

@@ -1,6 +1,6 @@
 """Conformance: msync(2) — its ERRORS (EINVAL, ENOMEM, EBUSY), that MS_SYNC and
 MS_ASYNC leave a MAP_SHARED store in the file, and the accurate Linux semantic
-behind the seed's "Ensure changes are written to disk": Linux has one page cache,
+behind the tutorial's "Ensure changes are written to disk": Linux has one page cache,
 so read(2) sees a store through a shared mapping before any msync; msync is about
 the data reaching the file's storage, which a test in user space cannot observe
 short of a crash. What is asserted here is what read(2) and the errnos show.
@@ -82,7 +82,7 @@ def test_invalidate_unlocked_accepted(mapped_file: MappedFile) -> None:
 @pytest.mark.parametrize("flag", [C.MS_SYNC, C.MS_ASYNC], ids=["MS_SYNC", "MS_ASYNC"])
 @semantic("msync.flush.data_in_file", "After msync(MS_SYNC) or msync(MS_ASYNC) of a MAP_SHARED file mapping "
           "returns, read(2) of the file returns the stored bytes, on every page of the range.",
-          source="msync(2) DESCRIPTION; seed §2 Example: File Mapping", tier="posix")
+          source="msync(2) DESCRIPTION; tutorial §2 Example: File Mapping", tier="posix")
 def test_flush_puts_data_in_file(mapped_file: MappedFile, flag: int) -> None:
     mapping = mapped_file(b"\0" * (3 * P))
     for page in range(3):
@@ -95,7 +95,7 @@ def test_flush_puts_data_in_file(mapped_file: MappedFile, flag: int) -> None:
 
 @semantic("msync.unified_cache.read_before_msync", "On Linux (one page cache) a store through a MAP_SHARED "
           "mapping is visible to read(2) immediately, before any msync: msync is needed for durability, not "
-          "for visibility (the seed's comment 'Ensure changes are written to disk' is about storage).",
+          "for visibility (the tutorial's comment 'Ensure changes are written to disk' is about storage).",
           source="mmap(2) MAP_SHARED; msync(2) NOTES", tier="impl")
 def test_read_sees_store_before_msync(mapped_file: MappedFile) -> None:
     mapping = mapped_file(b"-" * P)

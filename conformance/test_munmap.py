@@ -1,6 +1,6 @@
 """Conformance: munmap(2) — its EINVAL cases, that unmapping a hole is not an error,
 how partial unmaps and unaligned lengths behave, and the fault an access to
-unmapped memory raises (the seed's "Segmentation faults - Accessing unmapped memory").
+unmapped memory raises (the tutorial's "Segmentation faults - Accessing unmapped memory").
 
 Every unmap of a range that could be reused by someone else happens inside the
 ``arena`` fixture, so that "unmapped" stays true while the test looks at it.

@@ -1,4 +1,4 @@
-"""System V shared memory: shmget(2), shmat(2)/shmdt(2), shmctl(2), and the seed's §4 example.
+"""System V shared memory: shmget(2), shmat(2)/shmdt(2), shmctl(2), and the tutorial's §4 example.
 
 Every segment comes from the shm_segment fixture (IPC_PRIVATE or a random key created with
 IPC_EXCL, mode 0600, removed at teardown). Process-global changes (another uid, another
@@ -607,9 +607,9 @@ def _child_writes(addr: int, text: bytes) -> None:
 
 
 @semantic("sysv.share.parent_sees_child_write",
-          "The seed's example, synchronised by waiting for the child's exit instead of sleep(1): a "
+          "The tutorial's example, synchronised by waiting for the child's exit instead of sleep(1): a "
           "child's write through the attachment it inherited is seen by the parent",
-          source="seed §4 Example: Shared Memory; shmat(2)", tier="posix")
+          source="tutorial §4 Example: Shared Memory; shmat(2)", tier="posix")
 def test_seed_parent_child_sharing(shm_segment: ShmSegmentFactory,
                                    run_in_child: RunInChild) -> None:
     segment = shm_segment(1024)
@@ -733,9 +733,9 @@ def _find_and_write(key: int, text: bytes) -> int:
 
 
 @semantic("sysv.seed.key_0666_world_writable",
-          "The seed creates its segment with a fixed key (1234) and mode 0666: that is unsafe, because any "
+          "The tutorial creates its segment with a fixed key (1234) and mode 0666: that is unsafe, because any "
           "uid can look the key up and attach read-write; a 0666 segment is found and written by another uid",
-          source="seed §4 Example: Shared Memory; svipc(7)", tier="posix")
+          source="tutorial §4 Example: Shared Memory; svipc(7)", tier="posix")
 @requires("setuid")
 def test_seed_0666_segment_is_world_writable(shm_segment: ShmSegmentFactory,
                                              run_in_child: RunInChild) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,100 @@ def test_a_reader_that_goes_away_is_not_a_traceback() -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+# --- paths that cannot be written: usage errors before anything runs ------------------
+
+@pytest.mark.parametrize("where", ["directory", "missing-parent", "read-only"])
+def test_an_unwritable_report_path_is_a_usage_error_before_any_test(pytester: pytest.Pytester, where: str) -> None:
+    pytester.makepyfile("def test_one(page_size): open('ran', 'w').close()")
+    path = {"directory": str(pytester.path),
+            "missing-parent": str(pytester.path / "no" / "such" / "r.json"),
+            "read-only": "/sys/memsys-report.json"}[where]  # sysfs refuses new files, even to root
+    result = pytester.runpytest_subprocess(f"--memsys-report={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "cannot write the report there" in result.stderr.str()
+    assert "--memsys-report" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert not (pytester.path / "ran").exists()
+    assert not (pytester.path / "no").exists()
+
+
+def test_matrix_in_a_read_only_directory_is_a_usage_error() -> None:
+    done = memsyscalls("matrix", "--targets", "native", cwd=Path("/sys/kernel"))
+    assert done.returncode == 2
+    assert "--out memsys-matrix" in done.stderr and "cannot create a file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_matrix_does_not_create_missing_parents(tmp_path: Path) -> None:
+    done = memsyscalls("matrix", "--targets", "native", "--out", str(tmp_path / "a" / "b"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_command_text_names_memsyscalls_run_and_has_no_rest_markup(tmp_path: Path) -> None:
+    helped = memsyscalls("run", "--help", cwd=tmp_path)
+    assert helped.stdout.startswith("usage: memsyscalls run ")
+    bad = memsyscalls("run", "--no-such-option", cwd=tmp_path)
+    assert bad.returncode == 4 and "memsyscalls run: error: unrecognized arguments" in bad.stderr
+    assert "pytest.main()" not in helped.stdout + bad.stderr
+    top = memsyscalls("--help")
+    assert "``" not in top.stdout and "tutorial this suite grew from" in top.stdout
+
+
+def test_run_leaves_no_hypothesis_directory_in_the_working_directory(tmp_path: Path) -> None:
+    env = {**os.environ, "MEMSYS_CACHE": str(tmp_path / "cache")}
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "run", "-q", "-k", "model_sysv"],
+                          capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list(work.iterdir()) == []
+
+
+# --- matrix targets without a checkout, and the cache ----------------------------------
+
+def _cached(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MEMSYS_CACHE": str(tmp_path / "memsyscalls-cache")}
+    return subprocess.run([sys.executable, "-m", "pytest_memsyscalls", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_matrix_help_and_list_name_the_cache_and_the_prepare_command(tmp_path: Path) -> None:
+    helped = _cached(tmp_path, "matrix", "--help")
+    text = "".join(helped.stdout.split())  # argparse wraps long paths anywhere
+    assert str(tmp_path / "memsyscalls-cache") in text
+    assert "memsyscallsprepare--clear-cache" in text
+    listed = _cached(tmp_path, "matrix", "--list", "--targets", "native,qemu:6.1")
+    assert "memsyscalls prepare TARGET" in listed.stdout and "no checkout is needed" in listed.stdout
+
+
+def test_the_preparation_ships_in_the_package() -> None:
+    import pytest_memsyscalls.cli.prepare as prepare
+
+    assert prepare.SCRIPT.is_file() and prepare.SCRIPT.parent.name == "matrix"
+    assert (prepare.SCRIPT.parent / "extract_vmlinux.py").is_file()
+    wrapper = Path(prepare.__file__).parents[2] / "ci" / "prepare.sh"
+    assert "pytest_memsyscalls/matrix/prepare.sh" in wrapper.read_text()
+
+
+def test_the_cache_size_can_be_shown_and_the_cache_cleared(tmp_path: Path) -> None:
+    cache = tmp_path / "memsyscalls-cache"
+    (cache / "kernels").mkdir(parents=True)
+    (cache / "kernels" / "vmlinuz").write_bytes(b"x" * 100_000)
+    shown = _cached(tmp_path, "prepare", "--cache")
+    assert shown.returncode == 0 and "kernels" in shown.stdout and "(total)" in shown.stdout
+    assert "KiB" in shown.stdout
+    cleared = _cached(tmp_path, "prepare", "--clear-cache")
+    assert cleared.returncode == 0 and f"removed {cache}" in cleared.stdout
+    assert not cache.exists()
+    none = _cached(tmp_path, "prepare")
+    assert none.returncode == 2 and "name at least one target" in none.stderr
+
+
+def test_clearing_refuses_a_cache_that_is_not_ours(tmp_path: Path) -> None:
+    env = {**os.environ, "MEMSYS_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "prepare", "--clear-cache"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2 and "refusing" in done.stderr and tmp_path.exists()

@@ -163,7 +163,7 @@ def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
     record = pytester.path / "record.jsonl"
     monkeypatch.setenv("MEMSYS_RECORD", str(record))
     pytester.makepyfile(test_leaky=LEAKY_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-rA", *args)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-rA", "--memsys-all-tests", *args)
     noted: dict[str, Any] = {}
     for line in record.read_text().splitlines():
         noted.update(json.loads(line))
@@ -275,7 +275,7 @@ def test_wider_scoped_fixtures_are_blamed_only_when_finalised(pytester: pytest.P
     a module fixture that never removes its segment is blamed on the test whose
     teardown finalises it, naming only that segment."""
     pytester.makepyfile(test_module=MODULE_FIXTURES)
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-rA")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-rA", "--memsys-all-tests")
     result.assert_outcomes(passed=4, errors=1)
     blocks = _blocks(result.stdout.str())
     assert list(blocks) == ["test_fourth"]
@@ -312,7 +312,8 @@ def test_two_xdist_workers_are_each_blamed_for_their_own_segment(pytester: pytes
         os.mkfifo(barriers / name, 0o600)
     monkeypatch.setenv("MEMSYS_BARRIER_DIR", str(barriers))
     pytester.makepyfile(barrier=BARRIER, test_concurrent=CONCURRENT_LEAKS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "-rA", "test_concurrent.py")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "-rA", "--memsys-all-tests",
+                                           "test_concurrent.py")
     result.assert_outcomes(passed=2, errors=2)
     blocks = _blocks(result.stdout.str())
     sizes = {"test_a": 8192, "test_b": 12288}

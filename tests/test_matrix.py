@@ -43,7 +43,7 @@ GVISOR = report(semantic("a.one", "passed"),
 def table() -> matrix_table.Table:
     return matrix_table.merge([Result("native", "native", "ok", report=NATIVE, exit_code=0, elapsed=1.0),
                          Result("gvisor", "gvisor", "ok", report=GVISOR, exit_code=1, elapsed=2.0),
-                         Result("qemu:9.9", "qemu-9.9", "unavailable", "kernel 9.9 (ci/prepare.sh qemu:9.9)")])
+                         Result("qemu:9.9", "qemu-9.9", "unavailable", "kernel 9.9 (memsyscalls prepare qemu:9.9)")])
 
 
 def test_differing_rows_come_first_most_differing_first() -> None:
@@ -75,8 +75,8 @@ def test_unavailable_column_marks_every_cell_with_what_to_install() -> None:
     column = merged.columns[2]
     assert column.status == "unavailable"
     assert all(r.cells["qemu-9.9"].state == "unavailable" for r in merged.rows)
-    assert "ci/prepare.sh qemu:9.9" in merged.rows[0].cells["qemu-9.9"].text
-    assert render.column_summary(column) == "unavailable: kernel 9.9 (ci/prepare.sh qemu:9.9)"
+    assert "memsyscalls prepare qemu:9.9" in merged.rows[0].cells["qemu-9.9"].text
+    assert render.column_summary(column) == "unavailable: kernel 9.9 (memsyscalls prepare qemu:9.9)"
 
 
 def test_counts_per_column() -> None:
@@ -164,7 +164,7 @@ def test_unknown_target_is_a_usage_error() -> None:
 def test_qemu_target_without_kernel_says_how_to_fetch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MEMSYS_CACHE", str(tmp_path))
     target = targets.make_target("qemu:6.1")
-    with pytest.raises(targets.Unavailable, match=r"ci/prepare.sh qemu:6.1"):
+    with pytest.raises(targets.Unavailable, match=r"memsyscalls prepare qemu:6.1"):
         target.kernel_image()
 
 

@@ -13,9 +13,18 @@ def _lean_inner_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_header_shows_the_environment(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_nothing(): pass")
+    """In a session where a test uses the plugin (here: a fixture), after collection."""
+    pytester.makepyfile("def test_something(page_size): pass")
     result = pytester.runpytest()
-    result.stdout.fnmatch_lines(["memsyscalls: kernel * page *"])
+    result.stdout.fnmatch_lines(["collected 1 item", "memsyscalls: kernel * page *"])
+
+
+@pytest.mark.parametrize("args", [[], ["--memsys-report=r.json"]], ids=["unused", "asked-for"])
+def test_no_header_in_a_session_that_does_not_use_the_plugin(pytester: pytest.Pytester, args: list[str]) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    assert ("memsyscalls: kernel" in result.stdout.str()) == bool(args)
 
 
 def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
@@ -27,6 +36,7 @@ def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
         "*--memsys-report=PATH*",
         "*--memsys-baseline=PATH*",
         "*--memsys-strict*",
+        "*--memsys-all-tests*",
     ])
 
 
@@ -61,6 +71,9 @@ def test_unmet_need_skips_with_its_reason(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs:CAP_MADE_UP; needs:arch=sparc*"])
+    # reported at the test, not at the plugin's hook that decided it
+    result.stdout.fnmatch_lines(["SKIPPED [[]1] test_unmet_need_skips_with_its_reason.py:3: needs:CAP_MADE_UP*"])
+    assert "pytest_memsyscalls" not in result.stdout.str()
 
 
 def test_callable_need_gets_the_environment(pytester: pytest.Pytester) -> None:

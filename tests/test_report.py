@@ -80,6 +80,7 @@ EXPECTED_OUTCOMES = {
 
 def run_suite(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
     pytester.makepyfile(test_demo=SUITE)
+    (pytester.path / "out").mkdir(exist_ok=True)  # a report's directory is never created for it
     result = pytester.runpytest(*QUIET, "--memsys-report=out/report.json", *args)
     return result, json.loads((pytester.path / "out" / "report.json").read_text())
 
@@ -98,8 +99,9 @@ def test_report_records_every_semantic_outcome(pytester: pytest.Pytester) -> Non
     assert [row["id"] for row in report["semantics"]] == sorted(EXPECTED_OUTCOMES)
     assert {sid: row["outcome"] for sid, row in semantics_of(report).items()} == EXPECTED_OUTCOMES
     assert report["summary"] == {"semantics": 6, "passed": 2, "failed": 2, "skipped": 1, "unsupported": 1}
-    result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 1 skipped, 1 unsupported "
-                                 "(report: *report.json)"])
+    # one line reconciles the semantics with pytest's count: 4 passed + 2 failed + 5 skipped = 11 tests
+    result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 1 skipped, 1 unsupported, "
+                                 "from 11 tests (10 check a semantic, 1 checks none) (report: *report.json)"])
 
 
 def test_report_carries_the_semantic_and_the_environment(pytester: pytest.Pytester) -> None:
@@ -463,5 +465,16 @@ def test_xdist_report_is_complete_and_written_by_the_controller_only(pytester: p
     assert sum(len(row["nodeids"]) for row in report["semantics"]) == 10
     assert semantics_of(report)["demo.fail.errno"]["observed"] == "failed with EINVAL (Invalid argument)"
     assert junit_properties(pytester.path / "junit.xml")["test_skip"]["memsys_reason"] == "needs:CAP_MADE_UP"
-    result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 1 skipped, 1 unsupported "
-                                 "(report: r.json)"])
+    result.stdout.fnmatch_lines(["memsyscalls: 6 semantics: 2 passed, 2 failed, 1 skipped, 1 unsupported, "
+                                 "from 11 tests (10 check a semantic, 1 checks none) (report: r.json)"])
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_passed_to_skipped_fails_with_and_without_strict(pytester: pytest.Pytester, strict: bool) -> None:
+    """What the README promises: a semantic that passed in the baseline and is skipped now
+    is a changed outcome, which fails the gate whether or not --memsys-strict is given."""
+    baseline = make_baseline(pytester, edit={"demo.skip.cap": {"outcome": "passed", "reason": None}})
+    result, _ = run_suite(pytester, baseline, *(["--memsys-strict"] if strict else []))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["FAILING: outcome changed:", "  demo.skip.cap: passed -> skipped*",
+                                 "baseline gate FAILED: 1 semantic(s): demo.skip.cap*"])

@@ -43,7 +43,8 @@ def test_posix_names_are_unpredictable_and_mode_0600(posix_shm: Callable[..., Po
     assert len(random_part) == 32  # 128 random bits: a name nobody can guess in advance
 
 
-def test_records_directory_0700_and_record_file_0600() -> None:
+def test_records_directory_0700_and_record_file_0600(page_size: int) -> None:
+    """(``page_size``: the records start with the first test that uses the plugin.)"""
     recorder = records.active()
     assert recorder is not None, "the plugin records while a session runs"
     directory = os.lstat(os.path.dirname(recorder.path))

@@ -1,12 +1,12 @@
-"""``memsyscalls layout [PID] [--json]``: a process's memory layout drawn the way the seed draws it.
+"""``memsyscalls layout [PID] [--json]``: a process's memory layout drawn the way the tutorial draws it.
 
-The seed ("Process Memory Layout") draws kernel space, the stack, the mmap area with
+The tutorial ("Process Memory Layout") draws kernel space, the stack, the mmap area with
 shared libraries and anonymous mappings, the heap with the program break, bss, data
 and text, top = high addresses, with made-up addresses. This command draws the same
 picture from the kernel's own account of a real process: /proc/PID/maps (the VMAs),
 /proc/PID/smaps (Rss) and /proc/PID/stat (start_code, end_code, start_data, end_data,
 start_brk, start_stack). Regions are listed strictly by address, so a system whose
-layout differs from the seed's (gVisor puts [vvar] among the libraries; a legacy
+layout differs from the tutorial's (gVisor puts [vvar] among the libraries; a legacy
 bottom-up mmap layout puts libraries below the stack gap) shows the difference
 instead of hiding it.
 
@@ -50,8 +50,8 @@ KERNEL_SPACE_START = {
     "aarch64": 0xFFFF_0000_0000_0000,  # 48-bit VA; 52-bit kernels start lower still
 }
 SPECIAL = {"[vvar]": "vvar", "[vvar_vclock]": "vvar", "[vdso]": "vdso", "[vsyscall]": "vsyscall"}
-# Top to bottom, as the seed draws them; "image" is the rest of the executable file (ELF headers,
-# .rodata, RELRO), which the seed folds into its text segment.
+# Top to bottom, as the tutorial draws them; "image" is the rest of the executable file (ELF headers,
+# .rodata, RELRO), which the tutorial folds into its text segment.
 SECTION_TITLES = {
     "kernel": "KERNEL SPACE (not accessible from user space)",
     "vsyscall": "vsyscall page (legacy, in the kernel half, readable by user space)",
@@ -364,7 +364,7 @@ def _region_line(region: Region) -> str:
 
 
 def render_text(layout: Layout) -> str:
-    """Boxes in the seed's style, top = high addresses, one box per run of one section."""
+    """Boxes in the tutorial's style, top = high addresses, one box per run of one section."""
     inner = WIDTH - 4
     out = [f"Memory layout of {layout.subject or f'pid {layout.pid}'}  [{layout.arch}]  exe {layout.exe or '?'}"]
     previous_start, previous_name = 0, None
@@ -395,7 +395,7 @@ def render_text(layout: Layout) -> str:
 
 def cmd_layout(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="memsyscalls layout",
-                                     description="the memory layout of a process, drawn the way the seed draws it")
+                                     description="the memory layout of a process, drawn the way the tutorial draws it")
     parser.add_argument("pid", nargs="?", type=int,
                         help="process to inspect (default: a fresh brk-helper child held at its exit)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

@@ -5,8 +5,13 @@
   semantics [--json|--markdown]  every semantic the suite checks, from its markers
   diff OLD NEW              differences between two reports (non-zero when any)
   matrix [...]              the suite in several environments, merged into one table
-  layout [PID] [--json]     the memory layout of a process, the way the seed draws it
+  prepare TARGET...         install or fetch what matrix targets need; --cache, --clear-cache
+  layout [PID] [--json]     the memory layout of a process, the way the tutorial draws it
   sweep [--dry-run]         remove what killed runs recorded and left (see SECURITY.md)
+
+"The tutorial" is the memory-management tutorial this suite grew from (its memory
+layout, mmap, mprotect, SysV shm and mlock chapters and practice exercises); semantic
+ids with ".seed." check its claims and examples, and sources say "tutorial §N".
 """
 
 from __future__ import annotations
@@ -59,9 +64,32 @@ def preimport_for_speed() -> None:
         importlib.import_module(module)
 
 
+class _RunCommandName:
+    """pytest's usage lines and errors name the program as ``pytest.main()`` when it is
+    started from Python; here it is ``memsyscalls run``."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_addoption(self, parser: pytest.Parser) -> None:
+        parser.prog = "memsyscalls run"
+
+
+def hypothesis_home() -> str:
+    """Hypothesis' example database for ``memsyscalls run``: in this package's cache
+    directory (named by ``memsyscalls matrix --help``), never ``.hypothesis/`` in the
+    user's working directory."""
+    from ..matrix.targets import cache_dir
+
+    return str(cache_dir() / "hypothesis")
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     preimport_for_speed()
-    return int(pytest.main(suite_args([*isolation_args(argv), *argv])))
+    # Hypothesis' database in the cache directory, in this process and in the xdist worker
+    # the suite runs in (it reads the variable in plugin/__init__.py's pytest_configure)
+    from ..plugin.settings import HYPOTHESIS_HOME_VARIABLE
+
+    os.environ[HYPOTHESIS_HOME_VARIABLE] = hypothesis_home()
+    return int(pytest.main(suite_args([*isolation_args(argv), *argv]), plugins=[_RunCommandName()]))
 
 
 def isolation_args(argv: Sequence[str]) -> list[str]:
@@ -173,17 +201,24 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "matrix": _lazy("cli.matrix", "cmd_matrix"),
     "layout": _lazy("cli.layout", "cmd_layout"),
     "sweep": _lazy("cli.sweep", "cmd_sweep"),
+    "prepare": _lazy("cli.prepare", "cmd_prepare"),
 }
+
+
+def _usage() -> str:
+    """The module's docstring as plain text: no reST markup in --help."""
+    text = (__doc__ or "").replace("``", "")
+    return "usage: memsyscalls COMMAND [ARGS...]  (also: python -m pytest_memsyscalls)\n" + text.split("\n", 1)[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
+        print(_usage())
         return 0 if args else 2
     command = COMMANDS.get(args[0])
     if command is None:
-        print(f"memsyscalls: unknown command {args[0]!r}\n{__doc__}", file=sys.stderr)
+        print(f"memsyscalls: unknown command {args[0]!r}\n{_usage()}", file=sys.stderr)
         return 2
     try:
         return command(args[1:])

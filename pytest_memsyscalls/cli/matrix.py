@@ -46,8 +46,12 @@ def cmd_matrix(argv: Sequence[str]) -> int:
     if "--" in args:
         cut = args.index("--")
         args, pytest_args = args[:cut], args[cut + 1:]
-    parser = argparse.ArgumentParser(prog="memsyscalls matrix", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="memsyscalls matrix", description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Kernels, runsc builds, the rootfs and runs are cached in {T.cache_dir()} (MEMSYS_CACHE moves "
+               "it); `memsyscalls prepare TARGET...` fills it, `memsyscalls prepare --cache` shows its size and "
+               "`memsyscalls prepare --clear-cache` removes it.")
     parser.add_argument("--targets", default=",".join(T.DEFAULT_TARGETS),
                         help="comma-separated: native, unprivileged, memlock-64k, userns, seccomp, gvisor, "
                              "gvisor:RUNSC|trixie, podman, qemu:KERNEL (5.10, 6.1, 6.12, 7.2 or a path) "
@@ -63,6 +67,12 @@ def cmd_matrix(argv: Sequence[str]) -> int:
     options = parser.parse_args(args)
     specs = [s.strip() for s in options.targets.split(",") if s.strip()]
     out_dir = Path(options.out)
+    if not options.list:
+        from ..report.paths import directory_problem
+
+        problem = directory_problem(out_dir)
+        if problem:
+            parser.error(f"--out {options.out}: {problem}")
     try:
         for spec in specs:
             T.make_target(spec)
@@ -72,6 +82,9 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         for target, missing in check_targets(specs):
             state = "available" if missing is None else f"unavailable: {missing}"
             print(f"{target.spec:<16} {target.label:<18} {state}\n{'':<16} {target.description}")
+        print("\nTo make a target available: memsyscalls prepare TARGET... (or: all). It ships with the\n"
+              "package, so no checkout is needed; it may apt-get Debian packages and fetches kernels,\n"
+              f"runsc and a rootfs into {T.cache_dir()}.")
         return 0
     if options.merge:
         table = merge(results_from_reports(options.merge))

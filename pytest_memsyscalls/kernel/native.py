@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 import importlib.machinery
 import os
 from pathlib import Path
+from types import ModuleType
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-_REBUILD_HINT = "reinstall the package so its C parts are compiled: pip install --force-reinstall ."
+_REBUILD_HINT = ("rebuild it: pip install --force-reinstall --no-deps pytest-memsyscalls "
+                 "(from a clone: pip install -e . or ci/setup.sh)")
 
 
 class NativeBuildMissing(RuntimeError):
@@ -34,6 +37,17 @@ class ChildReport(ctypes.Structure):
 
 
 CHILD_REPORT_MAGIC = 0x4D454D53
+
+
+def load_probe() -> ModuleType:
+    """The compiled ``_probe`` extension; NativeBuildMissing, one line naming the rebuild
+    command, when it is missing or does not load (built for another Python, say)."""
+    try:
+        return importlib.import_module("pytest_memsyscalls.kernel._probe")
+    except ImportError as error:
+        detail = "is not built" if isinstance(error, ModuleNotFoundError) else f"does not load ({error})"
+        raise NativeBuildMissing(f"the C extension pytest_memsyscalls.kernel._probe {detail} in {PACKAGE_DIR}: "
+                                 f"{_REBUILD_HINT}") from None
 
 
 def _probe_library_path() -> Path:

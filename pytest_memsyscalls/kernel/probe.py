@@ -15,10 +15,15 @@ and code. Pass ``foreign=True`` to probe memory another library mapped for you.
 from __future__ import annotations
 
 import signal
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from . import _probe, libc, procfs
+from . import libc, native, procfs
 from .constants import ARCH, signal_code_name
+
+if TYPE_CHECKING:
+    from . import _probe
+else:  # a missing build is one line naming the command that makes it, not a circular-import message
+    _probe = native.load_probe()
 
 
 class Fault(NamedTuple):

@@ -267,7 +267,7 @@ class Gvisor(Target):
     def check(self) -> None:
         _need_system_python()
         if not os.access(self.runsc, os.X_OK):
-            hint = "ci/prepare.sh gvisor:trixie" if "runsc-trixie" in self.runsc else "apt-get install runsc"
+            hint = "memsyscalls prepare gvisor:trixie" if "runsc-trixie" in self.runsc else "apt-get install runsc"
             raise Unavailable(f"{self.runsc} ({hint})")
 
     def weight(self) -> float:
@@ -301,7 +301,7 @@ class Podman(Target):
         _need_tool("crun", "crun")
         _need_tool("unshare", "util-linux")
         if not (self.rootfs / "usr/bin/python3").exists():
-            raise Unavailable(f"a Debian rootfs with python3 at {self.rootfs} (ci/prepare.sh podman)")
+            raise Unavailable(f"a Debian rootfs with python3 at {self.rootfs} (memsyscalls prepare podman)")
 
     def weight(self) -> float:
         return 40.0
@@ -350,7 +350,7 @@ class Qemu(Target):
         path = Path(self.kernel_name)
         if path.exists():
             return path
-        hint = f"ci/prepare.sh qemu:{self.kernel_name}" if self.kernel_name in QEMU_KERNELS else "a kernel image"
+        hint = f"memsyscalls prepare qemu:{self.kernel_name}" if self.kernel_name in QEMU_KERNELS else "a kernel image"
         raise Unavailable(f"kernel {self.kernel_name} in {self.kernel_dir} ({hint})")
 
     def check(self) -> None:
@@ -362,7 +362,7 @@ class Qemu(Target):
         self.kernel_image()
         if not (self.kernel_dir / "modules").is_dir():
             raise Unavailable(f"the kernel's modules in {self.kernel_dir}/modules "
-                              f"(ci/prepare.sh qemu:{self.kernel_name})")
+                              f"(memsyscalls prepare qemu:{self.kernel_name})")
 
     def weight(self) -> float:
         return 240.0

@@ -36,13 +36,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Any, NoReturn, overload
+from typing import TYPE_CHECKING, Any, NoReturn, overload
 
-from ..kernel import _probe, native
+from ..kernel import native
 from ..kernel.probe import Fault
 from . import records
 from .expectations import ExpectationFailed
 from .timeouts import DEFAULT_TIMEOUT, check_timeout
+
+if TYPE_CHECKING:
+    from ..kernel import _probe
+else:
+    _probe = native.load_probe()
 
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout/stderr kept per child
 

@@ -1,25 +1,34 @@
-"""The pytest plugin (the ``pytest11`` entry point): options, markers, the header and
-requirement checks. Fixtures live in ``fixtures``, settings in ``settings``, markers in
-``semantics``, the session's fingerprint in ``session``, the leak guard in ``leaks``, the
-records of what a session made in ``records`` and the report's hooks in ``reporting``."""
+"""The pytest plugin (the ``pytest11`` entry point): options, markers and requirement
+checks. Fixtures live in ``fixtures``, settings in ``settings``, markers in
+``semantics``, the session's fingerprint in ``session``, the leak guard in ``leaks``
+(its hooks in ``leak_guard``), the records of what a session made in ``records``, the
+report's hooks in ``reporting``, and when any of them acts (only for tests that use
+the plugin; the header lines too) in ``activation``."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import pluggy
 import pytest
 
-from ..environment.needs import unmet_needs
-from ..kernel import pages, procfs
-from . import crashes, promises, settings
+from ..kernel import pages
+from . import crashes, settings
 from . import hookspecs as hooks
 from .semantics import REQUIRES_MARK, SEMANTIC_MARK, semantic_of
 from .session import session_environment
 
-pytest_plugins = ["pytest_memsyscalls.plugin.records", "pytest_memsyscalls.plugin.fixtures",
-                  "pytest_memsyscalls.plugin.leaks", "pytest_memsyscalls.plugin.reporting"]
+if TYPE_CHECKING:
+    from ..kernel import procfs
+
+# Importing these costs little and loads neither the C extension nor Hypothesis: what a
+# test uses is imported when it first runs (activation.py says when the plugin acts).
+pytest_plugins = ["pytest_memsyscalls.plugin.activation", "pytest_memsyscalls.plugin.records",
+                  "pytest_memsyscalls.plugin.fixtures",
+                  "pytest_memsyscalls.plugin.leak_guard", "pytest_memsyscalls.plugin.reporting"]
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hooks)
@@ -44,6 +53,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[settings.SETTINGS_KEY] = settings.resolve(config)
     _register_hypothesis_profiles(config)
     _isolate_crashes(config)
+    _hypothesis_home(config)
+
+
+def _hypothesis_home(config: pytest.Config) -> None:
+    """``memsyscalls run`` keeps Hypothesis' database in the cache directory, not in
+    ``.hypothesis/`` of the working directory; it names it in the environment, so the
+    xdist worker the suite runs in follows too."""
+    home = os.environ.get(settings.HYPOTHESIS_HOME_VARIABLE)
+    if home:
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        set_hypothesis_home_dir(home)
 
 
 def _isolate_crashes(config: pytest.Config) -> None:
@@ -80,10 +101,6 @@ def _register_hypothesis_profiles(config: pytest.Config) -> None:
         register_profiles()
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return session_environment(config).header_lines()
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     found = semantic_of(item)
@@ -97,9 +114,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers(REQUIRES_MARK):
         needs.extend(mark.args)
     if needs:
+        from ..environment.needs import unmet_needs
+
         reasons = unmet_needs(tuple(needs), session_environment(item.config))
         if reasons:
-            pytest.skip("; ".join(reasons))
+            from .activation import skip_at_test  # here: imported earlier, pytest could not rewrite it
+
+            raise skip_at_test("; ".join(reasons))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -109,6 +130,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, pluggy.Result[None
     error = outcome.exception
     if not isinstance(error, Exception):
         return
+    if item.get_closest_marker(REQUIRES_MARK) is None:
+        return
+    from . import promises  # on first use: it imports the expectations (and the fault probe)
+
     env = session_environment(item.config)
     relied_on = promises.promised_by(item, env)
     if relied_on:
@@ -136,6 +161,8 @@ def pytest_runtest_makereport(
     report = outcome.get_result()
     if report.when != "call" or not report.failed or semantic_of(item) is None:
         return
+    from ..kernel import procfs
+
     try:
         lines = maps_near(str(report.longrepr), procfs.read_maps())
     except OSError:

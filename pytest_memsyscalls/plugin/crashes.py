@@ -29,7 +29,6 @@ from typing import IO, Any
 
 import pytest
 
-from ..memory import records
 from ..report import junit
 from .semantics import semantic_of
 
@@ -78,6 +77,8 @@ class CrashReports:
             result = {"outcome": "failed", "phase": "call", "reason": message, "expected": None, "observed": None}
             report.user_properties.extend(junit.properties(semantic, result))
         # What the dead worker made and recorded: reclaim it now, not at the next session.
+        from ..memory import records
+
         try:
             records.sweep()
         except (OSError, records.UnsafeDirectory):

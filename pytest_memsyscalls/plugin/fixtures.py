@@ -12,33 +12,33 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import pytest
 
-from ..environment.fingerprint import Environment
-from ..environment.needs import lockable_shortfall
 from ..kernel import constants as C
-from ..kernel import libc, probe
 from ..kernel.constants import RW
-from ..kernel.libc import PAGE_SIZE
-from ..memory.child import ChildOutcome, SignalExpectation
-from ..memory.child import expect_signal as _expect_signal
-from ..memory.child import run_in_child as _run_in_child
-from ..memory.mapping import Arena, FileMapping, Mapping
-from ..memory.shm import PosixShm, ShmSegment
 from . import settings
-from .fixture_types import (
-    ExpectSignal,
-    FaultProbe,
-    LockedRegion,
-    MappedFile,
-    MappedPages,
-    PosixShmFactory,
-    RunInChild,
-    ShmSegmentFactory,
-)
+from .activation import skip_at_test
 from .session import session_environment
+
+# What the fixtures use is imported when a test first requests one: pytest loads this
+# module into every session, and most never use it (activation.py).
+if TYPE_CHECKING:
+    from ..environment.fingerprint import Environment
+    from ..memory.child import ChildOutcome, SignalExpectation
+    from ..memory.mapping import Arena, FileMapping, Mapping
+    from ..memory.shm import PosixShm, ShmSegment
+    from .fixture_types import (
+        ExpectSignal,
+        FaultProbe,
+        LockedRegion,
+        MappedFile,
+        MappedPages,
+        PosixShmFactory,
+        RunInChild,
+        ShmSegmentFactory,
+    )
 
 if sys.version_info >= (3, 11):
     from builtins import ExceptionGroup
@@ -87,12 +87,14 @@ def memsys_env(pytestconfig: pytest.Config) -> Environment:
 @pytest.fixture(scope="session")
 def page_size() -> int:
     """The system page size in bytes."""
-    return PAGE_SIZE
+    return os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.fixture
 def fault_probe() -> FaultProbe:
     """The in-process fault probe module: ``fault_probe.read(addr)``, ``.write``, ``.execute``."""
+    from ..kernel import probe
+
     return probe
 
 
@@ -102,6 +104,7 @@ def mapped_pages(_memsys_cleanup: _Cleanup) -> MappedPages:
     offset=0, addr=None)`` -> Mapping, unmapped at teardown. ``fd=None`` maps no file
     (fd -1); ``addr=None`` gives no hint (0); ``addr`` with MAP_FIXED must lie in memory
     this package mapped (use the arena fixture for MAP_FIXED)."""
+    from ..memory.mapping import Mapping
 
     def make(pages: int = 1, prot: int = RW, flags: int = C.MAP_PRIVATE | C.MAP_ANONYMOUS,
              fd: int | None = None, offset: int = 0, addr: int | None = None) -> Mapping:
@@ -117,6 +120,9 @@ def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> MappedFile:
     """Factory: ``mapped_file(content=b"", size=None, shared=True, prot=RW, pages=None,
     offset=0)``: a file in tmp_path of ``size`` bytes (default: the content's length, at
     least one byte) mapped shared or private; the FileMapping has ``.path``."""
+    from ..kernel import libc
+    from ..memory.mapping import FileMapping
+
     counter = iter(range(1 << 30))
 
     def make(content: bytes | bytearray | memoryview = b"", size: int | None = None, shared: bool = True,
@@ -133,7 +139,7 @@ def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> MappedFile:
             handle.truncate(max(length, 1) if size is None else length)
         fd = os.open(path, open_flags | os.O_CLOEXEC)
         _memsys_cleanup.add(lambda: os.close(fd))
-        count = pages if pages is not None else max(1, -(-max(length, 1) // PAGE_SIZE))
+        count = pages if pages is not None else max(1, -(-max(length, 1) // libc.PAGE_SIZE))
         flags = C.MAP_SHARED if shared else C.MAP_PRIVATE
         mapping = FileMapping.create(count, prot, flags, fd, offset)
         mapping.path = path
@@ -147,6 +153,8 @@ def mapped_file(tmp_path: Path, _memsys_cleanup: _Cleanup) -> MappedFile:
 def arena(_memsys_cleanup: _Cleanup) -> Arena:
     """A 64-page PROT_NONE reservation; ``arena.map(page, pages, prot, flags)`` uses
     MAP_FIXED inside it, ``arena.hole(page)`` unmaps. Released at teardown."""
+    from ..memory.mapping import Arena
+
     reserved = Arena(64)
     _memsys_cleanup.add(reserved.close)
     return reserved
@@ -157,12 +165,14 @@ def locked_region(mapped_pages: MappedPages, memsys_env: Environment) -> LockedR
     """Factory: ``locked_region(pages=1, onfault=False)`` -> a Mapping locked with mlock
     (mlock2(MLOCK_ONFAULT) when onfault). Skips, naming the limit, where this process
     cannot lock that much; unlocked and unmapped at teardown."""
+    from ..environment.needs import lockable_shortfall
+
 
     def make(pages: int = 1, onfault: bool = False, prot: int = RW) -> Mapping:
         mapping = mapped_pages(pages, prot)
         reason = lockable_shortfall(memsys_env, mapping.length)
         if reason:
-            pytest.skip(reason)
+            raise skip_at_test(reason)  # reported at the test, not in this file
         mapping.lock(C.MLOCK_ONFAULT if onfault else 0)
         return mapping  # munmap at teardown removes the lock too
 
@@ -173,6 +183,8 @@ def locked_region(mapped_pages: MappedPages, memsys_env: Environment) -> LockedR
 def shm_segment(_memsys_cleanup: _Cleanup) -> ShmSegmentFactory:
     """Factory: ``shm_segment(size=PAGE, key=IPC_PRIVATE | 'unique' | int, mode=0o600, flags=0)``
     -> ShmSegment; every attachment detached and the segment removed at teardown."""
+    from ..kernel.libc import PAGE_SIZE
+    from ..memory.shm import ShmSegment
 
     def make(size: int = PAGE_SIZE, key: int | str = C.IPC_PRIVATE, mode: int = 0o600,
              flags: int = 0) -> ShmSegment:
@@ -187,6 +199,8 @@ def shm_segment(_memsys_cleanup: _Cleanup) -> ShmSegmentFactory:
 def posix_shm(_memsys_cleanup: _Cleanup) -> PosixShmFactory:
     """Factory: ``posix_shm(size=PAGE, mode=0o600)`` -> PosixShm with an unpredictable
     name, opened O_CREAT|O_EXCL; unlinked and closed at teardown."""
+    from ..kernel.libc import PAGE_SIZE
+    from ..memory.shm import PosixShm
 
     def make(size: int = PAGE_SIZE, mode: int = 0o600) -> PosixShm:
         shared = PosixShm(size, mode=mode)
@@ -199,6 +213,8 @@ def posix_shm(_memsys_cleanup: _Cleanup) -> PosixShmFactory:
 @pytest.fixture
 def run_in_child(pytestconfig: pytest.Config) -> RunInChild:
     """``run_in_child(fn, *args, timeout=--memsys-child-timeout, **kwargs)`` -> ChildOutcome."""
+    from ..memory.child import run_in_child as _run_in_child
+
     default = settings.get(pytestconfig).child_timeout
 
     def run(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any) -> ChildOutcome:
@@ -224,6 +240,8 @@ class _SignalExpecter:
     def __call__(self, signo: int, fn: Callable[..., object] | None = None, /, *args: Any, code: int | None = None,
                  addr: int | None = None, timeout: float | None = None,
                  **kwargs: Any) -> ChildOutcome | SignalExpectation:
+        from ..memory.child import expect_signal as _expect_signal
+
         timeout = self.default_timeout if timeout is None else timeout
         if fn is None:
             if args or kwargs:

@@ -16,6 +16,11 @@ How objects are attributed, so that several pytest processes on one machine
 - Locked memory by this process's ``VmLck`` (where /proc reports it; gVisor does not).
 - Child processes by parent pid: only this process's own children.
 
+The hooks are in ``leak_guard`` (this module is imported when a test that uses the
+plugin first runs). Only tests that use the plugin are checked (a memsyscalls fixture or marker, or every
+test with ``--memsys-all-tests``): another project's test that starts a subprocess and
+lets it run on is none of the guard's business (activation.py).
+
 Objects that exist when the test's setup starts are never blamed on the test.
 Objects made while a fixture of wider scope (module, session...) is set up belong
 to that fixture, and are blamed on the test whose teardown finalises the fixture
@@ -33,7 +38,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,89 +233,6 @@ def _our_pids(state: _ItemState) -> set[int]:
     pids = {os.getpid()}
     pids.update(pid for serial, pid in child.forked_children if serial > state.fork_serial)
     return pids
-
-
-# --- hooks ---------------------------------------------------------------------------
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    guard = _guard(item.config)
-    if guard is not None:
-        baseline = snapshot()
-        ranges = _locked_ranges() if baseline.locked_kb else None
-        state = _ItemState(baseline, _last_fork_serial(), ranges)
-        item.stash[ITEM_KEY] = state
-        guard.current = state
-    yield
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest) -> Iterator[None]:
-    """Objects made by a fixture wider than a test belong to that fixture, not the test."""
-    guard = _guard(request.config)
-    if guard is None or guard.current is None or fixturedef.scope == "function":
-        yield
-        return
-    before = snapshot()
-    yield
-    after = snapshot()
-    label = f"{fixturedef.scope}-scoped fixture {fixturedef.argname!r}"
-    for ident in after.idents() - before.idents():
-        guard.held[ident] = label
-    if before.locked_kb is not None and after.locked_kb is not None and after.locked_kb != before.locked_kb:
-        delta = after.locked_kb - before.locked_kb
-        guard.held_locked_kb[id(fixturedef)] = delta
-        guard.current.locked_adjust_kb += delta
-
-
-@pytest.hookimpl
-def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest) -> None:
-    guard = _guard(request.config)
-    if guard is None or fixturedef.scope == "function":
-        return
-    label = f"{fixturedef.scope}-scoped fixture {fixturedef.argname!r}"
-    for ident in [ident for ident, holder in guard.held.items() if holder == label]:
-        del guard.held[ident]
-        guard.released.add(ident)
-    delta = guard.held_locked_kb.pop(id(fixturedef), 0)
-    if guard.current is not None:
-        guard.current.locked_adjust_kb -= delta
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    outcome = yield
-    if call.when != "teardown":
-        return
-    guard = _guard(item.config)
-    state = item.stash.get(ITEM_KEY, None)
-    if guard is None or state is None:
-        return
-    del item.stash[ITEM_KEY]
-    if guard.current is state:
-        guard.current = None
-    leaked, locked = find_leaks(guard, state)
-    if not leaked and locked is None:
-        return
-    lines = [item.nodeid + " left behind:"]
-    lines += ["  " + obj.describe() for obj in leaked]
-    if locked is not None:
-        lines.append("  " + locked)
-    problems = reclaim(leaked, state, locked is not None, guard)
-    lines.append("The leak guard reclaimed them" + (" except:" if problems else "."))
-    lines += ["  " + problem for problem in problems]
-    lines.append("(pytest-memsyscalls --memsys-leaks=fail|warn|off; use the fixtures, which clean up.)")
-    text = "\n".join(lines)
-    if guard.mode == "warn":
-        item.warn(MemsysLeakWarning(text))
-        return
-    report: pytest.TestReport = outcome.get_result()
-    if report.failed:
-        report.sections.append(("memsys leaks", text))
-    else:
-        report.outcome = "failed"
-        report.longrepr = text
-    report.user_properties.append(("memsys_leaks", text))
 
 
 def find_leaks(guard: _Guard, state: _ItemState) -> tuple[list[Segment | ShmName | Child], str | None]:

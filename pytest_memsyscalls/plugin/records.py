@@ -1,28 +1,31 @@
-"""The pytest side of ``records``: SIGTERM unwinds like Ctrl-C, the session start sweeps
-what dead runs left, this session's objects are recorded, and the record goes at the end.
+"""The pytest side of ``records``: SIGTERM unwinds like Ctrl-C, what dead runs left is
+swept, this session's objects are recorded, and the record goes at the end.
 
-A module of its own (not ``records``) because the package imports ``records`` before
-pytest loads plugins, and a plugin module must be imported by pytest to be rewritten.
+All of it only for tests that use the plugin (activation.py): the handlers are
+installed around each such test and the previous ones put back after it, and the
+records directory is touched (made, swept, a record file opened) when the first such
+test runs. Another project's test that checks its own SIGTERM handler, or a session
+that never uses the package, sees nothing of it.
+
+A module of its own (not ``records``) because a plugin module must be imported by
+pytest to be rewritten.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 import pytest
 
-from ..memory import records
-from ..memory.records import Recorder, UnsafeDirectory, ensure_dir, sweep, sweep_file
 from . import settings
+from .activation import uses_memsys
 
 # --- hooks ---------------------------------------------------------------------------
-
-_SAVED_SIGTERM = pytest.StashKey[Any]()
-_SAVED_SIGINT = pytest.StashKey[Any]()
-
 
 _pending: list[int] = []  # signals whose KeyboardInterrupt may have been swallowed
 
@@ -49,39 +52,89 @@ def pytest_runtest_logfinish() -> None:
         raise KeyboardInterrupt(f"signal {signo} (delivered during a test, raised again after it)")
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def _install_handlers() -> list[tuple[int, Any]]:
+    """Our SIGTERM and SIGINT handlers where the default ones are in place; what they replaced."""
+    saved: list[tuple[int, Any]] = []
     try:
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            config.stash[_SAVED_SIGTERM] = signal.signal(signal.SIGTERM, _on_sigterm)
+            saved.append((signal.SIGTERM, signal.signal(signal.SIGTERM, _on_sigterm)))
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            config.stash[_SAVED_SIGINT] = signal.signal(signal.SIGINT, _on_sigint)
+            saved.append((signal.SIGINT, signal.signal(signal.SIGINT, _on_sigint)))
     except ValueError:  # not the main thread
         pass
+    return saved
+
+
+def _restore_handlers(saved: list[tuple[int, Any]]) -> None:
+    """Put back what we replaced, unless the test itself installed a handler meanwhile."""
+    for signo, previous in saved:
+        try:
+            if signal.getsignal(signo) in (_on_sigterm, _on_sigint):
+                signal.signal(signo, previous)
+        except ValueError:
+            pass
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if not uses_memsys(item):
+        yield
+        return
+    _start_records(item)
+    saved = _install_handlers()
+    try:
+        yield  # an old-style wrapper: this returns (the outcome inside) even when the test raised
+    finally:
+        _restore_handlers(saved)
+
+
+_STARTED = pytest.StashKey[bool]()
+_SWEPT = pytest.StashKey[str]()
+_OWNER = pytest.StashKey[bool]()
+
+
+def _start_records(item: pytest.Item) -> None:
+    """On the first test that uses the plugin: sweep what dead runs recorded and left,
+    then start this process's record file."""
+    config = item.config
+    if config.stash.get(_STARTED, False):
+        return
+    config.stash[_STARTED] = True
+    from ..memory import records
+    from ..memory.records import Recorder, UnsafeDirectory, ensure_dir, sweep
+
     if records._recorder is not None:  # a nested in-process session (pytester): the outer one records
         return
     try:
         directory = ensure_dir()
     except (UnsafeDirectory, OSError) as error:
-        config.issue_config_time_warning(pytest.PytestWarning(
-            f"pytest-memsyscalls: records and sweep disabled: {error}"), stacklevel=2)
+        item.warn(pytest.PytestWarning(f"pytest-memsyscalls: records and sweep disabled: {error}"))
         return
-    if not hasattr(config, "workerinput"):  # the controller (or a plain run) sweeps dead runs
+    try:  # xdist workers start at once: one sweeps, the others find nothing left
+        lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             result = sweep(directory)
-        except (UnsafeDirectory, OSError):
-            result = None
-        if result is not None and result.files:
-            config.stash[_SWEPT] = result.summary()
-    records._recorder = Recorder(directory)
+        finally:
+            os.close(lock)
+    except (UnsafeDirectory, OSError):
+        result = None
+    if result is not None and result.files:
+        config.stash[_SWEPT] = result.summary()
+    try:
+        records._recorder = Recorder(directory)
+    except FileExistsError:  # this process records already: a session nested in another (pytester)
+        return
+    except OSError as error:
+        item.warn(pytest.PytestWarning(f"pytest-memsyscalls: records disabled: {error}"))
+        return
     config.stash[_OWNER] = True
 
 
-_SWEPT = pytest.StashKey[str]()
-_OWNER = pytest.StashKey[bool]()
-
-
-def pytest_report_header(config: pytest.Config) -> str | None:
-    return config.stash.get(_SWEPT, None)
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    swept = config.stash.get(_SWEPT, None)
+    if swept:
+        terminalreporter.write_line(swept)
 
 
 _INTERRUPTED = pytest.StashKey[bool]()
@@ -95,13 +148,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Orderly end: the record file goes. After Ctrl-C or SIGTERM, whatever the record
     still names and still exists is removed first (a teardown may itself have been
     interrupted), unless ``--memsys-leaks=off`` asked to leave objects alone."""
-    for key, signo in ((_SAVED_SIGTERM, signal.SIGTERM), (_SAVED_SIGINT, signal.SIGINT)):
-        saved = config.stash.get(key, None)
-        if saved is not None:
-            signal.signal(signo, saved)
-            del config.stash[key]
     _pending.clear()
-    if not config.stash.get(_OWNER, False) or records._recorder is None or records._recorder.pid != os.getpid():
+    if not config.stash.get(_OWNER, False):
+        return
+    from ..memory import records
+    from ..memory.records import sweep_file
+
+    if records._recorder is None or records._recorder.pid != os.getpid():
         return
     recorder, records._recorder = records._recorder, None
     try:

@@ -9,16 +9,19 @@ On xdist the workers record properties and the controller builds the report.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..memory.expectations import ExpectationFailed
-from ..report import baseline as baseline_gate
-from ..report import junit, model
 from . import settings
 from .semantics import semantic_of
 from .session import session_environment
+
+# The report's modules are imported when a test with a semantic reports, or a report or
+# baseline is asked for: pytest loads this module into every session (activation.py).
+if TYPE_CHECKING:
+    from ..report import baseline as baseline_gate
+    from ..report import model
 
 
 def _crash_message(report: pytest.TestReport) -> str:
@@ -53,6 +56,9 @@ def _skip_message(report: pytest.TestReport) -> str:
 def phase_of(report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException] | None = None) -> model.Phase:
     """The Phase one pytest report describes; a failed expectation (``excinfo``) gives
     what was expected and what was observed."""
+    from ..memory.expectations import ExpectationFailed  # on first use: it loads the fault probe
+    from ..report import model
+
     xfail = getattr(report, "wasxfail", None)
     failure = excinfo.value if excinfo is not None else None
     parts: dict[str, str] = {}
@@ -69,7 +75,7 @@ def phase_of(report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseExcept
     return model.Phase(report.when, "passed", xfail=None if xfail is None else str(xfail))
 
 
-_PHASES_KEY = pytest.StashKey[list[model.Phase]]()
+_PHASES_KEY = pytest.StashKey["list[model.Phase]"]()
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -85,6 +91,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     found = semantic_of(item)
     if found is None:
         return
+    from ..report import junit, model
+
     phases = item.stash.setdefault(_PHASES_KEY, [])
     phases.append(phase_of(report, call.excinfo))
     if report.when != "teardown":
@@ -109,6 +117,7 @@ class Collector:
         self.config = config
         self.tests: dict[str, dict[str, Any]] = {}
         self.failed_nodeids: set[str] = set()
+        self.items = 0  # every test that ran, with a semantic or not
         self.flushed = 0.0
 
     def flush(self, force: bool = False) -> None:
@@ -130,6 +139,11 @@ class Collector:
         # one whose process died
         if report.when in ("setup", "call"):
             return
+        self.items += 1
+        if not any(name == "memsys_semantic" for name, _ in report.user_properties):
+            return
+        from ..report import junit
+
         record = junit.record_from(report.nodeid, dict(report.user_properties))
         if record is not None:
             self.tests[report.nodeid] = record
@@ -150,6 +164,8 @@ def pytest_configure(config: pytest.Config) -> None:
     baseline = None
     chosen = settings.get(config)
     if chosen.baseline and not _is_worker(config):
+        from ..report import model
+
         try:
             baseline = model.load_report(chosen.baseline)
         except model.ReportError as error:
@@ -168,6 +184,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     baseline = config.stash.get(_BASELINE_KEY, None)
     if not collector.tests and not chosen.report and baseline is None:
         return
+    from ..report import baseline as baseline_gate
+    from ..report import model
+
     report = model.build_report(collector.tests.values(), session_environment(config).as_dict())
     state = config.stash[_STATE_KEY]
     state["report"] = report
@@ -222,4 +241,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     summary = report["summary"]
     where = f" (report: {state['path']})" if state.get("path") else ""
     write(f"memsyscalls: {summary['semantics']} semantics: {summary['passed']} passed, "
-          f"{summary['failed']} failed, {summary['skipped']} skipped, {summary['unsupported']} unsupported{where}")
+          f"{summary['failed']} failed, {summary['skipped']} skipped, {summary['unsupported']} unsupported"
+          f"{_tests_line(report, config)}{where}")
+
+
+def _tests_line(report: dict[str, Any], config: pytest.Config) -> str:
+    """How the semantics add up to pytest's count of tests: a parametrized semantic has
+    several tests, and a test without a marker checks none."""
+    collector = config.stash.get(_COLLECTOR_KEY, None)
+    ran = collector.items if collector is not None else 0
+    checking = sum(len(row["nodeids"]) for row in report["semantics"])
+    if not ran:
+        return ""
+    rest = ran - checking
+    return (f", from {ran} test{'s' if ran != 1 else ''} ({checking} check a semantic"
+            + (f", {rest} check{'s' if rest == 1 else ''} none" if rest else "") + ")")

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..environment.needs import Need, check_need_name
+if TYPE_CHECKING:
+    from ..environment.needs import Need
 
 TIERS = ("posix", "linux", "impl")
 _ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
@@ -74,6 +76,8 @@ def requires(*needs: str | Need) -> pytest.MarkDecorator:
     working where the promise is unknown; a promised feature that then fails is a failure
     naming the promise). Callables take the Environment and return a reason or None.
     """
+    from ..environment.needs import check_need_name
+
     for need in needs:
         if isinstance(need, str):
             check_need_name(need)

@@ -9,19 +9,22 @@ fingerprint, and none of them should import another to get it.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..environment.fingerprint import Environment, detect
+if TYPE_CHECKING:
+    from ..environment.fingerprint import Environment
 
-ENVIRONMENT_KEY = pytest.StashKey[Environment]()
+ENVIRONMENT_KEY = pytest.StashKey["Environment"]()
 
 
 def session_environment(config: pytest.Config) -> Environment:
     """The environment fingerprint of this session, with the sandbox a plugin named."""
     found = config.stash.get(ENVIRONMENT_KEY, None)
     if found is None:
-        from ..memory.brk import with_helper_facts  # on first use: the helper is a process to run
+        from ..environment.fingerprint import detect  # on first use: a session that never asks pays nothing
+        from ..memory.brk import with_helper_facts  # the helper is a process to run
 
         found = with_helper_facts(detect())
         sandbox = config.hook.pytest_memsyscalls_sandbox(config=config)

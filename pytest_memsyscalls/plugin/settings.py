@@ -19,6 +19,10 @@ LEAK_MODES = ("fail", "warn", "off")
 
 T = TypeVar("T")
 
+# Where ``memsyscalls run`` keeps Hypothesis' example database (its cache directory): named
+# in the environment so that the xdist worker the suite runs in uses it too.
+HYPOTHESIS_HOME_VARIABLE = "MEMSYS_HYPOTHESIS_HOME"
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -43,7 +47,11 @@ BASELINE = Setting("--memsys-baseline", "memsys_baseline", "MEMSYS_BASELINE",
 STRICT = Setting("--memsys-strict", "memsys_strict", "MEMSYS_STRICT",
                  "with a baseline: a skip the baseline did not have is a failure")
 
-ALL = (LEAKS, CHILD_TIMEOUT, REPORT, BASELINE, STRICT)
+ALL_TESTS = Setting("--memsys-all-tests", "memsys_all_tests", "MEMSYS_ALL_TESTS",
+                    "apply the leak guard, the session records and the SIGTERM handling to every test, "
+                    "not only to tests that use a memsyscalls fixture or marker")
+
+ALL = (LEAKS, CHILD_TIMEOUT, REPORT, BASELINE, STRICT, ALL_TESTS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class Settings:
     report: str | None = None
     baseline: str | None = None
     strict: bool = False
+    all_tests: bool = False
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -66,6 +75,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(REPORT.option, dest=REPORT.dest, default=None, metavar="PATH", help=REPORT.help)
     group.addoption(BASELINE.option, dest=BASELINE.dest, default=None, metavar="PATH", help=BASELINE.help)
     group.addoption(STRICT.option, dest=STRICT.dest, action="store_true", default=None, help=STRICT.help)
+    group.addoption(ALL_TESTS.option, dest=ALL_TESTS.dest, action="store_true", default=None, help=ALL_TESTS.help)
     for setting in ALL:
         parser.addini(setting.dest, f"{setting.help} (env {setting.env}, option {setting.option})", default=None)
 
@@ -118,6 +128,16 @@ def _path(value: object, origin: str) -> str:
     return text
 
 
+def _report_path(value: object, origin: str) -> str:
+    from ..report.paths import file_problem
+
+    text = _path(value, origin)
+    problem = file_problem(text)
+    if problem:
+        raise ValueError(f"cannot write the report there: {problem}")
+    return text
+
+
 def _flag(value: object, origin: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -133,9 +153,10 @@ def resolve(config: pytest.Config) -> Settings:
     return Settings(
         leaks=_resolve(config, LEAKS, _leak_mode, "fail"),
         child_timeout=_resolve(config, CHILD_TIMEOUT, _seconds, DEFAULT_TIMEOUT),
-        report=_resolve(config, REPORT, _path, None),
+        report=_resolve(config, REPORT, _report_path, None),
         baseline=_resolve(config, BASELINE, _path, None),
         strict=_resolve(config, STRICT, _flag, False),
+        all_tests=_resolve(config, ALL_TESTS, _flag, False),
     )
 
 

@@ -185,8 +185,7 @@ def dumps(report: Mapping[str, Any]) -> str:
 
 def write_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write atomically (a reader never sees half a report)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = Path(path)  # its directory must exist (report.paths): a typo is not a new tree
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -5,7 +5,7 @@ scripts/extract-vmlinux.
 Why: under TCG, QEMU spends ~5 s emulating the kernel's own decompressor; an ELF
 vmlinux with a PVH note boots straight away (``qemu -kernel vmlinux``).
 
-    ci/extract_vmlinux.py BZIMAGE OUT
+    python3 extract_vmlinux.py BZIMAGE OUT  (next to prepare.sh in pytest_memsyscalls/matrix/)
 """
 
 from __future__ import annotations
