@@ -126,6 +126,8 @@ class Collector:
         if path is None or _is_worker(self.config) or (not force and now - self.flushed < self.FLUSH_EVERY):
             return  # an xdist worker's tests reach the controller, which writes the report
         self.flushed = now
+        from ..report import model
+
         partial = model.build_report(self.tests.values(), session_environment(self.config).as_dict(), complete=False)
         model.write_report(partial, path)
 
