@@ -115,7 +115,7 @@ def test_html_is_self_contained_and_escaped() -> None:
     # a failure without expectation data: its message, clipped, in the page's data
     assert "\"assert 'dd' in {'rd'}\"" in page
     assert "data-id='b.two'" in page and "class='c differs'" in page
-    assert "ci/prepare.sh qemu:9.9" in page  # why the unavailable target was not checked
+    assert "memsyscalls prepare qemu:9.9" in page  # why the unavailable target was not checked
 
 
 def test_json_round_trip(tmp_path: Path) -> None:

@@ -42,6 +42,10 @@ def broken(error: Exception, promises: list[Promise], env: Environment) -> Promi
     if isinstance(error, ExpectationFailed):
         return PromiseBroken(f"{names}: {error}", call=error.call, expected=error.expected,
                              observed=error.observed)
-    observed = f"{type(error).__name__}: {error}"
-    return PromiseBroken(f"{names}: {observed}", call=None, expected=f"{promises[0].feature} works as promised",
+    text = f"{type(error).__name__}: {error}"
+    # what was observed, as a page shows it: the first line (an assertion's explanation
+    # goes on with the reprs of everything it compared)
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    observed = first if len(first) <= 200 else first[:199] + "…"
+    return PromiseBroken(f"{names}: {text}", call=None, expected=f"{promises[0].feature} works as promised",
                          observed=observed)

@@ -24,9 +24,15 @@ def session_environment(config: pytest.Config) -> Environment:
     found = config.stash.get(ENVIRONMENT_KEY, None)
     if found is None:
         from ..environment.fingerprint import detect  # on first use: a session that never asks pays nothing
-        from ..memory.brk import with_helper_facts  # the helper is a process to run
+        from ..kernel.native import NativeBuildMissing
 
-        found = with_helper_facts(detect())
+        found = detect()
+        try:
+            from ..memory.brk import with_helper_facts  # the helper is a process to run
+        except NativeBuildMissing as missing:  # said once, by the first test that uses the plugin
+            found = dataclasses.replace(found, unknown={**found.unknown, "brk_helper": str(missing)})
+        else:
+            found = with_helper_facts(found)
         sandbox = config.hook.pytest_memsyscalls_sandbox(config=config)
         if sandbox is not None:
             found = dataclasses.replace(found, sandbox=sandbox)
