@@ -52,7 +52,7 @@ from pytest_memsyscalls.kernel.pages import PAGE_SIZE as PAGE
 NR = {
     "mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "mremap": 25, "msync": 26, "mincore": 27,
     "madvise": 28, "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "mlock": 149, "munlock": 150,
-    "mlockall": 151, "munlockall": 152, "openat": 257, "unlinkat": 263, "memfd_create": 319, "mlock2": 325,
+    "mlockall": 151, "munlockall": 152, "unlink": 87, "openat": 257, "unlinkat": 263, "memfd_create": 319, "mlock2": 325,
 }
 ALL = 0xFFFFFFFFFFFFFFFF
 O_EXCL = 0o200
@@ -181,8 +181,10 @@ CATALOGUE: tuple[Misbehaviour, ...] = (
     # POSIX shm (shm_open/shm_unlink are openat/unlinkat on /dev/shm) and memfd
     M("shm-open-ignores-excl", "posix-shm", "O_EXCL cleared on /dev/shm: an existing name is opened, not EEXIST",
       ptrace=(_p("openat", "path=1:/dev/shm/", f"clear=2:{O_EXCL}", door=False),)),
+    # glibc's shm_unlink is unlink(2), not unlinkat (a rule on unlinkat alone never applied)
     M("shm-unlink-noop", "posix-shm", "unlink of /dev/shm names returns 0 without removing",
-      ptrace=(_p("unlinkat", "path=1:/dev/shm/", "skip=0", door=False),)),
+      ptrace=(_p("unlink", "path=0:/dev/shm/", "skip=0", door=False),
+              _p("unlinkat", "path=1:/dev/shm/", "skip=0", door=False))),
     M("memfd-create-refused", "memfd", "memfd_create fails with EMFILE", seccomp=(_s("memfd_create", errno.EMFILE),)),
 )
 del M
