@@ -55,7 +55,7 @@ def timed(cmd: list[str], *, cold: bool = False) -> tuple[float, str]:
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=NO_BYTECODE)
     wall = time.perf_counter() - started
-    if done.returncode not in (0, 5):
+    if done.returncode not in (0, 1, 5):  # 1: a semantic fails here (see ci/baselines/README.md); timed all the same
         raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return wall, done.stdout
 

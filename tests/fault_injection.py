@@ -32,6 +32,7 @@ tests/test_fault_injection.py runs a quick subset.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -52,7 +53,8 @@ from pytest_memsyscalls.kernel.pages import PAGE_SIZE as PAGE
 NR = {
     "mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "mremap": 25, "msync": 26, "mincore": 27,
     "madvise": 28, "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "mlock": 149, "munlock": 150,
-    "mlockall": 151, "munlockall": 152, "unlink": 87, "openat": 257, "unlinkat": 263, "memfd_create": 319, "mlock2": 325,
+    "mlockall": 151, "munlockall": 152, "unlink": 87, "openat": 257, "unlinkat": 263, "memfd_create": 319,
+    "mlock2": 325,
 }
 ALL = 0xFFFFFFFFFFFFFFFF
 O_EXCL = 0o200
@@ -276,6 +278,7 @@ def run(m: Misbehaviour, workdir: Path, *, timeout: float = 240, control: Result
     for path in (report, status):
         path.unlink(missing_ok=True)
     result = Result(m.name, m.family, m.mechanism)
+    before = _shm_objects()
     started = time.monotonic()
     try:
         # memsys-inject has its own --timeout; this one is the backstop if it hangs itself
@@ -306,14 +309,41 @@ def run(m: Misbehaviour, workdir: Path, *, timeout: float = 240, control: Result
         result.report_error = str(error)
     baseline = set(control.failed) if control else set()
     result.attributed = [s for s in result.failed if s not in baseline]
-    sweep()
+    sweep(before)
     return result
 
 
-def sweep() -> None:
-    """What a misbehaviour made the suite leave (shmctl IPC_RMID or shm_unlink made no-ops)."""
+def _shm_objects() -> tuple[set[int], set[str]]:
+    """The SysV segment ids and the /dev/shm names of this package that exist now."""
+    from pytest_memsyscalls.kernel.ipc import sysv_segments
+    from pytest_memsyscalls.memory.names import NAME_RE
+
+    names = {name for name in os.listdir("/dev/shm") if NAME_RE.match(name)} if os.path.isdir("/dev/shm") else set()
+    return {segment.shmid for segment in sysv_segments().values()}, names
+
+
+def sweep(before: tuple[set[int], set[str]]) -> None:
+    """What a misbehaviour made the suite leave. ``memsyscalls sweep`` reclaims what a
+    killed run recorded; a run under shmctl-rmid-noop or shm-unlink-noop ends normally
+    believing it removed everything (its records go with it), so the segments and names
+    that appeared during the run and whose creator is gone are removed here too."""
+    from pytest_memsyscalls.kernel import constants as C
+    from pytest_memsyscalls.kernel import libc
+    from pytest_memsyscalls.kernel.ipc import sysv_segments
+    from pytest_memsyscalls.memory.names import NAME_RE
+
     subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "sweep"], capture_output=True, check=False,
                    timeout=120)
+    old_ids, old_names = before
+    for segment in sysv_segments().values():
+        if segment.shmid not in old_ids and not os.path.exists(f"/proc/{segment.cpid}"):
+            with contextlib.suppress(OSError):
+                libc.shmctl(segment.shmid, C.IPC_RMID)
+    for name in set(os.listdir("/dev/shm")) - old_names:
+        found = NAME_RE.match(name)
+        if found and not os.path.exists(f"/proc/{found.group(1)}"):
+            with contextlib.suppress(OSError):
+                os.unlink(f"/dev/shm/{name}")
 
 
 # --- the seccomp launcher ----------------------------------------------------------------
