@@ -104,6 +104,23 @@ kernel_packages() {  # SUITE META [ARCH] — the versioned linux-image package M
         | awk '/Depends: linux-(binary|modules)-[0-9]/ {print $2}' | sort -u
 }
 
+keep_kernel() {  # TREE DEST IMAGE NAME — from an unpacked kernel package tree: the image as
+    # DEST/NAME, its release, and only the filesystem, 9p and virtio modules (the rest is
+    # hundreds of MB); the tree is removed
+    local tree=$1 dest=$2 image=$3 name=$4 kver
+    kver=$(ls "$tree/lib/modules" 2>/dev/null | head -1 || true)
+    [ -n "$kver" ] || kver=$(ls "$tree/usr/lib/modules" | head -1)
+    mkdir -p "$dest"
+    cp "$image" "$dest/$name"
+    rm -rf "$dest/modules"
+    if [ -d "$tree/lib/modules/$kver" ]; then mv "$tree/lib/modules/$kver" "$dest/modules"
+    else mv "$tree/usr/lib/modules/$kver" "$dest/modules"; fi
+    echo "$kver" > "$dest/release"
+    find "$dest/modules/kernel" -type f ! -path '*/fs/*' ! -path '*/net/9p/*' ! -path '*/virtio/*' -delete
+    find "$dest/modules/kernel" -type d -empty -delete
+    rm -rf "$tree"
+}
+
 prepare_kernel() {  # NAME — unpack a Debian kernel with just the modules the 9p root needs
     local name=$1 suite meta package dest
     case $name in
@@ -122,24 +139,13 @@ prepare_kernel() {  # NAME — unpack a Debian kernel with just the modules the 
     log "fetching" $packages "from $suite"
     # shellcheck disable=SC2086 # one package name per word
     apt_fetch "$suite" "$dest" $packages
-    local tree=$dest.tmp kver
+    local tree=$dest.tmp
     local image
     image=$(ls "$tree"/boot/vmlinuz-* "$tree"/usr/lib/modules/*/vmlinuz 2>/dev/null | head -1 || true)
     if [ -z "$image" ]; then
         log "no vmlinuz in" $packages; return 1
     fi
-    kver=$(ls "$tree/lib/modules" 2>/dev/null | head -1 || true)
-    [ -n "$kver" ] || kver=$(ls "$tree/usr/lib/modules" | head -1)
-    mkdir -p "$dest"
-    cp "$image" "$dest/vmlinuz"
-    rm -rf "$dest/modules"
-    if [ -d "$tree/lib/modules/$kver" ]; then mv "$tree/lib/modules/$kver" "$dest/modules"
-    else mv "$tree/usr/lib/modules/$kver" "$dest/modules"; fi
-    echo "$kver" > "$dest/release"
-    # Keep only the filesystem and virtio modules: the rest is hundreds of MB.
-    find "$dest/modules/kernel" -type f ! -path '*/fs/*' ! -path '*/net/9p/*' ! -path '*/virtio/*' -delete
-    find "$dest/modules/kernel" -type d -empty -delete
-    rm -rf "$tree"
+    keep_kernel "$tree" "$dest" "$image" vmlinuz
     # The uncompressed kernel boots ~5 s faster under TCG.
     python3 "$HERE/extract_vmlinux.py" "$dest/vmlinuz" "$dest/vmlinux" >&2 || log "could not extract vmlinux from $name (booting the bzImage)"
     echo "qemu:$dest/vmlinuz"
@@ -165,7 +171,7 @@ triplet() {  # DEBIAN-ARCH — the GNU triplet
 }
 
 prepare_foreign_kernel() {  # NAME — the kernel and its 9p/virtio modules, under kernels/NAME
-    local name=$1 suite arch meta dest packages tree image kver
+    local name=$1 suite arch meta dest packages tree image
     read -r suite arch meta <<<"$(foreign_kernel_spec "$name")"
     dest=$CACHE/kernels/$name
     if [ -s "$dest/kernel" ] && [ -d "$dest/modules" ]; then echo "$dest/kernel"; return 0; fi
@@ -177,17 +183,7 @@ prepare_foreign_kernel() {  # NAME — the kernel and its 9p/virtio modules, und
     # arm64: the Image (EFI stub) as is; ppc64le: the ELF vmlinux.
     image=$(ls "$tree"/boot/vmlinuz-* "$tree"/boot/vmlinux-* "$tree"/usr/lib/modules/*/vmlinuz 2>/dev/null | head -1 || true)
     [ -n "$image" ] || { log "no kernel image in" $packages; return 1; }
-    kver=$(ls "$tree/lib/modules" 2>/dev/null | head -1 || true)
-    [ -n "$kver" ] || kver=$(ls "$tree/usr/lib/modules" | head -1)
-    mkdir -p "$dest"
-    cp "$image" "$dest/kernel"
-    rm -rf "$dest/modules"
-    if [ -d "$tree/lib/modules/$kver" ]; then mv "$tree/lib/modules/$kver" "$dest/modules"
-    else mv "$tree/usr/lib/modules/$kver" "$dest/modules"; fi
-    echo "$kver" > "$dest/release"
-    find "$dest/modules/kernel" -type f ! -path '*/fs/*' ! -path '*/net/9p/*' ! -path '*/virtio/*' -delete
-    find "$dest/modules/kernel" -type d -empty -delete
-    rm -rf "$tree"
+    keep_kernel "$tree" "$dest" "$image" kernel
     echo "$dest/kernel"
 }
 
