@@ -107,12 +107,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="memsys-faults-"))
     controls = {}
     for mechanism in sorted({m.mechanism for m in chosen}):
-        controls[mechanism] = F.run(F.CONTROLS[mechanism], work, timeout=options.timeout)
+        controls[mechanism] = F.run(F.CONTROLS[mechanism], work, timeout=options.timeout, reclaim_leftovers=True)
         print(f"{F.CONTROLS[mechanism].name}: {controls[mechanism].status}, {len(controls[mechanism].failed)} failed",
               flush=True)
     results = []
     for m in chosen:
-        r = F.run(m, work, timeout=options.timeout, control=controls[m.mechanism])
+        r = F.run(m, work, timeout=options.timeout, control=controls[m.mechanism], reclaim_leftovers=True)
         results.append(r)
         verdict = ("CRASH " + (r.signal or "") if r.crashed else "HUNG" if r.hung else
                    "caught" if r.caught else "missed")

@@ -269,8 +269,11 @@ def command(m: Misbehaviour, report: Path, status: Path, timeout: float,
 
 
 def run(m: Misbehaviour, workdir: Path, *, timeout: float = 240, control: Result | None = None,
-        pytest_args: Sequence[str] = ()) -> Result:
-    """The suite under ``m`` (supervised by memsys-inject, which kills the tree on timeout)."""
+        pytest_args: Sequence[str] = (), reclaim_leftovers: bool = False) -> Result:
+    """The suite under ``m`` (supervised by memsys-inject, which kills the tree on timeout).
+    ``reclaim_leftovers``: afterwards remove every SysV segment and /dev/shm name that
+    appeared meanwhile and whose creator is gone (``sweep``): only where nothing else runs
+    beside (bench/bench_faults.py), since another process's leftovers would go too."""
     from pytest_memsyscalls.report.model import ReportError, load_report
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -309,7 +312,7 @@ def run(m: Misbehaviour, workdir: Path, *, timeout: float = 240, control: Result
         result.report_error = str(error)
     baseline = set(control.failed) if control else set()
     result.attributed = [s for s in result.failed if s not in baseline]
-    sweep(before)
+    sweep(before if reclaim_leftovers else None)
     return result
 
 
@@ -322,7 +325,7 @@ def _shm_objects() -> tuple[set[int], set[str]]:
     return {segment.shmid for segment in sysv_segments().values()}, names
 
 
-def sweep(before: tuple[set[int], set[str]]) -> None:
+def sweep(before: tuple[set[int], set[str]] | None) -> None:
     """What a misbehaviour made the suite leave. ``memsyscalls sweep`` reclaims what a
     killed run recorded; a run under shmctl-rmid-noop or shm-unlink-noop ends normally
     believing it removed everything (its records go with it), so the segments and names
@@ -334,6 +337,8 @@ def sweep(before: tuple[set[int], set[str]]) -> None:
 
     subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "sweep"], capture_output=True, check=False,
                    timeout=120)
+    if before is None:
+        return
     old_ids, old_names = before
     for segment in sysv_segments().values():
         if segment.shmid not in old_ids and not os.path.exists(f"/proc/{segment.cpid}"):
