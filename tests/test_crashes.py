@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_memsyscalls.cli.main import MAX_CRASHES, isolation_args
-from pytest_memsyscalls.plugin.crashes import describe_death
+from pytest_memsyscalls.plugin.crashes import ENABLE_VARIABLE, describe_death
 from pytest_memsyscalls.report.model import load_report
 
 pytest.importorskip("xdist")
@@ -36,7 +36,9 @@ def test_d_after():
 """
 
 
-def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.Pytester) -> None:
+def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.Pytester,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENABLE_VARIABLE, "1")  # what `memsyscalls run` sets
     pytester.makepyfile(test_crashing=SUITE)
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "1", "--memsys-report=r.json")
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # the run itself ended normally
@@ -93,3 +95,15 @@ def test_memsyscalls_run_isolates_unless_told_otherwise(argv: list[str], isolate
     added = isolation_args(argv)
     assert (added[-4:] == ["-n", "1", "--max-worker-restart", str(MAX_CRASHES)]) is isolated
     assert bool(added) is isolated
+
+
+def test_another_projects_xdist_run_keeps_xdists_own_crash_report(pytester: pytest.Pytester,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without `memsyscalls run` (its variable unset) the plugin leaves xdist's crash report
+    and the workers' faulthandler alone: a guest's `pytest -n 2` sees no change."""
+    monkeypatch.delenv(ENABLE_VARIABLE, raising=False)
+    pytester.makepyfile(test_crashing=SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "1")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*worker 'gw0' crashed while running 'test_crashing.py::test_b_segv'*"])
+    assert "killed its test process" not in result.stdout.str()

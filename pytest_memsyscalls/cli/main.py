@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from ..matrix.suite import conformance_dir
+from ..plugin import crashes
 
 
 def suite_args(extra: Sequence[str]) -> list[str]:
@@ -103,6 +104,7 @@ def isolation_args(argv: Sequence[str]) -> list[str]:
     if chosen or importlib.util.find_spec("xdist") is None:
         return []
     load = ["-p", "xdist"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
+    os.environ[crashes.ENABLE_VARIABLE] = "1"  # name what killed a worker (the workers inherit it)
     return [*load, "-n", "1", "--max-worker-restart", str(MAX_CRASHES)]
 
 

@@ -71,7 +71,7 @@ def _isolate_crashes(config: pytest.Config) -> None:
     """Under xdist a worker that dies is replaced; name the semantic and the signal
     (plugin/crashes.py). A worker records; the controller reports."""
     distributed = config.pluginmanager.hasplugin("xdist") and getattr(config.option, "dist", "no") != "no"
-    if distributed and not hasattr(config, "workerinput"):
+    if distributed and crashes.enabled() and not hasattr(config, "workerinput"):
         config.pluginmanager.register(crashes.CrashReports(config), "memsyscalls-crash-reports")
 
 

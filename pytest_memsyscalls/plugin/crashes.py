@@ -33,6 +33,14 @@ from ..report import junit
 from .semantics import semantic_of
 
 _DIR_KEY = "memsys_crash_dir"
+# Set by `memsyscalls run` when it runs the suite in a worker (inherited by the workers):
+# only then does this module act, so another project's `pytest -n 2` keeps xdist's own
+# crash reports and its faulthandler output on stderr.
+ENABLE_VARIABLE = "MEMSYS_CRASH_REPORTS"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENABLE_VARIABLE) == "1"
 _FAULT_FILE: list[IO[str]] = []  # the worker's open faulthandler file (kept open for the handler)
 
 # faulthandler's first line: "Fatal Python error: Segmentation fault"
@@ -118,7 +126,7 @@ def worker_faults_to_file(config: pytest.Config) -> None:
     """In an xdist worker: send fatal-signal output to a file the controller can read."""
     directory = crash_dir(config)
     worker_id = getattr(config, "workerinput", {}).get("workerid")
-    if directory is None or worker_id is None:
+    if directory is None or worker_id is None or not enabled():
         return
     fault = open(directory / f"fault-{worker_id}", "w", encoding="utf-8")  # noqa: SIM115 - the handler keeps it
     _FAULT_FILE.append(fault)
@@ -129,7 +137,7 @@ def worker_collected(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In an xdist worker: which semantic each test checks, for a crash report."""
     directory = crash_dir(config)
     worker_id = getattr(config, "workerinput", {}).get("workerid")
-    if directory is None or worker_id is None:
+    if directory is None or worker_id is None or not enabled():
         return
     found = {item.nodeid: semantic.as_dict() for item in items if (semantic := semantic_of(item)) is not None}
     target = directory / f"semantics-{worker_id}.json"
