@@ -223,3 +223,15 @@ def map_count_observation(run_in_child: RunInChild, max_map_count: int) -> MapCo
         assert isinstance(result, MapCountObservation)
         _MAP_COUNT[max_map_count] = result
     return _MAP_COUNT[max_map_count]
+
+
+# --- privilege changes, for children only ----------------------------------------------
+
+def drop_capability(number: int) -> None:
+    """capset(2) in a child: clear capability ``number`` from the effective, permitted and
+    inheritable sets, and check it is gone (never in the pytest process)."""
+    caps = libc.capget()
+    mask = ~(1 << number)
+    libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+    if libc.capget().effective >> number & 1:
+        raise RuntimeError(f"capability {number} is still effective after capset")

@@ -45,7 +45,7 @@ from pytest_memsyscalls.kernel.constants import ANON, RW
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.memory.mapping import Arena
 
-from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
+from ._oracles import drop_capability, effective_caps, mincore_sees_residency, resident, vmflags
 
 SHARED_ANON = C.MAP_SHARED | C.MAP_ANONYMOUS
 CAP_SYS_ADMIN = 21
@@ -571,7 +571,7 @@ def test_inject_error_effect(name: str) -> None:
 def _inject_error_child(advice: int) -> int | str:
     """In a child: drop CAP_SYS_ADMIN, verify it is gone, then ask. Without the cap
     the kernel refuses before touching any page, so the call is only an error."""
-    _drop_capability(CAP_SYS_ADMIN)
+    drop_capability(CAP_SYS_ADMIN)
     if "CAP_SYS_ADMIN" in effective_caps() and environment.detect().capabilities.has("CAP_SYS_ADMIN"):
         return "CAP_SYS_ADMIN still effective: refused to call"
     addr = libc.mmap(0, PAGE, RW, ANON)
@@ -581,13 +581,6 @@ def _inject_error_child(advice: int) -> int | str:
     except OSError as error:
         return error.errno or -1
     return 0
-
-
-def _drop_capability(number: int) -> None:
-    """capset(2) in a child: clear one capability from all three sets."""
-    caps = libc.capget()
-    mask = ~(1 << number)
-    libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
 
 
 @pytest.mark.parametrize("advice", [

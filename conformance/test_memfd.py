@@ -34,7 +34,7 @@ from pytest_memsyscalls.kernel.constants import RW
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 
-from ._oracles import effective_caps, vmflags
+from ._oracles import drop_capability, effective_caps, vmflags
 
 SEALING = C.MFD_ALLOW_SEALING
 CAP_IPC_LOCK = 14
@@ -389,9 +389,7 @@ def _secret_over_limit() -> tuple[str, str]:
     """In a child: RLIMIT_MEMLOCK of one page, no CAP_IPC_LOCK; map one and then two pages."""
     resource.setrlimit(resource.RLIMIT_MEMLOCK, (PAGE, PAGE))
     if "CAP_IPC_LOCK" in effective_caps():
-        caps = libc.capget()
-        mask = ~(1 << CAP_IPC_LOCK)
-        libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+        drop_capability(CAP_IPC_LOCK)
     fd = libc.memfd_secret(0)
     os.ftruncate(fd, 2 * PAGE)
     results = []

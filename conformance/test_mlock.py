@@ -35,7 +35,7 @@ from pytest_memsyscalls.kernel.constants import ANON, RW
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.memory import brk
 
-from ._oracles import effective_caps, mincore_sees_residency, resident, vmflags
+from ._oracles import drop_capability, effective_caps, mincore_sees_residency, resident, vmflags
 
 CAP_IPC_LOCK = 14
 SECRET = b"SecretPassword123\0"
@@ -84,21 +84,11 @@ def need_lockable(memsys_env: Any, length: int) -> None:
 
 # --- privilege changes, for children only ------------------------------------------
 
-def drop_capability(number: int, name: str) -> None:
-    """capset(2): remove one capability from the effective, permitted and inheritable
-    sets of this (child) process, then verify it is gone from CapEff."""
-    caps = libc.capget()
-    mask = ~(1 << number)
-    libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
-    if name in effective_caps():
-        raise RuntimeError(f"{name} is still effective after capset")
-
-
 def become_unprivileged_locker(limit: int) -> None:
     """In a child: RLIMIT_MEMLOCK = limit (soft and hard, a lowering), no CAP_IPC_LOCK."""
     resource.setrlimit(resource.RLIMIT_MEMLOCK, (limit, limit))
     if has_ipc_lock():
-        drop_capability(CAP_IPC_LOCK, "CAP_IPC_LOCK")
+        drop_capability(CAP_IPC_LOCK)
 
 
 def settable_limit(wanted: int) -> int:

@@ -47,7 +47,7 @@ from pytest_memsyscalls.kernel.libc import PAGE_SIZE as P
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
 from ._noexec import mount_private_noexec_tmpfs, noexec_directory
-from ._oracles import effective_caps, map_count_observation, mincore_sees_residency, resident
+from ._oracles import drop_capability, effective_caps, map_count_observation, mincore_sees_residency, resident
 
 # A flag bit no kernel uapi header defines (between MAP_FIXED_NOREPLACE and the
 # MAP_HUGE_* size field): MAP_SHARED must ignore it, MAP_SHARED_VALIDATE must refuse it.
@@ -1087,9 +1087,7 @@ def _map_page_zero(drop_rawio: bool) -> tuple[int | None, int | None, int | None
     """Child: (optionally drop CAP_SYS_RAWIO,) MAP_FIXED one page at address 0. Returns
     (errno or None, the start of the VMA maps shows at 0 or None, the byte read at 0)."""
     if drop_rawio:
-        caps = libc.capget()
-        mask = ~(1 << CAP_SYS_RAWIO)
-        libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+        drop_capability(CAP_SYS_RAWIO)
         assert "CAP_SYS_RAWIO" not in effective_caps()
     try:
         addr = libc.mmap(0, P, RW, ANON | C.MAP_FIXED)

@@ -27,7 +27,7 @@ from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.kernel.probe import Fault
 from pytest_memsyscalls.memory.mapping import Arena
 
-from ._oracles import resident, vmflags
+from ._oracles import drop_capability, resident, vmflags
 
 MAYMOVE = C.MREMAP_MAYMOVE
 
@@ -473,9 +473,7 @@ CAP_IPC_LOCK = 14
 
 def _grow_locked_past_limit() -> tuple[int, int, bool, int]:
     """In a child without CAP_IPC_LOCK and with RLIMIT_MEMLOCK one page: lock one page, grow it."""
-    caps = libc.capget()
-    mask = ~(1 << CAP_IPC_LOCK)
-    libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+    drop_capability(CAP_IPC_LOCK)
     _soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     resource.setrlimit(resource.RLIMIT_MEMLOCK, (PAGE, PAGE if hard == resource.RLIM_INFINITY else min(hard, PAGE)))
     addr = libc.mmap(0, PAGE, C.RW, C.ANON)

@@ -18,7 +18,7 @@ from typing import Any
 from pytest_memsyscalls import MappedPages, RunInChild, requires, semantic
 from pytest_memsyscalls.environment.fingerprint import Environment
 from pytest_memsyscalls.kernel import constants as C
-from pytest_memsyscalls.kernel import libc, procfs
+from pytest_memsyscalls.kernel import procfs
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 
 from ._oracles import (
@@ -26,6 +26,7 @@ from ._oracles import (
     PM_MMAP_EXCLUSIVE,
     PM_PFN_MASK,
     PM_PRESENT,
+    drop_capability,
     effective_caps,
     lockstep,
     pagemap_entries,
@@ -34,12 +35,6 @@ from ._oracles import (
 CAP_SYS_ADMIN = 21  # linux/capability.h
 OTHER_UID = 65534  # nobody
 KB = 1024
-
-
-def _drop_cap_sys_admin() -> None:
-    caps = libc.capget()
-    mask = ~(1 << CAP_SYS_ADMIN)
-    libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
 
 
 # --- pagemap: present, exclusive, file/shared ---------------------------------------------
@@ -121,7 +116,7 @@ def test_pagemap_shared_anon(mapped_pages: MappedPages) -> None:
 # --- pagemap: the frame number and CAP_SYS_ADMIN ---------------------------------------------
 
 def _entry_without_cap_sys_admin(addr: int) -> tuple[int, bool]:
-    _drop_cap_sys_admin()
+    drop_capability(CAP_SYS_ADMIN)
     return pagemap_entries(addr)[0], "CAP_SYS_ADMIN" in effective_caps()
 
 

@@ -27,7 +27,7 @@ from pytest_memsyscalls.kernel import libc, probe
 from pytest_memsyscalls.kernel.libc import PAGE_SIZE as PAGE
 from pytest_memsyscalls.memory.mapping import Arena, Mapping
 
-from ._oracles import effective_caps
+from ._oracles import drop_capability, effective_caps
 
 CAP_SYS_NICE = 23
 OTHER_UID = 65534  # nobody: the "another user" of the permission tests
@@ -155,9 +155,7 @@ def test_unmapped(arena: Arena, run_in_child: RunInChild) -> None:
 
 def _without_sys_nice_child(ranges: list[tuple[int, int]]) -> int | str:
     if "CAP_SYS_NICE" in effective_caps():
-        caps = libc.capget()
-        mask = ~(1 << CAP_SYS_NICE)
-        libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+        drop_capability(CAP_SYS_NICE)
     if "CAP_SYS_NICE" in effective_caps():
         return "CAP_SYS_NICE still effective: refused to call"
     return _advise_parent_child(ranges, C.MADV_COLD)

@@ -30,7 +30,7 @@ from pytest_memsyscalls.kernel.probe import read_value as probe_read_value
 from pytest_memsyscalls.kernel.probe import write as probe_write
 from pytest_memsyscalls.memory.shm import ShmSegment, stat_segment, unique_key
 
-from ._oracles import exec_held
+from ._oracles import drop_capability, exec_held
 
 SHMLBA = pages.shmlba()  # PAGE_SIZE on x86_64, arm64 and powerpc (asm/shmparam.h): see kernel/pages.py
 SHMMIN = 1  # include/uapi/linux/shm.h; shmget(2) "SHMMIN ... is 1"
@@ -1045,9 +1045,7 @@ def _hugetlb_unprivileged(size: int) -> int | str:
     if os.geteuid() == 0:
         _become(OTHER_UID, OTHER_UID)
     elif "CAP_IPC_LOCK" in _effective_caps():
-        caps = libc.capget()
-        mask = ~(1 << CAP_IPC_LOCK)
-        libc.capset(caps.effective & mask, caps.permitted & mask, caps.inheritable & mask)
+        drop_capability(CAP_IPC_LOCK)
     group = _hugetlb_group()
     if "CAP_IPC_LOCK" in _effective_caps() or group == os.getegid() or group in os.getgroups():
         return f"needs:a caller without CAP_IPC_LOCK outside vm.hugetlb_shm_group={group}"
