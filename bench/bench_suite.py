@@ -49,12 +49,18 @@ def warm_caches() -> None:
     subprocess.run([*RUN, "--collect-only"], env=env, check=True, capture_output=True)
 
 
+CPU_SECONDS: list[float] = []  # user + system time of the last timed command's processes
+
+
 def timed(cmd: list[str], *, cold: bool = False) -> tuple[float, str]:
     if cold:
         drop_caches()
+    before = os.times()
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=NO_BYTECODE)
     wall = time.perf_counter() - started
+    after = os.times()
+    CPU_SECONDS[:] = [(after.children_user - before.children_user) + (after.children_system - before.children_system)]
     if done.returncode not in (0, 1, 5):  # 1: a semantic fails here (see ci/baselines/README.md); timed all the same
         raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return wall, done.stdout
@@ -76,15 +82,23 @@ def main() -> None:
     cold = statistics.median(timed(RUN, cold=True)[0] for _ in range(options.runs))
     warm_caches()
     collect = statistics.median(timed([*RUN, "--collect-only"])[0] for _ in range(options.runs))
-    walls, sessions, output = [], [], ""
+    walls, cpus, sessions, output = [], [], [], ""
     for _ in range(options.runs):
         wall, output = timed([*RUN, "--durations=8"])
         walls.append(wall)
+        cpus.append(CPU_SECONDS[0])
         sessions.append(session_seconds(output))
     wall, session = statistics.median(walls), statistics.median(sessions)
-    # The same suite in the pytest process itself (-n 0): what crash isolation (the suite
-    # in an xdist worker that is replaced when a test kills it) costs.
-    inproc = statistics.median(timed([*RUN, "-n", "0"])[0] for _ in range(options.runs))
+    # The same suite in one worker and in the pytest process itself (-n 0): what crash
+    # isolation (workers that are replaced when a test kills one) costs, and what the
+    # second worker gains; wall and CPU (user + system) seconds, medians.
+    modes = {"default": (wall, statistics.median(cpus))}
+    for label, extra in (("one", ["-n", "1"]), ("inproc", ["-n", "0"])):
+        runs = [(timed([*RUN, *extra])[0], CPU_SECONDS[0]) for _ in range(options.runs)]
+        modes[label] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+    from pytest_memsyscalls.cli.main import worker_count
+
+    workers = worker_count()
     summary = next((line for line in reversed(output.splitlines()) if " passed" in line), "")
     slow = [line.strip() for line in output.splitlines() if re.match(r"\s*[0-9.]+s (call|setup|teardown)", line)]
     body = f"""{machine_line()}
@@ -94,10 +108,17 @@ def main() -> None:
 bytecode caches ci/setup.sh writes, of which pytest reports {session:.1f} s as its session; **{cold:.1f} s**
 cold, with those caches removed before each run. Last run: `{summary.strip("= ")}`.
 
-Crash isolation: `memsyscalls run` runs the suite in a pytest-xdist worker (`-n 1`), so a test
-that kills its process is one failed test and a new worker runs the rest. In the pytest process
-itself (`run -n 0`, no isolation) the same suite takes **{inproc:.1f} s**: isolation costs
-{wall - inproc:+.1f} s (a second interpreter, execnet, and each report sent to the controller).
+Crash isolation and the cores: `memsyscalls run` runs the suite in pytest-xdist workers, one per
+CPU it may run on (at most 4; {workers} here), so a test that kills its process is one failed test
+and a new worker runs the rest. Each worker is a second interpreter that imports and collects on its
+own, and each test's reports travel to the controller, so the isolation costs CPU; the second core
+pays it back:
+
+| `memsyscalls run` | wall (median) | CPU, user + system (median) |
+|---|---|---|
+| default (`-n {workers}`) | {modes["default"][0]:.2f} s | {modes["default"][1]:.2f} s |
+| one worker (`-n 1`) | {modes["one"][0]:.2f} s | {modes["one"][1]:.2f} s |
+| in the pytest process (`-n 0`, no isolation) | {modes["inproc"][0]:.2f} s | {modes["inproc"][1]:.2f} s |
 
 | phase | with caches | cold |
 |---|---|---|

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_memsyscalls.cli.main import MAX_CRASHES, isolation_args
+from pytest_memsyscalls.cli.main import MAX_CRASHES, MAX_WORKERS, isolation_args, worker_count
 from pytest_memsyscalls.plugin.crashes import ENABLE_VARIABLE, describe_death
 from pytest_memsyscalls.report.model import load_report
 
@@ -93,8 +93,19 @@ def test_the_fault_file_names_the_signal(tmp_path: Path) -> None:
 ])
 def test_memsyscalls_run_isolates_unless_told_otherwise(argv: list[str], isolated: bool) -> None:
     added = isolation_args(argv)
-    assert (added[-4:] == ["-n", "1", "--max-worker-restart", str(MAX_CRASHES)]) is isolated
+    expected = ["-n", str(worker_count()), "--dist", "worksteal", "--max-worker-restart", str(MAX_CRASHES)]
+    assert (added[-6:] == expected) is isolated
     assert bool(added) is isolated
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [({0}, 1), ({0, 1}, 2), ({0, 1, 2}, 3), (set(range(64)), MAX_WORKERS)])
+def test_memsyscalls_run_uses_the_cpus_it_may_run_on(cpus: set[int], workers: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker per CPU in the affinity mask (what taskset and container cpusets narrow), at
+    most MAX_WORKERS."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: cpus)
+    assert worker_count() == workers
+    assert isolation_args([])[-5] == str(workers)
 
 
 def test_another_projects_xdist_run_keeps_xdists_own_crash_report(pytester: pytest.Pytester,

@@ -44,7 +44,7 @@ def suite_args(extra: Sequence[str]) -> list[str]:
     return [*args, *extra]
 
 
-def preimport_for_speed() -> None:
+def preimport_for_speed(*, hypothesis: bool) -> None:
     """Import Hypothesis and this plugin before pytest starts.
 
     pytest assertion-rewrites every module of a distribution that registers a pytest
@@ -53,11 +53,14 @@ def preimport_for_speed() -> None:
     re-parses and rewrites them: ~80 Hypothesis modules cost 1.3-1.9 s of a ~4 s
     collection here, the plugin's own modules ~0.8 s more. Neither has assertions a
     test result depends on (the plugin's are internal invariants); the conformance
-    modules, imported by pytest itself, are still rewritten."""
+    modules, imported by pytest itself, are still rewritten. Not Hypothesis where the
+    suite runs in xdist workers: this process then runs no test and never imports it
+    (the workers read the rewritten modules ci/setup.sh caches)."""
     import importlib
 
-    import hypothesis.stateful
-    import hypothesis.strategies  # noqa: F401
+    if hypothesis:
+        import hypothesis.stateful
+        import hypothesis.strategies
 
     from .. import plugin
 
@@ -84,30 +87,41 @@ def hypothesis_home() -> str:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    preimport_for_speed()
+    isolation = isolation_args(argv)
+    preimport_for_speed(hypothesis=not isolation)
     # Hypothesis' database in the cache directory, in this process and in the xdist worker
     # the suite runs in (it reads the variable in plugin/__init__.py's pytest_configure)
     from ..plugin.settings import HYPOTHESIS_HOME_VARIABLE
 
     os.environ[HYPOTHESIS_HOME_VARIABLE] = hypothesis_home()
-    return int(pytest.main(suite_args([*isolation_args(argv), *argv]), plugins=[_RunCommandName()]))
+    return int(pytest.main(suite_args([*isolation, *argv]), plugins=[_RunCommandName()]))
 
 
 def isolation_args(argv: Sequence[str]) -> list[str]:
-    """Run the suite in a pytest-xdist worker (``-n 1``), so a test that kills its process
-    (a kernel that maps in the wrong place can make a direct access crash it) is one
-    failed test naming the signal, and a new worker runs the rest (plugin/crashes.py).
-    Nothing when the caller chose a distribution (``-n``, ``--dist``, ``-p no:xdist``) or
-    xdist is not installed."""
+    """Run the suite in pytest-xdist workers, so a test that kills its process (a kernel
+    that maps in the wrong place can make a direct access crash it) is one failed test
+    naming the signal, and a new worker runs the rest (plugin/crashes.py). One worker per
+    CPU this process may run on, up to MAX_WORKERS: the tests are independent (each
+    observes its own process, its own objects and children, and the leak guard counts
+    only those), so the cores this isolation needs a second interpreter for anyway also
+    share the work. Nothing when the caller chose a distribution (``-n``, ``--dist``,
+    ``-p no:xdist``) or xdist is not installed."""
     chosen = any(arg in ("-n", "--numprocesses", "--dist", "no:xdist", "--collect-only", "--co")
                  or re.match(r"-n\d|--numprocesses=|--dist=|-p ?no:xdist", arg) for arg in argv)
     if chosen or importlib.util.find_spec("xdist") is None:
         return []
     load = ["-p", "xdist"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
     os.environ[crashes.ENABLE_VARIABLE] = "1"  # name what killed a worker (the workers inherit it)
-    return [*load, "-n", "1", "--max-worker-restart", str(MAX_CRASHES)]
+    return [*load, "-n", str(worker_count()), "--dist", "worksteal", "--max-worker-restart", str(MAX_CRASHES)]
 
 
+def worker_count() -> int:
+    """The CPUs this process may run on (its affinity mask, which taskset, cpusets and
+    most container runtimes narrow), at most MAX_WORKERS."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
+MAX_WORKERS = 4  # past this, each worker's start-up (an interpreter, collection) costs more than it takes over
 MAX_CRASHES = 200  # crashed workers replaced before a run gives up
 
 
@@ -170,7 +184,7 @@ def cmd_semantics(argv: Sequence[str]) -> int:
     import contextlib
     import io
 
-    preimport_for_speed()
+    preimport_for_speed(hypothesis=True)
     with contextlib.redirect_stdout(io.StringIO()):
         rows = collect_semantics()
     if options.json:

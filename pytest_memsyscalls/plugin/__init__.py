@@ -59,19 +59,25 @@ def pytest_configure(config: pytest.Config) -> None:
 def _hypothesis_home(config: pytest.Config) -> None:
     """``memsyscalls run`` keeps Hypothesis' database in the cache directory, not in
     ``.hypothesis/`` of the working directory; it names it in the environment, so the
-    xdist worker the suite runs in follows too."""
+    xdist worker the suite runs in follows too. An xdist controller runs no test, and does
+    not import Hypothesis for it: its workers start once its configuration is done."""
     home = os.environ.get(settings.HYPOTHESIS_HOME_VARIABLE)
-    if home:
+    if home and not _distributes(config):
         from hypothesis.configuration import set_hypothesis_home_dir
 
         set_hypothesis_home_dir(home)
 
 
+def _distributes(config: pytest.Config) -> bool:
+    """This process is an xdist controller: it hands the tests to workers and runs none."""
+    return (config.pluginmanager.hasplugin("xdist") and getattr(config.option, "dist", "no") != "no"
+            and not hasattr(config, "workerinput"))
+
+
 def _isolate_crashes(config: pytest.Config) -> None:
     """Under xdist a worker that dies is replaced; name the semantic and the signal
     (plugin/crashes.py). A worker records; the controller reports."""
-    distributed = config.pluginmanager.hasplugin("xdist") and getattr(config.option, "dist", "no") != "no"
-    if distributed and crashes.enabled() and not hasattr(config, "workerinput"):
+    if _distributes(config) and crashes.enabled():
         config.pluginmanager.register(crashes.CrashReports(config), "memsyscalls-crash-reports")
 
 

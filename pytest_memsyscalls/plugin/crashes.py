@@ -4,7 +4,7 @@ Why: the suite runs where the kernel may be wrong, and a kernel that maps in the
 place or acts on only part of a range can make a direct access crash the interpreter
 (SIGSEGV, SIGBUS) or abort it. pytest-xdist already survives that: its controller sees
 the worker die, reports the test it was running as failed and starts a new worker for
-the rest (``memsyscalls run`` runs the suite with ``-n 1`` for this; bench/README.md has
+the rest (``memsyscalls run`` runs the suite in xdist workers for this; bench/README.md has
 the cost). What xdist cannot say is *what* died and *of what*: its report reads "worker
 'gw0' crashed while running 'test_x.py::test_y'". This module adds both:
 

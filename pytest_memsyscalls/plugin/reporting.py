@@ -148,8 +148,20 @@ class Collector:
 
         record = junit.record_from(report.nodeid, dict(report.user_properties))
         if record is not None:
+            if not self.tests:
+                self._prepare_the_end()
             self.tests[report.nodeid] = record
             self.flush()
+
+    def _prepare_the_end(self) -> None:
+        """What the end of the session needs, done at the first test with a semantic: an
+        xdist controller waits for its workers then, where after the last test every
+        step would lengthen the run. The report needs the fingerprint; Hypothesis' own
+        pytest plugin imports Hypothesis in its terminal summary (this process runs no
+        test with it: ``memsyscalls run`` leaves it out at start-up, cli/main.py)."""
+        session_environment(self.config)
+        if self.config.pluginmanager.has_plugin("hypothesispytest"):
+            import hypothesis  # noqa: F401
 
 
 _COLLECTOR_KEY = pytest.StashKey[Collector]()
