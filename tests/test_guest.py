@@ -8,8 +8,8 @@ pytest-randomly; the session must import neither the C extension nor Hypothesis,
 show no header lines of ours and create no records directory. A missing C extension
 is one line naming the rebuild command, and only for a test that uses the plugin.
 
-The heavy runs on real projects' suites (attrs, more-itertools, cachetools...) are
-in bench/bench_guest.py and tox; this is the quick guard.
+The heavy runs on real projects' suites (cachetools, six, more-itertools, from their
+sdists) are in bench/bench_guest.py; this is the quick guard, also run by tox's with-* envs.
 """
 
 from __future__ import annotations

@@ -159,11 +159,14 @@ LEAKERS = {
 
 
 def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-         *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+         *args: str, all_tests: bool = True) -> tuple[pytest.RunResult, dict[str, Any]]:
+    """The leaky tests use no fixture of ours, so the guard checks them only with
+    --memsys-all-tests (given unless `all_tests` is false)."""
     record = pytester.path / "record.jsonl"
     monkeypatch.setenv("MEMSYS_RECORD", str(record))
     pytester.makepyfile(test_leaky=LEAKY_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-rA", "--memsys-all-tests", *args)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-rA", *(["--memsys-all-tests"] if all_tests else []),
+                                           *args)
     noted: dict[str, Any] = {}
     for line in record.read_text().splitlines():
         noted.update(json.loads(line))
@@ -226,6 +229,33 @@ def test_off_mode_leaves_everything_alone(pytester: pytest.Pytester, monkeypatch
             libc.shmctl(noted[key], 0)
         for key in ("name", "child_name"):
             libc.shm_unlink(noted[key])
+        _remove_foreign(noted)
+
+
+def test_objects_made_outside_fixtures_are_not_guarded_without_the_option(pytester: pytest.Pytester,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other side of --memsys-all-tests (test_each_leak_fails_its_test_with_what_leaked
+    gives it): a test that uses no fixture or marker of ours and makes a ShmSegment or a
+    PosixShm itself is not checked, and what it leaves stays after the session."""
+    result, noted = _run(pytester, monkeypatch, "-k", "leaks_a_segment or leaks_a_name or another or clean_with",
+                         all_tests=False)
+    try:
+        result.assert_outcomes(passed=6)
+        assert "left behind" not in result.stdout.str()
+        for key in ("segment", "child_segment"):
+            libc.shm_stat(noted[key])  # still there: nobody asked the guard to look
+        assert os.path.exists("/dev/shm" + noted["name"]) and os.path.exists("/dev/shm" + noted["child_name"])
+    finally:
+        for key in ("segment", "child_segment"):
+            try:
+                libc.shmctl(noted[key], 0)
+            except OSError:
+                pass
+        for key in ("name", "child_name"):
+            try:
+                libc.shm_unlink(noted[key])
+            except OSError:
+                pass
         _remove_foreign(noted)
 
 
