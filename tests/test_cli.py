@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,17 @@ def test_clearing_refuses_a_cache_that_is_not_ours(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "prepare", "--clear-cache"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 2 and "refusing" in done.stderr and tmp_path.exists()
+
+
+def test_the_semantic_ids_the_docs_show_exist() -> None:
+    """README.md and ARCHITECTURE.md show `@semantic("id", ...)`: each id is one the suite
+    checks (a renamed semantic must not leave the docs pointing at nothing); the one
+    template, ``family.topic.effect``, aside."""
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r'@semantic\(\s*"([^"]+)"')
+    suite = {found for module in (root / "conformance").glob("test_*.py")
+             for found in pattern.findall(module.read_text())}
+    shown = {doc: pattern.findall((root / doc).read_text()) for doc in ("README.md", "ARCHITECTURE.md")}
+    assert all(shown.values()), f"no example id found in {shown}"
+    missing = {doc: [i for i in ids if i not in suite and i != "family.topic.effect"] for doc, ids in shown.items()}
+    assert missing == {"README.md": [], "ARCHITECTURE.md": []}
