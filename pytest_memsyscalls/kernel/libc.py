@@ -208,9 +208,10 @@ else:
     _mlock2.argtypes = [_c.c_void_p, _c.c_size_t, _c.c_uint]
 
 
-# SHMLBA: shmat's attach-address alignment (the page size on x86_64 and ppc64; arm64's
-# arch/arm64/include/asm/shmparam.h makes it 4 pages for 32-bit compatibility).
-SHMLBA = 4 * PAGE_SIZE if C.ARCH == "aarch64" else PAGE_SIZE
+# SHMLBA: shmat's attach-address alignment, what SHM_RND rounds down to (kernel/pages.py:
+# the page size on x86_64, arm64 and powerpc; arm64's 4-page COMPAT_SHMLBA is for 32-bit
+# tasks only).
+SHMLBA = pages.shmlba(C.ARCH, PAGE_SIZE)
 
 
 def _check_placed(call: str, args: Sequence[object], result: int, length: int, wanted: int | None,
