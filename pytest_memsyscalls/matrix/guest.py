@@ -205,7 +205,12 @@ FOREIGN_MACHINES: dict[str, tuple[list[str], str]] = {
 def foreign_qemu_command(arch: str, kernel: Path, initrd: Path, rootfs: Path, workdir: str,
                          memory_mb: int = 2048) -> list[str]:
     """QEMU (TCG) for a guest of another architecture: its own root filesystem over 9p,
-    the host's root read-only, the output directory read-write."""
+    the host's root read-only, the output directory read-write.
+
+    One vCPU. Two (``-smp 2``, multi-threaded TCG) were slower on this 2-core machine for
+    the mmap/mlock part of the suite in the arm64 4K guest: 87 s with one xdist worker and
+    101 s with two, against 80-98 s with one vCPU (not profiled; likely: TLB flushes stop every vCPU
+    under MTTCG, and the second vCPU competes with the other targets for the host's cores)."""
     machine, console = FOREIGN_MACHINES[arch]
     return [
         *machine, "-accel", "tcg", "-m", str(memory_mb), "-smp", "1", "-nodefaults", "-no-reboot",
