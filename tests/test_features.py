@@ -105,6 +105,23 @@ def test_cpu_flags_and_architecture_decide() -> None:
     assert elsewhere.state == F.NOT_PROMISED and "not s390x" in elsewhere.why
 
 
+POWER9_RADIX = "processor\t: 0\ncpu\t\t: POWER9 (architected), altivec supported\nplatform\t: pSeries\nMMU\t\t: Radix\n"
+
+
+def test_powerpc_keys_follow_its_mmu() -> None:
+    """powerpc's /proc/cpuinfo has no flags line; its MMU line decides the keys: none under
+    the radix MMU (arch/powerpc/mm/book3s64/pkeys.c), so pkey_alloc is not promised keys."""
+    radix = F.cpu_flags(POWER9_RADIX)
+    assert radix == frozenset({"mmu_radix"})
+    assert F.cpu_flags(POWER9_RADIX.replace("Radix", "Hash")) == frozenset({"mmu_hash"})
+    assert F.cpu_flags("processor\t: 0\ncpu\t\t: POWER9\n") is None
+    assert F.cpu_flags("flags\t: fpu pku ospke\nMMU\t: Radix\n") == frozenset({"fpu", "pku", "ospke"})
+    lacking = F.decide(PKEYS, facts("6.1.0", arch="ppc64le", config=None, flags=radix))
+    assert lacking.state == F.NOT_PROMISED and "mmu_hash" in lacking.why
+    hashed = F.decide(PKEYS, facts("6.1.0", arch="ppc64le", config=None, flags=frozenset({"mmu_hash"})))
+    assert hashed.state == F.UNKNOWN
+
+
 def test_a_sandbox_that_misreports_its_version_leaves_the_promise_unknown() -> None:
     """gVisor says 4.4.0 and emulates /proc and /sys: neither is the kernel's promise."""
     gvisor = facts("4.4.0", sandbox="gvisor", config=None, present=("/sys/kernel/mm/ksm",))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -231,3 +232,40 @@ def test_foreign_guest_boots_its_own_root_and_sees_the_host_at_host() -> None:
     ppc = guest.foreign_qemu_command("ppc64el", Path("/k"), Path("/i"), Path("/r"), "/w")
     assert ppc[0] == "qemu-system-ppc64" and "console=hvc0" in " ".join(ppc)
     assert "path=/r" in " ".join(ppc) and "readonly=on" in " ".join(ppc)
+
+
+def test_foreign_guest_gets_the_package_in_tmpfs_with_its_mtimes(tmp_path: Path) -> None:
+    """The site travels in the initramfs and is copied to GUEST_SITE (tmpfs, before
+    switch_root); each file keeps its mode and mtime, which a .pyc is checked against."""
+    site = tmp_path / "site"
+    (site / "pkg" / "__pycache__").mkdir(parents=True)
+    (site / "pkg" / "mod.py").write_text("x = 1\n")
+    (site / "pkg" / "helper").write_bytes(b"\x7fELF")
+    os.chmod(site / "pkg" / "helper", 0o755)
+    os.utime(site / "pkg" / "mod.py", (1_700_000_000, 1_700_000_000))
+    archive = guest.Cpio()
+    archive.tree("site", site)
+    entries = _cpio_entries(archive.finish())
+    assert entries["site/pkg/mod.py"] == (0o100644, 1_700_000_000, b"x = 1\n")
+    assert entries["site/pkg/helper"][0] == 0o100755
+    assert entries["site/pkg/__pycache__"][0] & 0o170000 == 0o040000
+    script = guest.init_script(["9p.ko"], ["true"], {}, foreign=True, site=True)
+    copy = script.index(f"cp -a /site /newroot{guest.GUEST_SITE}")
+    assert script.index("mount -t tmpfs") < copy < script.index("switch_root")
+    assert "cp -a /site" not in guest.init_script(["9p.ko"], ["true"], {}, foreign=True)
+
+
+def _cpio_entries(data: bytes) -> dict[str, tuple[int, int, bytes]]:
+    """name -> (mode, mtime, data) of a newc archive."""
+    found: dict[str, tuple[int, int, bytes]] = {}
+    offset = 0
+    while True:
+        fields = [int(data[offset + 6 + 8 * i:offset + 14 + 8 * i], 16) for i in range(13)]
+        mode, mtime, size, namesize = fields[1], fields[5], fields[6], fields[11]
+        start = offset + 110
+        name = data[start:start + namesize - 1].decode()
+        body = start + namesize + (-(110 + namesize) % 4)
+        if name == "TRAILER!!!":
+            return found
+        found[name] = (mode, mtime, data[body:body + size])
+        offset = body + size + (-size % 4)

@@ -44,6 +44,14 @@ def test_shm_sizes_and_shmlba(page: int) -> None:
     assert pages.shmlba("armv7l", page) == 4 * page
 
 
+def test_the_libc_door_rounds_shm_rnd_to_the_same_shmlba() -> None:
+    """libc.shmat checks an SHM_RND attach against SHMLBA: it must be pages.shmlba (an own
+    copy of 4 pages on arm64 failed sysv.shmat.shm_rnd_rounds_down on arm64 guests)."""
+    from pytest_memsyscalls.kernel import libc
+
+    assert pages.shmlba(C.ARCH, libc.PAGE_SIZE) == libc.SHMLBA
+
+
 def test_pmd_huge_page_sizes() -> None:
     assert pages.pmd_size("x86_64", 4096) == 2 << 20
     assert pages.pmd_size("aarch64", 4096) == 2 << 20

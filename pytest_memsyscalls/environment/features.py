@@ -139,7 +139,8 @@ FEATURES: Final[tuple[Feature, ...]] = (
             probe="memfd_secret"),
     Feature("PKEYS", _v("4.9"), "memory protection keys (pkey_alloc, pkey_mprotect, SEGV_PKUERR)", "pkeys(7)",
             kconfig=("X86_INTEL_MEMORY_PROTECTION_KEYS", "PPC_MEM_KEYS", "ARM64_POE"),
-            cpu_flags={"x86_64": ("pku", "ospke")}, arches=("x86_64", "ppc64le", "ppc64", "aarch64"),
+            cpu_flags={"x86_64": ("pku", "ospke"), "ppc64le": ("mmu_hash",), "ppc64": ("mmu_hash",)},
+            arches=("x86_64", "ppc64le", "ppc64", "aarch64"),
             changes=((_v("6.12"), "arm64 (Permission Overlay Extension)"),)),
     Feature("PROCESS_MADVISE", _v("5.10"), "madvise on another process through a pidfd", "process_madvise(2)",
             kconfig=("ADVISE_SYSCALLS",),
@@ -548,9 +549,16 @@ def assess(facts: Facts, probe: bool = True) -> dict[str, Promise]:
 
 
 def cpu_flags(cpuinfo: str | None) -> frozenset[str] | None:
-    """The first ``flags`` (x86) or ``Features`` (arm64) line of /proc/cpuinfo."""
+    """The first ``flags`` (x86) or ``Features`` (arm64) line of /proc/cpuinfo. powerpc has
+    neither; there the ``MMU`` line (Radix or Hash, arch/powerpc/kernel/setup-common.c
+    show_cpuinfo) gives ``mmu_radix`` or ``mmu_hash``: protection keys exist only under the
+    hash MMU (arch/powerpc/mm/book3s64/pkeys.c)."""
+    mmu = None
     for line in (cpuinfo or "").splitlines():
-        key = line.partition(":")[0].strip()
+        key, _, value = line.partition(":")
+        key = key.strip()
         if key in ("flags", "Features"):
-            return frozenset(line.partition(":")[2].split())
-    return None
+            return frozenset(value.split())
+        if key == "MMU" and mmu is None and value.strip():
+            mmu = frozenset({f"mmu_{value.strip().lower()}"})
+    return mmu

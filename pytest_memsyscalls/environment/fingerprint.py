@@ -820,8 +820,9 @@ def detect_sandbox() -> Sandbox:
     return Sandbox(kind, evidence)
 
 
-# The /proc/cpuinfo flags that expectations read (x86 protection keys; arm64 BTI, MTE, POE).
-_CPU_FLAGS_USED: Final = frozenset({"pku", "ospke", "bti", "mte", "poe"})
+# The /proc/cpuinfo flags that expectations read (x86 protection keys; arm64 BTI, MTE, POE;
+# powerpc's MMU, which decides whether it has protection keys).
+_CPU_FLAGS_USED: Final = frozenset({"pku", "ospke", "bti", "mte", "poe", "mmu_radix", "mmu_hash"})
 _PT_GNU_STACK: Final = 0x6474E551
 
 

@@ -208,9 +208,10 @@ else:
     _mlock2.argtypes = [_c.c_void_p, _c.c_size_t, _c.c_uint]
 
 
-# SHMLBA: shmat's attach-address alignment (the page size on x86_64 and ppc64; arm64's
-# arch/arm64/include/asm/shmparam.h makes it 4 pages for 32-bit compatibility).
-SHMLBA = 4 * PAGE_SIZE if C.ARCH == "aarch64" else PAGE_SIZE
+# SHMLBA: shmat's attach-address alignment, what SHM_RND rounds down to (kernel/pages.py:
+# the page size on x86_64, arm64 and powerpc; arm64's 4-page COMPAT_SHMLBA is for 32-bit
+# tasks only).
+SHMLBA = pages.shmlba(C.ARCH, PAGE_SIZE)
 
 
 def _check_placed(call: str, args: Sequence[object], result: int, length: int, wanted: int | None,
@@ -437,38 +438,71 @@ def raw_brk(addr: int) -> int:
 
 # --- SysV shared memory ------------------------------------------------------------
 
-class IpcPerm(ctypes.Structure):
-    """struct ipc_perm as glibc lays it out on x86_64 and aarch64 (kernel ipc64_perm)."""
+# struct ipc_perm and struct shmid_ds as glibc lays them out for 64-bit Linux: glibc
+# passes them to the kernel as they are (its shmctl makes no copy), so they are the
+# kernel's ipc64_perm and shmid64_ds. x86_64 and aarch64 use the generic layout
+# (glibc sysdeps/unix/sysv/linux/bits/ipc-perm.h and bits/types/struct_shmid_ds.h;
+# the kernel's include/uapi/asm-generic/ipcbuf.h and shmbuf.h): a 16-bit sequence
+# number, shm_segsz before the three times. powerpc has its own (glibc
+# sysdeps/unix/sysv/linux/powerpc/bits/ipc-perm.h and bits/types/struct_shmid_ds.h;
+# arch/powerpc/include/uapi/asm/ipcbuf.h and shmbuf.h): a 32-bit sequence number and
+# the three times before shm_segsz. Both are 48 and 112 bytes.
+_POWERPC = ("ppc64le", "ppc64")
 
-    _fields_ = [
+
+def ipc_perm_fields(arch: str) -> list[tuple[str, Any]]:
+    """struct ipc_perm's fields for a machine (``os.uname().machine``)."""
+    sequence: list[tuple[str, Any]] = (
+        [("seq", ctypes.c_uint32), ("pad1", ctypes.c_uint32)] if arch in _POWERPC
+        else [("seq", ctypes.c_uint16), ("pad2", ctypes.c_uint16)])
+    return [
         ("key", ctypes.c_int32),
         ("uid", ctypes.c_uint32),
         ("gid", ctypes.c_uint32),
         ("cuid", ctypes.c_uint32),
         ("cgid", ctypes.c_uint32),
         ("mode", ctypes.c_uint32),
-        ("seq", ctypes.c_uint16),
-        ("pad2", ctypes.c_uint16),
-        ("reserved1", ctypes.c_ulong),
-        ("reserved2", ctypes.c_ulong),
+        *sequence,
+        ("reserved1", ctypes.c_uint64),
+        ("reserved2", ctypes.c_uint64),
     ]
+
+
+def shmid_ds_fields(arch: str, perm: type[ctypes.Structure]) -> list[tuple[str, Any]]:
+    """struct shmid_ds's fields for a machine, its shm_perm of type ``perm``."""
+    times: list[tuple[str, Any]] = [("shm_atime", ctypes.c_int64), ("shm_dtime", ctypes.c_int64),
+                                    ("shm_ctime", ctypes.c_int64)]
+    size: list[tuple[str, Any]] = [("shm_segsz", ctypes.c_uint64)]
+    return [
+        ("shm_perm", perm),
+        *(times + size if arch in _POWERPC else size + times),
+        ("shm_cpid", ctypes.c_int32),
+        ("shm_lpid", ctypes.c_int32),
+        ("shm_nattch", ctypes.c_uint64),
+        ("reserved5", ctypes.c_uint64),
+        ("reserved6", ctypes.c_uint64),
+    ]
+
+
+def shm_structures(arch: str) -> tuple[type[ctypes.Structure], type[ctypes.Structure]]:
+    """(struct ipc_perm, struct shmid_ds) for any supported machine, so their layouts can
+    be checked on another one; KeyError names a machine without a known layout."""
+    C.arch_constants(arch)
+    perm = type(f"IpcPerm_{arch}", (ctypes.Structure,), {"_fields_": ipc_perm_fields(arch)})
+    ds = type(f"ShmidDs_{arch}", (ctypes.Structure,), {"_fields_": shmid_ds_fields(arch, perm)})
+    return perm, ds
+
+
+class IpcPerm(ctypes.Structure):
+    """struct ipc_perm of this machine (see ipc_perm_fields)."""
+
+    _fields_ = ipc_perm_fields(C.ARCH)
 
 
 class ShmidDs(ctypes.Structure):
-    """struct shmid_ds for 64-bit Linux (time_t is 64-bit, no *_high words)."""
+    """struct shmid_ds of this machine (see shmid_ds_fields)."""
 
-    _fields_ = [
-        ("shm_perm", IpcPerm),
-        ("shm_segsz", ctypes.c_size_t),
-        ("shm_atime", ctypes.c_int64),
-        ("shm_dtime", ctypes.c_int64),
-        ("shm_ctime", ctypes.c_int64),
-        ("shm_cpid", ctypes.c_int32),
-        ("shm_lpid", ctypes.c_int32),
-        ("shm_nattch", ctypes.c_ulong),
-        ("reserved5", ctypes.c_ulong),
-        ("reserved6", ctypes.c_ulong),
-    ]
+    _fields_ = shmid_ds_fields(C.ARCH, IpcPerm)
 
 
 class ShmInfoLimits(ctypes.Structure):

@@ -28,6 +28,11 @@ OUT_TAG = "memsysout"
 ROOTFS_TAG = "guestroot"  # a foreign guest's own root filesystem (its architecture's python3)
 HOST_AT = "/host"  # where a foreign guest sees the host's root (read-only): the site directory
 GUEST_OUT = "/run/memsys-out"  # where the host's output directory appears in the guest
+# Where a foreign guest finds the package: in tmpfs, carried in the initramfs and copied
+# there before switch_root. Over the output share (9p without caching) importing and
+# collecting it took each pytest process of the run (the xdist controller and worker)
+# ~13 s longer under TCG (collection 15 s instead of 6 s on arm64).
+GUEST_SITE = "/run/memsys-site"
 
 
 def _module_index(modules: Path) -> dict[str, Path]:
@@ -75,9 +80,9 @@ class Cpio:
         self.out = io.BytesIO()
         self.inode = 1
 
-    def _entry(self, name: str, mode: int, data: bytes = b"") -> None:
+    def _entry(self, name: str, mode: int, data: bytes = b"", mtime: int = 0) -> None:
         encoded = name.encode() + b"\x00"
-        fields = [self.inode, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0]
+        fields = [self.inode, mode, 0, 0, 1, mtime, len(data), 0, 0, 0, 0, len(encoded), 0]
         self.inode += 1
         header = b"070701" + b"".join(f"{value:08x}".encode() for value in fields)
         self.out.write(header + encoded)
@@ -88,8 +93,20 @@ class Cpio:
     def directory(self, name: str) -> None:
         self._entry(name, stat.S_IFDIR | 0o755)
 
-    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
-        self._entry(name, stat.S_IFREG | mode, data)
+    def file(self, name: str, data: bytes, mode: int = 0o644, mtime: int = 0) -> None:
+        self._entry(name, stat.S_IFREG | mode, data, mtime)
+
+    def tree(self, name: str, source: Path) -> None:
+        """A directory with everything below it (directories and regular files, modes and
+        modification times kept: a .pyc is used only while its source's mtime matches)."""
+        self.directory(name)
+        for path in sorted(source.rglob("*")):
+            inside = f"{name}/{path.relative_to(source)}"
+            if path.is_dir() and not path.is_symlink():
+                self.directory(inside)
+            elif path.is_file() and not path.is_symlink():
+                info = path.stat()
+                self.file(inside, path.read_bytes(), stat.S_IMODE(info.st_mode), int(info.st_mtime))
 
     def finish(self) -> bytes:
         self._entry("TRAILER!!!", 0)
@@ -98,19 +115,21 @@ class Cpio:
 
 
 def init_script(modules: Sequence[str], command: Sequence[str], env: Mapping[str, str],
-                foreign: bool = False) -> str:
+                foreign: bool = False, site: bool = False) -> str:
     """The initramfs's /init: load 9p, mount the host root and the output share, switch_root.
 
     The suite runs as the new root's PID 1 child of sh; its output, report and exit
     status land in GUEST_OUT (the host's output directory); then busybox powers off.
     ``foreign``: the new root is the guest architecture's own root filesystem (share
-    ROOTFS_TAG) and the host's root is mounted read-only at HOST_AT inside it."""
+    ROOTFS_TAG) and the host's root is mounted read-only at HOST_AT inside it. ``site``:
+    the initramfs carries the package in /site, copied to GUEST_SITE (tmpfs)."""
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     inner = (f"cd {GUEST_OUT} && env -i {exports} {shlex.join(command)} > {GUEST_OUT}/log.txt"
              f" 2>&1; echo $? > {GUEST_OUT}/status; sync; /bin/busybox poweroff -f")
     root_tag = ROOTFS_TAG if foreign else HOST_TAG
     host_mount = (f"mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose {HOST_TAG} "
                   f"/newroot{HOST_AT}\n") if foreign else ""
+    site_copy = f"cp -a /site /newroot{GUEST_SITE}\n" if site else ""
     loads = "\n".join(f"insmod /modules/{name} || echo 'memsys-guest: insmod {name} failed'" for name in modules)
     return f"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /newroot /bin /sbin
@@ -123,7 +142,7 @@ if ! mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose {r
     echo "memsys-guest: cannot mount the 9p root"; poweroff -f
 fi
 {host_mount}for dir in /tmp /run /var/tmp /root; do mount -t tmpfs -o mode=1777 tmpfs /newroot$dir; done
-mkdir -p /newroot{GUEST_OUT}
+{site_copy}mkdir -p /newroot{GUEST_OUT}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {OUT_TAG} /newroot{GUEST_OUT}
 mount --move /proc /newroot/proc
 mount --move /dev /newroot/dev
@@ -137,17 +156,20 @@ exec switch_root /newroot /bin/sh -c {shlex.quote(inner)}
 
 
 def build_initramfs(modules: Path, target: Path, command: Sequence[str], env: Mapping[str, str],
-                    busybox: str = "/bin/busybox", foreign: bool = False) -> Path:
+                    busybox: str = "/bin/busybox", foreign: bool = False, site: Path | None = None) -> Path:
+    """The initramfs; ``site``: a directory the guest finds at GUEST_SITE."""
     archive = Cpio()
     for name in ("bin", "modules", "dev", "proc", "sys", "newroot"):
         archive.directory(name)
+    if site is not None:
+        archive.tree("site", site)
     archive.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
     names = []
     for path in module_load_order(modules):
         name = path.name.split(".ko")[0] + ".ko"
         archive.file(f"modules/{name}", _module_bytes(path))
         names.append(name)
-    archive.file("init", init_script(names, command, env, foreign).encode(), 0o755)
+    archive.file("init", init_script(names, command, env, foreign, site is not None).encode(), 0o755)
     target.write_bytes(archive.finish())
     return target
 
@@ -183,7 +205,12 @@ FOREIGN_MACHINES: dict[str, tuple[list[str], str]] = {
 def foreign_qemu_command(arch: str, kernel: Path, initrd: Path, rootfs: Path, workdir: str,
                          memory_mb: int = 2048) -> list[str]:
     """QEMU (TCG) for a guest of another architecture: its own root filesystem over 9p,
-    the host's root read-only, the output directory read-write."""
+    the host's root read-only, the output directory read-write.
+
+    One vCPU. Two (``-smp 2``, multi-threaded TCG) were slower on this 2-core machine for
+    the mmap/mlock part of the suite in the arm64 4K guest: 87 s with one xdist worker and
+    101 s with two, against 80-98 s with one vCPU (not profiled; likely: TLB flushes stop every vCPU
+    under MTTCG, and the second vCPU competes with the other targets for the host's cores)."""
     machine, console = FOREIGN_MACHINES[arch]
     return [
         *machine, "-accel", "tcg", "-m", str(memory_mb), "-smp", "1", "-nodefaults", "-no-reboot",

@@ -473,7 +473,7 @@ class QemuForeign(Target):
             os.chmod(found, 0o755 if found.is_dir() or os.access(found, os.X_OK) else 0o644)
         compiled = [self.compiled_deps(Path(part)) for part in rest]
         parts = [str(p) for p in compiled if p is not None] + rest
-        return ":".join([f"{guest.GUEST_OUT}/site", *(guest.HOST_AT + part for part in parts)])
+        return ":".join([guest.GUEST_SITE, *(guest.HOST_AT + part for part in parts)])
 
     def compiled_deps(self, deps: Path) -> Path | None:
         """Hypothesis has a compiled part (``hypothesis._native``) since 6.1xx: the guest
@@ -507,7 +507,8 @@ class QemuForeign(Target):
         env["PYTHONPATH"] = self.guest_site(ctx, workdir)
         command = suite_command("/usr/bin/python3", str(inside / "report.json"), ctx, workdir, str(inside))
         initrd = guest.build_initramfs(self.kernel_dir / "modules", workdir / "initramfs.cpio", command, env,
-                                       busybox=str(self.rootfs / "bin/busybox"), foreign=True)
+                                       busybox=str(self.rootfs / "bin/busybox"), foreign=True,
+                                       site=workdir / "site")
         argv = guest.foreign_qemu_command(self.arch, self.kernel_dir / "kernel", initrd, self.rootfs, str(workdir))
         return Invocation(argv, dict(os.environ), str(workdir), workdir, report, workdir / "log.txt",
                           status_file=workdir / "status", timeout=1500.0)
