@@ -118,3 +118,51 @@ def test_another_projects_xdist_run_keeps_xdists_own_crash_report(pytester: pyte
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(["*worker 'gw0' crashed while running 'test_crashing.py::test_b_segv'*"])
     assert "killed its test process" not in result.stdout.str()
+
+
+class _Worker:
+    """What xdist's schedulers use of a WorkerController; ``alive`` False is a worker that
+    has died but whose errordown event the controller has not processed yet."""
+
+    shutting_down = False
+
+    def __init__(self, name: str) -> None:
+        self.gateway = type("Gateway", (), {"id": name})()
+        self.alive, self.received = True, []  # type: ignore[var-annotated]
+
+    def sendcommand(self, name: str, **kwargs: object) -> None:
+        if not self.alive:
+            raise OSError("cannot send (already closed?)")  # what execnet raises
+        self.received.append(kwargs.get("indices"))
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        self.sendcommand("runtests", indices=indices)
+
+    def shutdown(self) -> None:
+        pass
+
+    def log(self, *_: object) -> None:
+        pass
+
+
+def test_a_second_worker_dying_unnoticed_loses_no_test_and_not_the_run(pytester: pytest.Pytester) -> None:
+    """Worker a crashes while worker b has died unnoticed: xdist's scheduler refills b, the
+    send fails; the run must go on, and every test but the two that were running when the
+    workers died must be scheduled again (CI lost a run this way: 'cannot send (already
+    closed?)')."""
+    from xdist.scheduler import LoadScheduling
+
+    from pytest_memsyscalls.plugin.crashes import tolerate_a_dead_worker
+
+    sched = LoadScheduling(pytester.parseconfig("--tx", "2*popen"))
+    ids = [f"test_x.py::test_{i}" for i in range(40)]
+    a, b = _Worker("gw0"), _Worker("gw1")
+    for worker in (a, b):
+        tolerate_a_dead_worker(worker)
+        sched.add_node(worker)
+        sched.add_node_collection(worker, ids)
+    sched.schedule()
+    b.alive = False
+    assert sched.remove_node(a) == "test_x.py::test_0"  # refills b: the send to the dead b is dropped
+    assert sched.remove_node(b) == "test_x.py::test_5"
+    assert sorted(sched.pending) == [i for i in range(40) if i not in (0, 5)]

@@ -44,7 +44,7 @@ def suite_args(extra: Sequence[str]) -> list[str]:
     return [*args, *extra]
 
 
-def preimport_for_speed(*, hypothesis: bool) -> None:
+def preimport_for_speed(*, with_hypothesis: bool) -> None:
     """Import Hypothesis and this plugin before pytest starts.
 
     pytest assertion-rewrites every module of a distribution that registers a pytest
@@ -58,9 +58,9 @@ def preimport_for_speed(*, hypothesis: bool) -> None:
     (the workers read the rewritten modules ci/setup.sh caches)."""
     import importlib
 
-    if hypothesis:
+    if with_hypothesis:
         import hypothesis.stateful
-        import hypothesis.strategies
+        import hypothesis.strategies  # noqa: F401 - imported ahead of pytest, for its side effect
 
     from .. import plugin
 
@@ -88,7 +88,7 @@ def hypothesis_home() -> str:
 
 def cmd_run(argv: Sequence[str]) -> int:
     isolation = isolation_args(argv)
-    preimport_for_speed(hypothesis=not isolation)
+    preimport_for_speed(with_hypothesis=not isolation)
     # Hypothesis' database in the cache directory, in this process and in the xdist worker
     # the suite runs in (it reads the variable in plugin/__init__.py's pytest_configure)
     from ..plugin.settings import HYPOTHESIS_HOME_VARIABLE
@@ -184,7 +184,7 @@ def cmd_semantics(argv: Sequence[str]) -> int:
     import contextlib
     import io
 
-    preimport_for_speed(hypothesis=True)
+    preimport_for_speed(with_hypothesis=True)
     with contextlib.redirect_stdout(io.StringIO()):
         rows = collect_semantics()
     if options.json:
