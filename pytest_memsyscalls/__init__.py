@@ -9,6 +9,8 @@ data), ``plugin`` (pytest hooks, fixtures, settings, the leak guard), ``matrix``
 
 The public names below are loaded on first use, so that pytest loading this plugin into
 a session that never uses it imports neither the C extension nor the memory objects.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

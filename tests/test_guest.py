@@ -262,6 +262,22 @@ def test_importing_the_plugin_is_cheap() -> None:
     assert best is not None and best <= 20, f"importing the plugin took {best:.1f} ms"
 
 
+def test_what_every_session_loads_is_not_assertion_rewritten(suite: pytest.Pytester) -> None:
+    """The modules of ours that a session loads without using the package are compiled as
+    they are, not parsed and assertion-rewritten again in every session where pytest cannot
+    cache the result (plugin/activation.py): a rewritten module holds pytest's
+    ``@py_builtins`` alias."""
+    suite.makepyfile(test_loaded="""
+        import sys
+        def test_loaded():
+            ours = sorted(name for name in sys.modules if name.startswith("pytest_memsyscalls"))
+            assert "pytest_memsyscalls.plugin.fixtures" in ours
+            rewritten = [name for name in ours if "@py_builtins" in vars(sys.modules[name])]
+            assert rewritten == []
+    """)
+    _run(suite, "-p", "no:randomly", "test_loaded.py").assert_outcomes(passed=1)
+
+
 def test_no_warning_of_ours_in_a_session(suite: pytest.Pytester) -> None:
     """Loading the plugin raises no warning (a module imported before pytest registers it
     as a plugin cannot be assertion-rewritten, and pytest says so)."""

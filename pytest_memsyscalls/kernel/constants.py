@@ -5,6 +5,8 @@ POSIX set, MLOCK_ONFAULT, SHM_*), and their values are ABI, not API: they are ta
 from the kernel's uapi headers for the two architectures we support. Values that
 differ between x86_64 and aarch64 (syscall numbers, MAP_32BIT, PROT_BTI) are kept in
 per-architecture tables and resolved once for the running machine.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

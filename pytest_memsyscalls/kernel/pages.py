@@ -6,6 +6,8 @@ most often. Each function takes the page size (and, where it matters, the
 architecture) as a parameter with the running system's as the default, so a test of
 the plugin's own can compute what a 16 KiB or 64 KiB system must answer without
 booting one (tests/test_pages.py).
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

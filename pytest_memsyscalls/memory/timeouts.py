@@ -3,6 +3,8 @@
 Why a module of its own: the plugin's settings validate ``--memsys-child-timeout`` with
 the same rule the children apply, without importing the child runner (and with it the
 C extension) just to parse an option.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

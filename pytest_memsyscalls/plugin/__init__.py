@@ -3,7 +3,10 @@ checks. Fixtures live in ``fixtures``, settings in ``settings``, markers in
 ``semantics``, the session's fingerprint in ``session``, the leak guard in ``leaks``
 (its hooks in ``leak_guard``), the records of what a session made in ``records``, the
 report's hooks in ``reporting``, and when any of them acts (only for tests that use
-the plugin; the header lines too) in ``activation``."""
+the plugin; the header lines too) in ``activation``.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
+"""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ the cost). What xdist cannot say is *what* died and *of what*: its report reads 
   failed, with the semantic and the signal named, in the terminal, the JUnit properties
   and the JSON report; and it sweeps what the dead worker recorded (SysV segments,
   /dev/shm names, process groups: ``memory/records``).
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

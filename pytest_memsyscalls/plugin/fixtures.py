@@ -4,6 +4,8 @@ Each factory fixture records what it made and destroys it at teardown, in revers
 order, whatever the test's outcome. The objects are also usable without pytest
 (``Mapping.create``, ``Arena``, ``ShmSegment``, ``PosixShm`` are context managers),
 which is the way to use them inside Hypothesis ``@given`` tests.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Hooks other plugins and conftest files can implement."""
+"""Hooks other plugins and conftest files can implement.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 They act only for tests that use the plugin (activation.py); ``leaks``, which reads
 /proc and SysV IPC through the kernel layer, is imported when the first such test is
 set up, so that a session that never uses the plugin pays nothing for it.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ that never uses the package, sees nothing of it.
 
 A module of its own (not ``records``) because a plugin module must be imported by
 pytest to be rewritten.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ report at the end of the session, and the baseline gate's verdict and summary.
 Why here and not in ``report``: these hooks read pytest's reports and the session's
 settings; the document they build and the gate's rules are plain data in ``report``.
 On xdist the workers record properties and the controller builds the report.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ checkable at all; an unmet need skips with a machine-readable reason such as
 ``needs:CAP_IPC_LOCK`` or ``unsupported:MADV_COLD``. A need is never "the call
 failed": it is computed from the environment before the test runs
 (``environment.needs``).
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ helper's facts and the sandbox a plugin or conftest named through
 
 Why a module of its own: the hooks, the fixtures and the report all need the same
 fingerprint, and none of them should import another to get it.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

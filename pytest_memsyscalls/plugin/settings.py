@@ -3,6 +3,8 @@
 Resolved once per session into a frozen ``Settings`` kept in ``config.stash``; an
 invalid value is a ``pytest.UsageError`` that names where the value came from
 (pytest-timeout's rule: the user must be able to find the bad line).
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Why properties: pytest's ``--junitxml`` writes a test report's ``user_properties``, and
 pytest-xdist carries them from the workers to the controller, so JUnit XML alone can gate
 CI and the report is built on the controller from what the workers sent.
+
+PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says why).
 """
 
 from __future__ import annotations
