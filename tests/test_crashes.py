@@ -128,7 +128,8 @@ class _Worker:
 
     def __init__(self, name: str) -> None:
         self.gateway = type("Gateway", (), {"id": name})()
-        self.alive, self.received = True, []  # type: ignore[var-annotated]
+        self.alive = True
+        self.received: list[object] = []
 
     def sendcommand(self, name: str, **kwargs: object) -> None:
         if not self.alive:
