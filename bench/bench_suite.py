@@ -42,11 +42,17 @@ def drop_caches() -> None:
 
 
 def warm_caches() -> None:
-    """What ci/setup.sh does after installing."""
+    """What ci/setup.sh does after installing: byte-compile, let pytest cache the rewritten
+    conformance modules in this process, and once more in an xdist worker, which imports
+    the plugin after pytest's rewrite hook is in place (it deselects everything, exit 5).
+    Without the last step every "cached" run's workers compiled the plugin again."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([sys.executable, "-m", "compileall", "-q", *map(str, CACHED)], env=env, check=True,
                    capture_output=True)
     subprocess.run([*RUN, "--collect-only"], env=env, check=True, capture_output=True)
+    worker = subprocess.run([*RUN, "-k", "__only_warm_the_caches__"], env=env, check=False, capture_output=True)
+    if worker.returncode != 5:
+        raise SystemExit(f"warming the workers' caches exited {worker.returncode}:\n{worker.stdout[-2000:]!r}")
 
 
 CPU_SECONDS: list[float] = []  # user + system time of the last timed command's processes
@@ -66,6 +72,20 @@ def timed(cmd: list[str], *, cold: bool = False) -> tuple[float, str]:
     return wall, done.stdout
 
 
+def machine_speed() -> float:
+    """Seconds a fixed pure-Python loop takes in a fresh interpreter (best of three): this
+    machine is a shared VM whose speed moves by a third within an hour (the same suite run
+    took 6.9 s of CPU at one time and 9.2 s 40 minutes later), so a figure is only
+    comparable with another taken at the same reference speed."""
+    loop = [sys.executable, "-c", "sum(range(3 * 10**7))"]
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run(loop, check=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def session_seconds(output: str) -> float:
     found = re.findall(r" in ([0-9.]+)s", output)
     return float(found[-1]) if found else float("nan")
@@ -75,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     options = parser.parse_args()
+    speed_before = machine_speed()
     bare = statistics.median(timed([sys.executable, "-c", "import pytest"])[0] for _ in range(options.runs))
     hypo = statistics.median(timed([sys.executable, "-c", "import hypothesis.stateful, hypothesis.strategies"])[0]
                              for _ in range(options.runs))
@@ -96,12 +117,14 @@ def main() -> None:
     for label, extra in (("one", ["-n", "1"]), ("inproc", ["-n", "0"])):
         runs = [(timed([*RUN, *extra])[0], CPU_SECONDS[0]) for _ in range(options.runs)]
         modes[label] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+    speed_after = machine_speed()
     from pytest_memsyscalls.cli.main import worker_count
 
     workers = worker_count()
     summary = next((line for line in reversed(output.splitlines()) if " passed" in line), "")
     slow = [line.strip() for line in output.splitlines() if re.match(r"\s*[0-9.]+s (call|setup|teardown)", line)]
-    body = f"""{machine_line()}
+    body = f"""{machine_line()} Its speed (`python -c "sum(range(3 * 10**7))"`, best of 3):
+{speed_before:.2f} s before these runs, {speed_after:.2f} s after; compare figures only at like speeds.
 
 `python -m pytest_memsyscalls run -q` (the whole conformance suite, natively as this user), median of
 {options.runs} sequential runs each, PYTHONDONTWRITEBYTECODE=1: **{wall:.1f} s wall** (target <= 4 s) with the
