@@ -139,6 +139,9 @@ class _Worker:
     def send_runtest_some(self, indices: list[int]) -> None:
         self.sendcommand("runtests", indices=indices)
 
+    def send_steal(self, indices: list[int]) -> None:
+        self.sendcommand("steal", indices=indices)
+
     def shutdown(self) -> None:
         pass
 
@@ -167,3 +170,28 @@ def test_a_second_worker_dying_unnoticed_loses_no_test_and_not_the_run(pytester:
     assert sched.remove_node(a) == "test_x.py::test_0"  # refills b: the send to the dead b is dropped
     assert sched.remove_node(b) == "test_x.py::test_5"
     assert sorted(sched.pending) == [i for i in range(40) if i not in (0, 5)]
+
+
+def test_a_steal_from_a_worker_that_died_unnoticed_loses_no_test_and_not_the_run(
+        pytester: pytest.Pytester) -> None:
+    """What CI hit (``memsyscalls run`` uses ``--dist worksteal``): worker a runs out of
+    tests and the scheduler steals from worker b, which has died unnoticed. The run must go
+    on, and when b's death is processed a gets everything b held but the test it died in."""
+    from xdist.scheduler import WorkStealingScheduling
+
+    from pytest_memsyscalls.plugin.crashes import tolerate_a_dead_worker
+
+    sched = WorkStealingScheduling(pytester.parseconfig("--tx", "2*popen"))
+    ids = [f"test_x.py::test_{i}" for i in range(40)]
+    a, b = _Worker("gw0"), _Worker("gw1")
+    for worker in (a, b):
+        tolerate_a_dead_worker(worker)
+        sched.add_node(worker)
+        sched.add_node_collection(worker, ids)
+    sched.schedule()
+    b.alive = False
+    for index in list(sched.node2pending[a]):
+        sched.mark_test_complete(a, index)  # the last ones ask b for half its tests: dropped
+    assert sched.remove_node(b) == "test_x.py::test_20"
+    assert sched.node2pending[a] == list(range(21, 40))
+    assert a.received[-1] == list(range(21, 40))
