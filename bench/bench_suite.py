@@ -15,12 +15,14 @@ machine is shared and single runs move by +-20%.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,6 +88,35 @@ def machine_speed() -> float:
     return best
 
 
+TIMELINE_MARKS = ("plugins loaded", "configured", "collected", "first test starts", "session finishes",
+                  "unconfigured")
+
+
+def timeline() -> str:
+    """One more cached run with bench/timeline_plugin.py: a Markdown table of when each
+    process (the controller, each xdist worker) reached each point, in seconds since the
+    run was started, with the CPU seconds it had used by then; and the whole run's wall."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "timeline.jsonl"
+        env = {**NO_BYTECODE, "MEMSYS_BENCH_TIMELINE": str(path),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
+        started = time.time()
+        done = subprocess.run([*RUN, "-p", "timeline_plugin"], capture_output=True, text=True, check=False, env=env)
+        ended = time.time()
+        if done.returncode not in (0, 1) or not path.exists():
+            raise SystemExit(f"the timeline run exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows.sort(key=lambda row: (row["process"] != "controller", row["process"]))
+    lines = ["| process | " + " | ".join(TIMELINE_MARKS) + " |", "|---" * (len(TIMELINE_MARKS) + 1) + "|"]
+    for row in rows:
+        cells = []
+        for mark in TIMELINE_MARKS:
+            at = row["marks"].get(mark)
+            cells.append("" if at is None else f"{at[0] - started:.2f} s ({at[1]:.2f} CPU)")
+        lines.append(f"| {row['process']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nThat run ended {ended - started:.2f} s after it was started."
+
+
 def session_seconds(output: str) -> float:
     found = re.findall(r" in ([0-9.]+)s", output)
     return float(found[-1]) if found else float("nan")
@@ -117,6 +148,7 @@ def main() -> None:
     for label, extra in (("one", ["-n", "1"]), ("inproc", ["-n", "0"])):
         runs = [(timed([*RUN, *extra])[0], CPU_SECONDS[0]) for _ in range(options.runs)]
         modes[label] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+    where = timeline()
     speed_after = machine_speed()
     from pytest_memsyscalls.cli.main import worker_count
 
@@ -160,15 +192,30 @@ Slowest tests of the last run:
 {chr(10).join(slow)}
 ```
 
-Where the time goes (py-spy sampling of a whole run, cProfile of `run --collect-only`, `-X importtime`,
-per-test protocol times). This environment sets `PYTHONDONTWRITEBYTECODE=1`, so a run caches nothing:
+Where the time goes, process by process (one more run with the caches, with bench/timeline_plugin.py:
+seconds since the run was started, and in brackets the CPU seconds that process had used by then; a
+worker's CPU leaves out the children its tests fork):
+
+{where}
+
+Before its first test each worker has started an interpreter, imported pytest, its plugins and
+Hypothesis, and collected the whole suite on its own; while the tests run, the controller turns
+each of their ~1,700 reports into terminal output and the JSON report, on the same two cores. At the
+end, each process finishes its session (pytest's garbage collections for unraisable exceptions,
+the report). Tried and measured without a gain beyond this machine's noise (alternating pairs of
+whole runs, 2026-12-07): not loading Hypothesis' plugin in the controller (+0.08 s, 10 pairs);
+`gc.freeze()` after collection in the workers (-0.09 s, 10 pairs); ending the controller and the
+workers with `os._exit` after their sessions (+0.06 s, 12 pairs: the interpreter's finalization
+takes ~10 ms here). Earlier measurements (py-spy sampling of a whole run, cProfile of
+`run --collect-only`, `-X importtime`, per-test protocol times) found what follows.
+This environment sets `PYTHONDONTWRITEBYTECODE=1`, so a run caches nothing:
 cold, every run recompiles the plugin and pytest re-parses and assertion-rewrites the ~6,400 lines of
 conformance modules, about a quarter of a cold run. ci/setup.sh therefore writes those caches once at
 set-up, as pip byte-compiles what it installs. pytest rewrites the modules of every distribution that
 registers a plugin when they are imported inside the session, so `python -m pytest_memsyscalls`
 imports Hypothesis and the plugin before pytest starts (neither has assertions a result depends on).
 With the caches, start-up and collection are the interpreter, pytest, Hypothesis and the plugin
-(~0.8 s) plus the environment fingerprint. The tests proper are ~340 small items (median ~3 ms): the
+(~0.8 s) plus the environment fingerprint. The tests proper are ~560 small items (median ~3 ms): the
 two state machines (`ci` profile, 6 programs x 20 steps; much of their time is Hypothesis' one-off
 work in the first test that uses it), the tests that fork (run_in_child: a fork of the ~50 MB pytest
 process costs several ms here), the reads of /proc/self/smaps (the kernel takes ~2 ms to write it for
