@@ -156,7 +156,8 @@ def main() -> None:
     summary = next((line for line in reversed(output.splitlines()) if " passed" in line), "")
     slow = [line.strip() for line in output.splitlines() if re.match(r"\s*[0-9.]+s (call|setup|teardown)", line)]
     body = f"""{machine_line()} Its speed (`python -c "sum(range(3 * 10**7))"`, best of 3):
-{speed_before:.2f} s before these runs, {speed_after:.2f} s after; compare figures only at like speeds.
+{speed_before:.2f} s before these runs, {speed_after:.2f} s after. Compare figures only at like speeds, and
+even then with care: a pure-Python loop does not see all that moves the suite's time (forks, page faults).
 
 `python -m pytest_memsyscalls run -q` (the whole conformance suite, natively as this user), median of
 {options.runs} sequential runs each, PYTHONDONTWRITEBYTECODE=1: **{wall:.1f} s wall** (target <= 4 s) with the
