@@ -207,8 +207,9 @@ the report). Tried and measured without a gain beyond this machine's noise (alte
 whole runs, 2026-12-07): not loading Hypothesis' plugin in the controller (+0.08 s, 10 pairs);
 `gc.freeze()` after collection in the workers (-0.09 s, 10 pairs); ending the workers and the
 controller with `os._exit` once their sessions were over (-0.19 s in 10 pairs, +0.08 s in 16; the
-controller alone +0.06 s in 12: the interpreter's finalization takes ~10 ms here). Earlier measurements (py-spy sampling of a whole run, cProfile of
-`run --collect-only`, `-X importtime`, per-test protocol times) found what follows.
+controller alone +0.06 s in 12: the interpreter's finalization takes ~10 ms here). Earlier
+measurements (py-spy sampling of a whole run, cProfile of `run --collect-only`, `-X importtime`,
+per-test protocol times) found what follows.
 This environment sets `PYTHONDONTWRITEBYTECODE=1`, so a run caches nothing:
 cold, every run recompiles the plugin and pytest re-parses and assertion-rewrites the ~6,400 lines of
 conformance modules, about a quarter of a cold run. ci/setup.sh therefore writes those caches once at
