@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,16 +150,10 @@ class _Worker:
         pass
 
 
-def test_a_second_worker_dying_unnoticed_loses_no_test_and_not_the_run(pytester: pytest.Pytester) -> None:
-    """Worker a crashes while worker b has died unnoticed: xdist's scheduler refills b, the
-    send fails; the run must go on, and every test but the two that were running when the
-    workers died must be scheduled again (CI lost a run this way: 'cannot send (already
-    closed?)')."""
-    from xdist.scheduler import LoadScheduling
-
+def _two_workers_scheduled(sched: Any) -> tuple[Any, _Worker, _Worker]:
+    """Two workers, gw0 and gw1, with tolerate_a_dead_worker, given 40 tests by ``sched``."""
     from pytest_memsyscalls.plugin.crashes import tolerate_a_dead_worker
 
-    sched = LoadScheduling(pytester.parseconfig("--tx", "2*popen"))
     ids = [f"test_x.py::test_{i}" for i in range(40)]
     a, b = _Worker("gw0"), _Worker("gw1")
     for worker in (a, b):
@@ -166,6 +161,17 @@ def test_a_second_worker_dying_unnoticed_loses_no_test_and_not_the_run(pytester:
         sched.add_node(worker)
         sched.add_node_collection(worker, ids)
     sched.schedule()
+    return sched, a, b
+
+
+def test_a_second_worker_dying_unnoticed_loses_no_test_and_not_the_run(pytester: pytest.Pytester) -> None:
+    """Worker a crashes while worker b has died unnoticed: xdist's scheduler refills b, the
+    send fails; the run must go on, and every test but the two that were running when the
+    workers died must be scheduled again (CI lost a run this way: 'cannot send (already
+    closed?)')."""
+    from xdist.scheduler import LoadScheduling
+
+    sched, a, b = _two_workers_scheduled(LoadScheduling(pytester.parseconfig("--tx", "2*popen")))
     b.alive = False
     assert sched.remove_node(a) == "test_x.py::test_0"  # refills b: the send to the dead b is dropped
     assert sched.remove_node(b) == "test_x.py::test_5"
@@ -179,16 +185,7 @@ def test_a_steal_from_a_worker_that_died_unnoticed_loses_no_test_and_not_the_run
     on, and when b's death is processed a gets everything b held but the test it died in."""
     from xdist.scheduler import WorkStealingScheduling
 
-    from pytest_memsyscalls.plugin.crashes import tolerate_a_dead_worker
-
-    sched = WorkStealingScheduling(pytester.parseconfig("--tx", "2*popen"))
-    ids = [f"test_x.py::test_{i}" for i in range(40)]
-    a, b = _Worker("gw0"), _Worker("gw1")
-    for worker in (a, b):
-        tolerate_a_dead_worker(worker)
-        sched.add_node(worker)
-        sched.add_node_collection(worker, ids)
-    sched.schedule()
+    sched, a, b = _two_workers_scheduled(WorkStealingScheduling(pytester.parseconfig("--tx", "2*popen")))
     b.alive = False
     for index in list(sched.node2pending[a]):
         sched.mark_test_complete(a, index)  # the last ones ask b for half its tests: dropped
