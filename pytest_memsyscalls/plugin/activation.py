@@ -19,7 +19,7 @@ registers a ``pytest11`` plugin, and where it cannot cache the result (a read-on
 site-packages, ``PYTHONDONTWRITEBYTECODE``) it parses, rewrites and compiles them again
 in every session: 34 ms for these 19 modules here, against 13 ms to compile them as
 they are (bench/README.md has the cost in whole sessions). Their asserts are internal
-invariants, whose plain AssertionError is enough. tests/test_plugin.py checks that each
+invariants, whose plain AssertionError is enough. tests/test_guest.py checks that each
 module an unrelated session loads carries the mark.
 """
 
