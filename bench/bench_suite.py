@@ -79,13 +79,7 @@ def machine_speed() -> float:
     machine is a shared VM whose speed moves by a third within an hour (the same suite run
     took 6.9 s of CPU at one time and 9.2 s 40 minutes later), so a figure is only
     comparable with another taken at the same reference speed."""
-    loop = [sys.executable, "-c", "sum(range(3 * 10**7))"]
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        subprocess.run(loop, check=True)
-        best = min(best, time.perf_counter() - started)
-    return best
+    return min(timed([sys.executable, "-c", "sum(range(3 * 10**7))"])[0] for _ in range(3))
 
 
 TIMELINE_MARKS = ("plugins loaded", "configured", "collected", "first test starts", "session finishes",
