@@ -1,4 +1,4 @@
-"""Steps per second of the address-space state machine (conformance/test_model_address_space.py).
+"""Steps per second of the address-space state machine (conformance/_model_address_space.py).
 
 Two numbers: the machine driven by Hypothesis (generation, rule selection and shrinking
 bookkeeping included: what a test run pays), and the machine alone (its calls, probes
@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pytest_memsyscalls.conformance import test_model_address_space as M
+from pytest_memsyscalls.conformance import _model_address_space as M
 from readme_section import machine_line, replace_section
 
 from pytest_memsyscalls.kernel import constants as C

@@ -15,7 +15,7 @@ import pytest
 BROKEN = '''
 from hypothesis import settings, HealthCheck
 from hypothesis.stateful import run_state_machine_as_test
-from pytest_memsyscalls.conformance.test_model_address_space import AddressSpaceMachine
+from pytest_memsyscalls.conformance._model_address_space import AddressSpaceMachine
 
 
 class ForgetsMprotect(AddressSpaceMachine):

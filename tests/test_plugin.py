@@ -224,6 +224,24 @@ def test_hypothesis_profiles_are_selectable(pytester: pytest.Pytester, monkeypat
     ci.stdout.fnmatch_lines(["*examples 6 steps 20*"])
 
 
+def test_state_machines_keep_their_examples_in_the_run_home(pytester: pytest.Pytester,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``memsyscalls run`` names Hypothesis' home in MEMSYS_HYPOTHESIS_HOME; the suite's state
+    machines, which import Hypothesis only when they run, put their example database
+    there (``deep`` has one), never in ``.hypothesis/`` of the working directory."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:benchmark -p no:randomly")
+    home = pytester.path / "cache" / "hypothesis"
+    monkeypatch.setenv("MEMSYS_HYPOTHESIS_HOME", str(home))
+    pytester.makepyfile("""
+        from pytest_memsyscalls.plugin.hypothesis_profiles import machine_settings
+        def test_home():
+            print("database", repr(machine_settings().database))
+    """)
+    result = pytester.runpytest_subprocess("-s", "--hypothesis-profile=deep")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*database DirectoryBasedExampleDatabase(*{home / 'examples'}*"])
+
+
 def test_plugin_does_not_import_hypothesis_unasked(pytester: pytest.Pytester,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Projects that use only the fixtures do not pay for importing Hypothesis (nor fork a

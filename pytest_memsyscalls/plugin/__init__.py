@@ -10,7 +10,6 @@ PYTEST_DONT_REWRITE: loaded into every pytest session (plugin/activation.py says
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Generator
 from typing import TYPE_CHECKING
@@ -56,19 +55,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[settings.SETTINGS_KEY] = settings.resolve(config)
     _register_hypothesis_profiles(config)
     _isolate_crashes(config)
-    _hypothesis_home(config)
-
-
-def _hypothesis_home(config: pytest.Config) -> None:
-    """``memsyscalls run`` keeps Hypothesis' database in the cache directory, not in
-    ``.hypothesis/`` of the working directory; it names it in the environment, so the
-    xdist worker the suite runs in follows too. An xdist controller runs no test, and does
-    not import Hypothesis for it: its workers start once its configuration is done."""
-    home = os.environ.get(settings.HYPOTHESIS_HOME_VARIABLE)
-    if home and not _distributes(config):
-        from hypothesis.configuration import set_hypothesis_home_dir
-
-        set_hypothesis_home_dir(home)
 
 
 def _distributes(config: pytest.Config) -> bool:

@@ -16,7 +16,11 @@ the plugin calls :func:`register_profiles` before that (a tryfirst pytest_config
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, settings
+
+from .settings import HYPOTHESIS_HOME_VARIABLE
 
 CI = "ci"
 DEEP = "deep"
@@ -35,7 +39,17 @@ def register_profiles() -> None:
 def machine_settings() -> settings:
     """Settings for a state machine: the loaded profile (``--hypothesis-profile=deep``),
     or ``ci`` when none was chosen, because Hypothesis' own default (100 programs of 50
-    steps) would cost several seconds per machine in every run of the suite."""
+    steps) would cost several seconds per machine in every run of the suite.
+
+    ``memsyscalls run`` names Hypothesis' home (its example database, with ``deep``) in
+    the environment, in its cache directory rather than ``.hypothesis/`` in the user's
+    working directory; it is set here, when a machine is about to run, because the
+    suite imports Hypothesis only then (conformance/test_model_*.py)."""
+    home = os.environ.get(HYPOTHESIS_HOME_VARIABLE)
+    if home:
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        set_hypothesis_home_dir(home)
     register_profiles()
     if settings.get_current_profile_name() == "default":
         return settings.get_profile(CI)
