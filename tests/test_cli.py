@@ -134,6 +134,32 @@ def test_run_leaves_no_hypothesis_directory_in_the_working_directory(tmp_path: P
     assert list(work.iterdir()) == []
 
 
+def test_run_imports_hypothesis_only_in_a_worker_that_runs_a_state_machine(tmp_path: Path) -> None:
+    """Importing Hypothesis costs ~0.3 s of CPU per process (bench/README.md): under
+    ``memsyscalls run`` neither the controller nor a worker that runs no state machine pays it."""
+    (tmp_path / "who_imported.py").write_text(
+        "import os, sys\n"
+        "def pytest_unconfigure(config):\n"
+        "    who = getattr(config, 'workerinput', {}).get('workerid', 'controller')\n"
+        "    with open(os.environ['WHO_IMPORTED'], 'a') as out:\n"
+        "        out.write(f\"{who} {'hypothesis' in sys.modules}\\n\")\n")
+
+    def imported(selection: str) -> dict[str, bool]:
+        record = tmp_path / f"{selection}.txt"
+        env = {**os.environ, "MEMSYS_CACHE": str(tmp_path / "cache"), "WHO_IMPORTED": str(record),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "run", "-q", "-p", "who_imported",
+                               "-k", selection], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return {who: flag == "True" for who, flag in (line.split() for line in record.read_text().splitlines())}
+
+    without = imported("munmap")
+    assert len(without) > 1 and not any(without.values()), without
+    with_machine = imported("model_sysv")
+    assert with_machine.pop("controller") is False
+    assert sorted(with_machine.values()) == [False] * (len(with_machine) - 1) + [True], with_machine
+
+
 # --- matrix targets without a checkout, and the cache ----------------------------------
 
 def _cached(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

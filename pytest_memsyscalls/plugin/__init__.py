@@ -55,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[settings.SETTINGS_KEY] = settings.resolve(config)
     _register_hypothesis_profiles(config)
     _isolate_crashes(config)
+    _without_hypothesis_plugin(config)
 
 
 def _distributes(config: pytest.Config) -> bool:
@@ -68,6 +69,30 @@ def _isolate_crashes(config: pytest.Config) -> None:
     (plugin/crashes.py). A worker records; the controller reports."""
     if _distributes(config) and crashes.enabled():
         config.pluginmanager.register(crashes.CrashReports(config), "memsyscalls-crash-reports")
+
+
+def _without_hypothesis_plugin(config: pytest.Config) -> None:
+    """Under ``memsyscalls run`` (which runs the suite in xdist workers and says so in the
+    environment, plugin/crashes.py) Hypothesis' pytest plugin has nothing to do unless a
+    ``--hypothesis-*`` option asks for something: the controller runs no test, and the
+    shipped suite's Hypothesis tests are state machines run from plain test functions,
+    which the plugin leaves alone. Yet its terminal summary imports Hypothesis, ~0.3 s of
+    CPU in the controller and in every worker (whose summaries nobody reads), on the
+    cores the tests need; so each process drops it, and only a worker that runs a state
+    machine imports Hypothesis. The plugin would have ended Hypothesis' initialization
+    when the session starts (``_hypothesis_globals``, shared by the plugin and Hypothesis,
+    counts it); it is ended here instead, or every strategy a state machine builds would
+    warn that it was built while plugins were still loading."""
+    if not crashes.enabled():
+        return
+    if any(value for name, value in vars(config.option).items() if name.startswith("hypothesis_")):
+        return
+    plugin = config.pluginmanager.get_plugin("hypothesispytest")
+    if plugin is not None:
+        config.pluginmanager.unregister(plugin)
+        import _hypothesis_globals
+
+        _hypothesis_globals.in_initialization -= 1
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

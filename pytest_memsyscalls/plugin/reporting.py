@@ -108,6 +108,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 class Collector:
     """Gathers test outcomes from teardown reports (on the xdist controller: all workers').
+    Not on an xdist worker: its reports travel to the controller, which writes the report.
 
     With ``--memsys-report`` it also rewrites the report, marked incomplete, at most once
     a second as tests finish (and once at the start), so a run that dies on the way still
@@ -125,8 +126,8 @@ class Collector:
     def flush(self, force: bool = False) -> None:
         path = settings.get(self.config).report
         now = time.monotonic()
-        if path is None or _is_worker(self.config) or (not force and now - self.flushed < self.FLUSH_EVERY):
-            return  # an xdist worker's tests reach the controller, which writes the report
+        if path is None or (not force and now - self.flushed < self.FLUSH_EVERY):
+            return
         self.flushed = now
         from ..report import model
 
@@ -159,8 +160,8 @@ class Collector:
         """What the end of the session needs, done at the first test with a semantic: an
         xdist controller waits for its workers then, where after the last test every
         step would lengthen the run. The report needs the fingerprint; Hypothesis' own
-        pytest plugin imports Hypothesis in its terminal summary (this process runs no
-        test with it: ``memsyscalls run`` leaves it out at start-up, cli/main.py)."""
+        pytest plugin, where it is loaded, imports Hypothesis in its terminal summary
+        (``memsyscalls run`` drops it from its controller and workers, plugin/__init__.py)."""
         session_environment(self.config)
         if self.config.pluginmanager.has_plugin("hypothesispytest"):
             import hypothesis  # noqa: F401
@@ -173,13 +174,15 @@ _STATE_KEY = pytest.StashKey[dict[str, Any]]()
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_STATE_KEY] = {}
+    if _is_worker(config):
+        return
     collector = Collector(config)
     config.stash[_COLLECTOR_KEY] = collector
     config.pluginmanager.register(collector, "memsyscalls-report-collector")
-    config.stash[_STATE_KEY] = {}
     baseline = None
     chosen = settings.get(config)
-    if chosen.baseline and not _is_worker(config):
+    if chosen.baseline:
         from ..report import model
 
         try:
@@ -191,10 +194,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if _is_worker(config):
-        return
     collector = config.stash.get(_COLLECTOR_KEY, None)
-    if collector is None:
+    if collector is None:  # an xdist worker
         return
     chosen = settings.get(config)
     baseline = config.stash.get(_BASELINE_KEY, None)
