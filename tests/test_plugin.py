@@ -228,8 +228,11 @@ def test_state_machines_keep_their_examples_in_the_run_home(pytester: pytest.Pyt
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``memsyscalls run`` names Hypothesis' home in MEMSYS_HYPOTHESIS_HOME; the suite's state
     machines, which import Hypothesis only when they run, put their example database
-    there (``deep`` has one), never in ``.hypothesis/`` of the working directory."""
+    there (``deep`` has one), never in ``.hypothesis/`` of the working directory. Outside CI:
+    where CI is set, Hypothesis loads its own ``ci`` profile, without a database, and the
+    profiles registered after it inherit that."""
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:benchmark -p no:randomly")
+    monkeypatch.delenv("CI", raising=False)
     home = pytester.path / "cache" / "hypothesis"
     monkeypatch.setenv("MEMSYS_HYPOTHESIS_HOME", str(home))
     pytester.makepyfile("""
