@@ -194,27 +194,38 @@ worker's CPU leaves out the children its tests fork):
 
 {where}
 
-Before its first test each worker has started an interpreter, imported pytest, its plugins and
-Hypothesis, and collected the whole suite on its own; while the tests run, the controller turns
-each of their ~1,700 reports into terminal output and the JSON report, on the same two cores. At the
-end, each process finishes its session (pytest's garbage collections for unraisable exceptions,
-the report). Tried and measured without a gain beyond this machine's noise (alternating pairs of
-whole runs, 2026-12-07): not loading Hypothesis' plugin in the controller (+0.08 s, 10 pairs);
-`gc.freeze()` after collection in the workers (-0.09 s, 10 pairs); ending the workers and the
-controller with `os._exit` once their sessions were over (-0.19 s in 10 pairs, +0.08 s in 16; the
-controller alone +0.06 s in 12: the interpreter's finalization takes ~10 ms here). Earlier
-measurements (py-spy sampling of a whole run, cProfile of `run --collect-only`, `-X importtime`,
-per-test protocol times) found what follows.
+Before its first test each worker has started an interpreter, imported pytest and its plugins,
+and collected the whole suite on its own; while the tests run, the controller turns each of their
+~1,700 reports into terminal output and the JSON report, on the same two cores. At the end, each
+process finishes its session (pytest's garbage collections for unraisable exceptions, the report).
+Hypothesis (~0.3 s of CPU to import) is imported only by the worker that runs a state machine, when
+it runs it. Until 2026-12-07 every process imported it: the workers at start-up and at collection,
+the controller for Hypothesis' terminal summary. Against a checkout of that state (84065a8), in
+alternating pairs of whole runs (`python bench/bench_pairs.py CHECKOUT`): -0.26 s wall and -0.53 s
+CPU (medians of 10 pairs), -0.30 s and -0.65 s (8 pairs, later, with the machine slower: the old
+code's median 4.25 s against 3.66 s in the first batch).
+Tried and measured without a gain beyond this machine's noise (alternating pairs,
+2026-12-07): `gc.freeze()` after collection in the workers (-0.09 s, 10 pairs); ending the workers
+and the controller with `os._exit` once their sessions were over (-0.19 s in 10 pairs, +0.08 s in
+16; the controller alone +0.06 s in 12: the interpreter's finalization takes ~10 ms here). What a
+run spends outside the tests' own code is spread thin (cProfile and py-spy of whole runs,
+2026-12-07): per worker ~0.3 s of CPU sending its ~1,700 events to the controller (six a test;
+execnet's serializer and a pipe write each), ~0.2 s in the plugin's per-test hooks (the leak guard's
+snapshots, the report's phases), ~0.2 s reading /proc/self/smaps (~50 reads of ~4 ms),
+~0.3 s collecting. Earlier measurements (py-spy, cProfile of `run --collect-only`,
+`-X importtime`, per-test protocol times) found what follows.
 This environment sets `PYTHONDONTWRITEBYTECODE=1`, so a run caches nothing:
 cold, every run recompiles the plugin and pytest re-parses and assertion-rewrites the ~6,400 lines of
 conformance modules, about a quarter of a cold run. ci/setup.sh therefore writes those caches once at
 set-up, as pip byte-compiles what it installs. pytest rewrites the modules of every distribution that
-registers a plugin when they are imported inside the session, so `python -m pytest_memsyscalls`
-imports Hypothesis and the plugin before pytest starts (neither has assertions a result depends on).
-With the caches, start-up and collection are the interpreter, pytest, Hypothesis and the plugin
-(~0.8 s) plus the environment fingerprint. The tests proper are ~560 small items (median ~3 ms): the
-two state machines (`ci` profile, 6 programs x 20 steps; much of their time is Hypothesis' one-off
-work in the first test that uses it), the tests that fork (run_in_child: a fork of the ~50 MB pytest
+registers a plugin when they are imported inside the session, so the caches include the rewritten
+Hypothesis that a worker imports (ci/setup.sh runs the state machines once for that), and
+`python -m pytest_memsyscalls` without workers imports Hypothesis and the plugin before pytest
+starts (neither has assertions a result depends on). With the caches, a worker's start-up and
+collection are the interpreter, pytest and the plugin (~0.5 s) plus the environment fingerprint.
+The tests proper are ~560 small items (median ~3 ms): the two state machines (`ci` profile, 6
+programs x 20 steps; much of their time is importing Hypothesis and its one-off work in the first
+test that uses it), the tests that fork (run_in_child: a fork of the ~50 MB pytest
 process costs several ms here), the reads of /proc/self/smaps (the kernel takes ~2 ms to write it for
 a pytest process), and pytest's own per-test protocol with the leak guard's snapshots. The mlockall
 tests run in the small exec'd helper: mlockall(MCL_CURRENT) in a fork of pytest populated and
