@@ -201,9 +201,10 @@ process finishes its session (pytest's garbage collections for unraisable except
 Hypothesis (~0.3 s of CPU to import) is imported only by the worker that runs a state machine, when
 it runs it. Until 2026-12-07 every process imported it: the workers at start-up and at collection,
 the controller for Hypothesis' terminal summary. Against a checkout of that state (84065a8), in
-alternating pairs of whole runs (`python bench/bench_pairs.py CHECKOUT`): -0.26 s wall and -0.53 s
-CPU (medians of 10 pairs), -0.30 s and -0.65 s (8 pairs, later, with the machine slower: the old
-code's median 4.25 s against 3.66 s in the first batch).
+four batches of alternating pairs of whole runs (`python bench/bench_pairs.py CHECKOUT`), the
+medians of the per-pair differences were -0.26 s wall and -0.53 s CPU (10 pairs), -0.30 s and
+-0.65 s (8), -0.09 s and -0.21 s (10) and -0.43 s and -0.90 s (20); over those batches the old
+code's own median moved between 3.66 s and 4.81 s with the machine's speed.
 Tried and measured without a gain beyond this machine's noise (alternating pairs,
 2026-12-07): `gc.freeze()` after collection in the workers (-0.09 s, 10 pairs); ending the workers
 and the controller with `os._exit` once their sessions were over (-0.19 s in 10 pairs, +0.08 s in
