@@ -27,4 +27,3 @@ def test_address_space_matches_model() -> None:
     from ._model_address_space import AddressSpaceMachine
 
     run_state_machine_as_test(AddressSpaceMachine, settings=machine_settings())
-

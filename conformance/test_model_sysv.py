@@ -26,4 +26,3 @@ def test_sysv_shm_matches_model() -> None:
     from ._model_sysv import SysvMachine
 
     run_state_machine_as_test(SysvMachine, settings=machine_settings())
-
