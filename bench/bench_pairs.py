@@ -16,29 +16,20 @@ caches their ci/setup.sh wrote, as bench_suite's "with caches" figure.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from bench_suite import CPU_SECONDS, timed
 
 HERE = Path(__file__).resolve().parent.parent
 
 
 def run_once(checkout: Path, extra: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one whole run of the checkout's suite."""
+    """Wall and CPU seconds of one whole run of the checkout's suite (bench_suite's timing)."""
     python = checkout / ".venv" / "bin" / "python"
-    before = os.times()
-    started = time.perf_counter()
-    done = subprocess.run([str(python), "-m", "pytest_memsyscalls", "run", "-q", "-p", "no:randomly", *extra],
-                          capture_output=True, text=True, check=False, cwd="/tmp",
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    wall = time.perf_counter() - started
-    after = os.times()
-    if done.returncode not in (0, 1):  # 1: a semantic fails on this kernel (ci/baselines/README.md)
-        raise SystemExit(f"{python} run exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    wall, _ = timed([str(python), "-m", "pytest_memsyscalls", "run", "-q", "-p", "no:randomly", *extra])
+    return wall, CPU_SECONDS[0]
 
 
 def main() -> None:
