@@ -521,6 +521,25 @@ def test_arena_map_of_a_closed_fd_is_ebadf(arena: Arena, nothing_leaks: None) ->
     assert arena.map(0, 1).write(0, 1) is None  # the arena page is still usable afterwards
 
 
+def test_mappings_made_meanwhile_do_not_take_an_arena_hole(arena: Arena, nothing_leaks: None) -> None:
+    """A test that relies on a hole being unmapped must not lose it to a mapping another
+    thread makes meanwhile. Such a mapping has no address: the kernel gives it the highest
+    free range it fits in, which without free space above the arena was often the hole (in
+    a fresh process the 7th 8 kB mapping took it). An arena keeps free space twice its size
+    above it, and as many mappings as fit there all land above the arena."""
+    size = 2 * libc.PAGE_SIZE
+    assert procfs.maps_overlapping(arena.end, arena.end + Arena.FREE_ABOVE * arena.length) == []
+    arena.hole(0, 2)
+    made: list[int] = []
+    try:
+        for _ in range(Arena.FREE_ABOVE * arena.length // size):
+            made.append(libc.mmap(0, size, C.PROT_READ, C.MAP_PRIVATE | C.MAP_ANONYMOUS))
+        assert all(addr >= arena.end for addr in made), [hex(addr) for addr in made if addr < arena.end]
+    finally:
+        for addr in made:
+            libc.munmap(addr, size)
+
+
 def test_arena_map_refuses_a_hole_someone_else_took(arena: Arena, nothing_leaks: None) -> None:
     """A foreign mapping placed in an arena hole (here by libc's mmap called directly,
     past the libc layer's bookkeeping) must not be replaced by MAP_FIXED."""

@@ -226,12 +226,22 @@ class Arena(_PageRange):
     ``map(page, pages, ...)`` places a mapping at a page of the arena with
     MAP_FIXED; ``hole(page, pages)`` unmaps pages, and a later ``map`` over a hole
     first makes sure nobody else put memory there in the meantime.
+
+    The arena is placed with free address space above it, twice its size. The
+    kernel gives a mapping without an address the highest free range it fits in, so
+    one that another thread of the process makes while a test relies on a hole being
+    unmapped lands there, not in the hole (without it, an 8 kB mapping made during
+    ``mlock.errors.unmapped`` took its hole, and mlock succeeded: 2 in ~50 suite runs).
     """
+
+    FREE_ABOVE = 2  # times the arena's length: anything that fits in a hole fits above first
 
     def __init__(self, pages: int = 64) -> None:
         self.length = pages_to_bytes("arena", pages)
-        self.addr = libc.mmap(0, self.length, C.PROT_NONE,
+        free = self.FREE_ABOVE * self.length
+        self.addr = libc.mmap(0, self.length + free, C.PROT_NONE,
                               C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
+        libc.munmap(self.addr + self.length, free)
         self._holes: set[int] = set()  # page indexes we unmapped
         self.closed = False
 
