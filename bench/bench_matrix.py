@@ -36,6 +36,7 @@ def section(out: Path, jobs: int) -> str:
     rows = ["| target | result | wall | pytest session | start-up (sandbox, boot, imports) |",
             "|---|---|---|---|---|"]
     busy = 0.0
+    slow: dict[str, float] = {}  # the emulated and sandboxed targets' wall times
     for column in data["columns"]:
         label, elapsed = column["label"], column["elapsed"]
         session = pytest_seconds(out / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}.log")
@@ -43,6 +44,8 @@ def section(out: Path, jobs: int) -> str:
         result = (f"{counts['passed']} passed, {counts['differs']} differ, {counts['skipped']} skipped"
                   if column["status"] == "ok" else f"{column['status']}: {column['reason']}")
         busy += elapsed or 0.0
+        if label.startswith(("qemu", "gvisor")) and elapsed is not None:
+            slow[label] = elapsed
         startup = f"{elapsed - session:.0f} s" if elapsed is not None and session is not None else "-"
         rows.append(f"| {label} | {result} | {'-' if elapsed is None else f'{elapsed:.0f} s'} | "
                     f"{'-' if session is None else f'{session:.0f} s'} | {startup} |")
@@ -56,12 +59,15 @@ def section(out: Path, jobs: int) -> str:
         "",
         *rows,
         "",
-        "Where the time goes: the four qemu guests run under TCG (KVM hangs on this machine; one vCPU each), "
-        "where the suite is CPU-bound and 10-20x slower than natively. They are ~85% of the summed target "
-        "time, so the matrix starts them first (longest first), two at a time, and the eight short "
-        "targets (each ~10-25 s) fill the cores once the guests are done. A guest's start-up column is "
+        f"Where the time goes: the {sum(k.startswith('qemu') for k in slow)} qemu guests and the "
+        f"{sum(k.startswith('gvisor') for k in slow)} gVisor sandboxes are "
+        f"{100 * sum(slow.values()) / busy:.0f}% of the summed target time. The guests run under TCG (KVM "
+        "hangs on this machine; one vCPU each), where the suite is CPU-bound and 10-20x slower than "
+        "natively; in gVisor every system call, and every fork of the many tests that fork, goes through "
+        "its kernel in user space. The matrix starts these first (longest first), two at a time, and the "
+        "short targets (each ~10 s) fill the cores at the end. A guest's start-up column is "
         "the kernel boot (~4 s to /init with the uncompressed kernel) plus Debian's python3 importing "
-        "pytest, Hypothesis and the plugin over the 9p root under emulation; the rest is the suite itself. "
+        "pytest and the plugin over the 9p root under emulation; the rest is the suite itself. "
         "Before the first target starts the matrix spends ~4 s building the site directory for "
         "/usr/bin/python3 (copying the package, byte-compiling it, letting pytest write its rewritten "
         "test modules once); pytest and Hypothesis themselves are cached by version.",
