@@ -224,6 +224,31 @@ def test_hypothesis_profiles_are_selectable(pytester: pytest.Pytester, monkeypat
     ci.stdout.fnmatch_lines(["*examples 6 steps 20*"])
 
 
+@pytest.mark.parametrize("ci", [None, "true"])
+def test_verbosity_alone_keeps_the_ci_sizes(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                            ci: str | None) -> None:
+    """``--hypothesis-verbosity=verbose`` without a profile shows the state machines' steps
+    at the ``ci`` sizes. Hypothesis' plugin then loads a profile it derives from the loaded
+    one ("default-with-verbose-verbosity", or from its own ``ci`` where CI is set), which
+    is not a profile the user chose; Hypothesis' own sizes (100 programs of 50 steps) made
+    one machine take minutes."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:benchmark -p no:randomly")
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    pytester.makepyfile("""
+        from pytest_memsyscalls.plugin.hypothesis_profiles import machine_settings
+        def test_sizes():
+            chosen = machine_settings()
+            print("examples", chosen.max_examples, "steps", chosen.stateful_step_count,
+                  "verbosity", chosen.verbosity.name)
+    """)
+    result = pytester.runpytest_subprocess("-s", "--hypothesis-verbosity=verbose")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*examples 6 steps 20 verbosity verbose*"])
+
+
 def test_state_machines_keep_their_examples_in_the_run_home(pytester: pytest.Pytester,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``memsyscalls run`` names Hypothesis' home in MEMSYS_HYPOTHESIS_HOME; the suite's state

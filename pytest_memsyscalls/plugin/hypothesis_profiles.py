@@ -39,7 +39,8 @@ def register_profiles() -> None:
 def machine_settings() -> settings:
     """Settings for a state machine: the loaded profile (``--hypothesis-profile=deep``),
     or ``ci`` when none was chosen, because Hypothesis' own default (100 programs of 50
-    steps) would cost several seconds per machine in every run of the suite.
+    steps) would cost several seconds per machine in every run of the suite; a chosen
+    verbosity or explain phase is kept either way.
 
     ``memsyscalls run`` names Hypothesis' home (its example database, with ``deep``) in
     the environment, in its cache directory rather than ``.hypothesis/`` in the user's
@@ -51,8 +52,12 @@ def machine_settings() -> settings:
 
         set_hypothesis_home_dir(home)
     register_profiles()
-    if settings.get_current_profile_name() == "default":
-        return settings.get_profile(CI)
     current = settings.default
     assert current is not None, "Hypothesis always has a loaded profile"
+    # Hypothesis' pytest plugin loads "<profile>-with-<verbosity>-verbosity" (or
+    # "-with-explain-phase") for --hypothesis-verbosity or --hypothesis-explain alone,
+    # derived from the loaded profile: Hypothesis' default, or its own "ci" where CI is
+    # set. Neither is a profile the user chose.
+    if settings.get_current_profile_name().split("-with-", 1)[0] in ("default", CI):
+        return settings(settings.get_profile(CI), verbosity=current.verbosity, phases=current.phases)
     return current
