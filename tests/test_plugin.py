@@ -230,8 +230,8 @@ def test_verbosity_alone_keeps_the_ci_sizes(pytester: pytest.Pytester, monkeypat
     """``--hypothesis-verbosity=verbose`` without a profile shows the state machines' steps
     at the ``ci`` sizes. Hypothesis' plugin then loads a profile it derives from the loaded
     one ("default-with-verbose-verbosity", or from its own ``ci`` where CI is set), which
-    is not a profile the user chose; Hypothesis' own sizes (100 programs of 50 steps) made
-    one machine take minutes."""
+    is not a profile the user chose; with Hypothesis' own sizes (100 programs of 50 steps)
+    `memsyscalls run -k matches_model` took 5.9 s instead of 1.9 s."""
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:benchmark -p no:randomly")
     if ci is None:
         monkeypatch.delenv("CI", raising=False)
