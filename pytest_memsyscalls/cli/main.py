@@ -89,8 +89,8 @@ def hypothesis_home() -> str:
 def cmd_run(argv: Sequence[str]) -> int:
     isolation = isolation_args(argv)
     preimport_for_speed(with_hypothesis=not isolation)
-    # Hypothesis' database in the cache directory, in this process and in the xdist worker
-    # the suite runs in (it reads the variable in plugin/__init__.py's pytest_configure)
+    # Hypothesis' database in the cache directory, in this process and in the xdist workers
+    # the suite runs in (the state machines read the variable: plugin/hypothesis_profiles.py)
     from ..plugin.settings import HYPOTHESIS_HOME_VARIABLE
 
     os.environ[HYPOTHESIS_HOME_VARIABLE] = hypothesis_home()
