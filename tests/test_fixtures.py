@@ -528,7 +528,8 @@ def test_mappings_made_meanwhile_do_not_take_an_arena_hole(arena: Arena, nothing
     a fresh process the 7th 8 kB mapping took it). An arena keeps free space twice its size
     above it, and as many mappings as fit there all land above the arena."""
     size = 2 * libc.PAGE_SIZE
-    assert procfs.maps_overlapping(arena.end, arena.end + Arena.FREE_ABOVE * arena.length) == []
+    above = arena.end + Arena.GUARD
+    assert procfs.maps_overlapping(above, above + Arena.FREE_ABOVE * arena.length) == []
     arena.hole(0, 2)
     made: list[int] = []
     try:
@@ -538,6 +539,52 @@ def test_mappings_made_meanwhile_do_not_take_an_arena_hole(arena: Arena, nothing
     finally:
         for addr in made:
             libc.munmap(addr, size)
+
+
+def _big_mapping_after_edge_hole() -> tuple[int, int, int, int]:
+    """Child: an arena with free address space right below it, a hole at its first two
+    pages, then one mapping that fits that free space only with the hole (the kernel
+    puts a mapping without an address at the top of the highest free range it fits in).
+    Returns the arena's start and end and that mapping's start and end."""
+    arena = Arena()
+    below = 64 << 20
+    spare = libc.mmap(0, below + arena.footprint, C.PROT_NONE, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
+    libc.munmap(spare + below, arena.footprint)
+    for _ in range(4096):  # each arena fills a free range above spare's top, until one lands there
+        if spare < arena.addr < spare + below + arena.footprint:
+            break
+        arena = Arena()
+    else:
+        raise AssertionError("no arena landed on the free range made for it")
+    libc.munmap(spare, below)
+    arena.hole(0, 2)
+    size = below + 2 * libc.PAGE_SIZE  # fits the free space below joined with the hole, no range above spare
+    addr = libc.mmap(0, size, C.PROT_READ, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
+    return arena.addr, arena.end, addr, addr + size
+
+
+def test_a_hole_at_an_arena_edge_stays_out_of_reach(run_in_child: Any) -> None:
+    """A hole at the arena's first or last page must not join free address space outside
+    the arena: a mapping another thread makes meanwhile, too big for the free space above
+    the arena, would be placed at the top of the joined gap, in the hole.
+    That happened in suite runs: mlock.errors.unmapped found its hole mapped (the kernel
+    had put a 2 MB mapping there) and mlock succeeded. Guard pages that stay mapped on
+    both sides of the arena bound its holes."""
+    start, end, low, high = run_in_child(_big_mapping_after_edge_hole).result()
+    assert high <= start or low >= end, f"a mapping at {low:#x}-{high:#x} overlaps the arena {start:#x}-{end:#x}"
+
+
+def test_arena_guard_pages_bound_it(arena: Arena, nothing_leaks: None) -> None:
+    """The pages just outside the arena are mapped, inaccessible, and never merge with a
+    mapping made at the arena's edge page (maps shows that mapping's own VMA)."""
+    for outside in (arena.addr - libc.PAGE_SIZE, arena.end):
+        entry = procfs.vma_at(outside)
+        assert entry is not None and entry.perms.startswith("---"), entry
+    first = arena.map(0, 1, C.PROT_NONE, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
+    last = arena.map(63, 1, C.PROT_NONE, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
+    first_vma, last_vma = procfs.vma_at(first.addr), procfs.vma_at(last.addr)
+    assert first_vma is not None and first_vma.start == first.addr, first_vma
+    assert last_vma is not None and last_vma.end == arena.end, last_vma
 
 
 def test_arena_map_refuses_a_hole_someone_else_took(arena: Arena, nothing_leaks: None) -> None:

@@ -232,18 +232,33 @@ class Arena(_PageRange):
     one that another thread of the process makes while a test relies on a hole being
     unmapped lands there, not in the hole (without it, an 8 kB mapping made during
     ``mlock.errors.unmapped`` took its hole, and mlock succeeded: 2 in ~50 suite runs).
+
+    A guard page stays mapped on each side (PROT_NONE, shared anonymous: it never
+    merges with a private mapping at the arena's first or last page). Without them a
+    hole at an edge page joined the free address space next to the arena, and a
+    mapping too big for the space above (2 MB, made by another thread) was put at the
+    top of the joined range, in the hole: ``mlock.errors.unmapped`` failed that way too.
     """
 
     FREE_ABOVE = 2  # times the arena's length: anything that fits in a hole fits above first
+    GUARD = PAGE_SIZE  # mapped on each side, so that holes at the edges stay bounded
 
     def __init__(self, pages: int = 64) -> None:
         self.length = pages_to_bytes("arena", pages)
         free = self.FREE_ABOVE * self.length
-        self.addr = libc.mmap(0, self.length + free, C.PROT_NONE,
-                              C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
-        libc.munmap(self.addr + self.length, free)
+        low_guard = libc.mmap(0, self.footprint, C.PROT_NONE, C.MAP_PRIVATE | C.MAP_ANONYMOUS | C.MAP_NORESERVE)
+        self.addr = low_guard + self.GUARD
+        libc.munmap(self.end + self.GUARD, free)
+        for guard in (low_guard, self.end):
+            libc.mmap(guard, self.GUARD, C.PROT_NONE, C.MAP_SHARED | C.MAP_ANONYMOUS | C.MAP_FIXED)
         self._holes: set[int] = set()  # page indexes we unmapped
         self.closed = False
+
+    @property
+    def footprint(self) -> int:
+        """The address space an arena reserves when it is made: its pages, the two guard
+        pages and the free space above (which it gives back at once)."""
+        return self.length + 2 * self.GUARD + self.FREE_ABOVE * self.length
 
     def __repr__(self) -> str:
         return f"<Arena {self.addr:#x}+{self.length:#x} ({self.pages} pages)>"
@@ -351,6 +366,8 @@ class Arena(_PageRange):
         if self.closed:
             return
         self.closed = True
+        libc.munmap(self.addr - self.GUARD, self.GUARD)
+        libc.munmap(self.end, self.GUARD)
         run_start: int | None = None
         for index in range(self.pages + 1):
             ours = index < self.pages and index not in self._holes
