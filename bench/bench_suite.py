@@ -209,8 +209,17 @@ four batches of alternating pairs of whole runs (`python bench/bench_pairs.py CH
 medians of the per-pair differences were -0.26 s wall and -0.53 s CPU (10 pairs), -0.30 s and
 -0.65 s (8), -0.09 s and -0.21 s (10) and -0.43 s and -0.90 s (20); over those batches the old
 code's own median moved between 3.66 s and 4.81 s with the machine's speed.
+The two state machines are the largest single item: deselecting them saved 0.52 s wall and 0.99 s
+of CPU (medians of 12 alternating pairs, 2026-12-07). In the worker that runs them: Hypothesis'
+import ~0.15 s, its digest of each machine class's source (its database key and, derandomized, the
+programs' seed) ~0.1 s, its scan of the suite's modules for constants ~0.05 s, the rest the programs
+themselves. Measured per test in a worker (process CPU around each test's protocol): ~1.1 ms for an
+empty test (pytest, xdist's events, this plugin's hooks), ~0.5-0.8 ms more for one that uses the
+`arena` fixture (the arena, the leak guard's two snapshots of ~80 µs each); the suite's median test
+is ~3.5 ms. Garbage collection takes ~0.3 s of CPU in all three processes together.
 Tried and measured without a gain beyond this machine's noise (alternating pairs,
-2026-12-07): `gc.freeze()` after collection in the workers (-0.09 s, 10 pairs); ending the workers
+2026-12-07): `gc.freeze()` after collection in the workers (-0.09 s, 10 pairs; -0.24 s in 12, then
++0.05 s in 12); ending the workers
 and the controller with `os._exit` once their sessions were over (-0.19 s in 10 pairs, +0.08 s in
 16; the controller alone +0.06 s in 12: the interpreter's finalization takes ~10 ms here). What a
 run spends outside the tests' own code is spread thin (cProfile and py-spy of whole runs,
