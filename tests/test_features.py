@@ -9,6 +9,7 @@ under a seccomp filter that refuses one promised advice.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import subprocess
@@ -105,6 +106,18 @@ def test_cpu_flags_and_architecture_decide() -> None:
     assert elsewhere.state == F.NOT_PROMISED and "not s390x" in elsewhere.why
 
 
+def test_arm64_keys_need_the_permission_overlay_extension() -> None:
+    """CONFIG_ARM64_POE alone promised keys to a CPU without FEAT_S1POE (qemu 7.2's
+    arm64 "max" CPU under TCG): pkey_alloc failed with ENOSPC in qemu-arm64-16k-6.12.
+    arm64 lists the extension as "poe" in its Features line (HWCAP2_POE)."""
+    config = {"CONFIG_ARM64_POE": "y"}
+    without = F.decide(PKEYS, facts("6.12.0", arch="aarch64", config=config, flags=frozenset({"fp", "asimd"})))
+    assert without.state == F.NOT_PROMISED and "lacks poe" in without.why
+    assert F.decide(PKEYS, facts("6.12.0", arch="aarch64", config=config, flags=frozenset({"poe"}))).state \
+        == F.PROMISED
+    assert F.cpu_flags("processor\t: 0\nFeatures\t: fp asimd poe\n") == frozenset({"fp", "asimd", "poe"})
+
+
 POWER9_RADIX = "processor\t: 0\ncpu\t\t: POWER9 (architected), altivec supported\nplatform\t: pSeries\nMMU\t\t: Radix\n"
 
 
@@ -120,6 +133,37 @@ def test_powerpc_keys_follow_its_mmu() -> None:
     assert lacking.state == F.NOT_PROMISED and "mmu_hash" in lacking.why
     hashed = F.decide(PKEYS, facts("6.1.0", arch="ppc64le", config=None, flags=frozenset({"mmu_hash"})))
     assert hashed.state == F.UNKNOWN
+
+
+SECRET = F.BY_NAME["MEMFD_SECRET"]  # CONFIG_SECRETMEM and secretmem.enable, on by default since 6.5
+SECRETMEM = {"CONFIG_SECRETMEM": "y"}
+
+
+def _secret(release: str, cmdline: str | None) -> F.Promise:
+    return F.decide(SECRET, dataclasses.replace(facts(release, config=SECRETMEM), cmdline=cmdline))
+
+
+def test_memfd_secret_before_6_5_needs_secretmem_enable_on_the_command_line() -> None:
+    """Debian's 6.1 sets CONFIG_SECRETMEM, yet memfd_secret() was ENOSYS in its guest:
+    secretmem.enable was off by default before 6.5 (mm/secretmem.c)."""
+    off = _secret("6.1.0", "root=/dev/vda console=ttyS0")
+    assert off.state == F.NOT_PROMISED and "off by default before 6.5" in off.why
+    on = _secret("6.1.0", "root=/dev/vda secretmem.enable=1")
+    assert on.state == F.PROMISED and "secretmem.enable=1 on the kernel command line" in on.why
+    assert _secret("6.1.0", "secretmem.enable").state == F.PROMISED  # a bool parameter alone is on
+    assert _secret("6.1.0", "secretmem.enable=on").state == F.PROMISED
+    assert _secret("6.1.0", "-- secretmem.enable=1").state == F.NOT_PROMISED  # after --: init's
+
+
+def test_memfd_secret_from_6_5_is_on_unless_turned_off() -> None:
+    default = _secret("6.18.4", "root=/dev/vda")
+    assert default.state == F.PROMISED and "on by default since 6.5" in default.why
+    off = _secret("6.18.4", "secretmem.enable=1 secretmem.enable=0")  # the last value counts
+    assert off.state == F.NOT_PROMISED and "secretmem.enable=0" in off.why
+    assert _secret("6.18.4", "secretmem.enable=maybe").state == F.PROMISED  # rejected: the default stays
+    unreadable = _secret("6.18.4", None)
+    assert unreadable.state == F.UNKNOWN and "/proc/cmdline" in unreadable.why
+    assert F.decide(SECRET, dataclasses.replace(facts("6.18.4", config={}), cmdline="")).state == F.NOT_PROMISED
 
 
 def test_a_sandbox_that_misreports_its_version_leaves_the_promise_unknown() -> None:

@@ -48,6 +48,15 @@ Version = tuple[int, int]
 
 
 @dataclass(frozen=True)
+class BootSwitch:
+    """A kernel command-line parameter that turns a built-in feature on or off, and the
+    release from which it is on when the command line does not say (before it, off)."""
+
+    parameter: str  # such as "secretmem.enable"
+    on_by_default_since: Version
+
+
+@dataclass(frozen=True)
 class Feature:
     """One optional feature of the memory-management calls."""
 
@@ -61,6 +70,7 @@ class Feature:
     arches: tuple[str, ...] = ()  # the machines it exists on (empty: all)
     changes: tuple[tuple[Version, str], ...] = ()  # later versions that changed it
     probe: str | None = None  # the name of its probe in PROBES (None: no safe probe)
+    switch: BootSwitch | None = None  # a boot parameter it also needs on
 
     def since_text(self) -> str:
         return f"{self.since[0]}.{self.since[1]}"
@@ -136,10 +146,15 @@ FEATURES: Final[tuple[Feature, ...]] = (
     Feature("MEMFD_SECRET", _v("5.14"), "memory removed from the kernel's direct map", "memfd_secret(2)",
             kconfig=("SECRETMEM",),
             changes=((_v("6.5"), "enabled by default; before, only with secretmem.enable=1"),),
-            probe="memfd_secret"),
+            probe="memfd_secret",
+            # mm/secretmem.c: memfd_secret() is ENOSYS unless secretmem_enable, a bool
+            # parameter of built-in code; its default became true in 6.5 ("mm/secretmem:
+            # make it on by default", b758fe6df50d). Off, the promise is not made.
+            switch=BootSwitch("secretmem.enable", _v("6.5"))),
     Feature("PKEYS", _v("4.9"), "memory protection keys (pkey_alloc, pkey_mprotect, SEGV_PKUERR)", "pkeys(7)",
             kconfig=("X86_INTEL_MEMORY_PROTECTION_KEYS", "PPC_MEM_KEYS", "ARM64_POE"),
-            cpu_flags={"x86_64": ("pku", "ospke"), "ppc64le": ("mmu_hash",), "ppc64": ("mmu_hash",)},
+            cpu_flags={"x86_64": ("pku", "ospke"), "ppc64le": ("mmu_hash",), "ppc64": ("mmu_hash",),
+                       "aarch64": ("poe",)},  # arm64: FEAT_S1POE, "poe" in Features (HWCAP2_POE)
             arches=("x86_64", "ppc64le", "ppc64", "aarch64"),
             changes=((_v("6.12"), "arm64 (Permission Overlay Extension)"),)),
     Feature("PROCESS_MADVISE", _v("5.10"), "madvise on another process through a pidfd", "process_madvise(2)",
@@ -238,6 +253,7 @@ class Facts:
     config: KernelConfig
     cpu_flags: frozenset[str] | None  # None: /proc/cpuinfo has no flags line
     exists: Callable[[str], bool] = os.path.exists
+    cmdline: str | None = None  # the kernel's command line (/proc/cmdline); None: unreadable
 
     def version(self) -> tuple[Version | None, str]:
         """The version to trust, or None and why not."""
@@ -298,7 +314,46 @@ def decide(feature: Feature, facts: Facts) -> Promise:
             return Promise(name, UNKNOWN, f"{options} unknown: {facts.config.source}")
     if needed_flags and facts.cpu_flags is None:
         return Promise(name, UNKNOWN, f"needs CPU flags {' '.join(needed_flags)}; /proc/cpuinfo has none")
+    if feature.switch is not None:
+        if facts.cmdline is None:
+            return Promise(name, UNKNOWN, f"{feature.switch.parameter} unknown: /proc/cmdline is unreadable")
+        on, switch_why = switch_state(feature.switch, version, facts.cmdline)
+        if not on:
+            return Promise(name, NOT_PROMISED, switch_why)
+        config_why += f", {switch_why}"
     return Promise(name, PROMISED, f"kernel {_text(version)} >= {feature.since_text()}{config_why}")
+
+
+def switch_state(switch: BootSwitch, version: Version, cmdline: str) -> tuple[bool, str]:
+    """Whether a boot switch is on, and why: its last value on the command line before
+    ``--`` (a bool parameter alone means on; kstrtobool: y, 1, on / n, 0, off; other
+    values are rejected and leave the default), else its default for this release."""
+    value: bool | None = None
+    said = ""
+    for word in cmdline.split():
+        if word == "--":
+            break  # the rest is init's
+        key, sep, raw = word.partition("=")
+        if key != switch.parameter:
+            continue
+        parsed = True if not sep else _kstrtobool(raw)
+        if parsed is not None:
+            value, said = parsed, word
+    if value is not None:
+        return value, f"{said} on the kernel command line"
+    default = version >= switch.on_by_default_since
+    since = f"{switch.on_by_default_since[0]}.{switch.on_by_default_since[1]}"
+    return default, (f"{switch.parameter} is not on the kernel command line: "
+                     + (f"on by default since {since}" if default else f"off by default before {since}"))
+
+
+def _kstrtobool(text: str) -> bool | None:
+    low = text.lower()
+    if low[:1] in ("y", "1") or low[:2] == "on":
+        return True
+    if low[:1] in ("n", "0") or low[:2] == "of":
+        return False
+    return None
 
 
 def _text(version: Version) -> str:

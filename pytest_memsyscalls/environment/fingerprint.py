@@ -943,7 +943,7 @@ def detect_uncached() -> Environment:
         read_implies_exec=p.call("cpu.read_implies_exec", _read_implies_exec),
     )
     config = features.read_kernel_config(u.release)
-    facts = features.Facts(u.release, u.machine, sandbox.kind, config, flags)
+    facts = features.Facts(u.release, u.machine, sandbox.kind, config, flags, cmdline=_read_quiet("/proc/cmdline"))
     try:
         promises = features.assess(facts)
     except Exception as e:  # noqa: BLE001 - the fingerprint must never raise
