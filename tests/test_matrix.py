@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_memsyscalls.cli import matrix as matrix_cli
+from pytest_memsyscalls.environment import features
 from pytest_memsyscalls.matrix import guest, render, runner, seccomp_profile, targets
 from pytest_memsyscalls.matrix import table as matrix_table
 from pytest_memsyscalls.matrix.runner import Result
@@ -253,6 +254,24 @@ def test_foreign_guest_gets_the_package_in_tmpfs_with_its_mtimes(tmp_path: Path)
     copy = script.index(f"cp -a /site /newroot{guest.GUEST_SITE}")
     assert script.index("mount -t tmpfs") < copy < script.index("switch_root")
     assert "cp -a /site" not in guest.init_script(["9p.ko"], ["true"], {}, foreign=True)
+
+
+def test_guest_finds_its_kernels_config_in_boot(tmp_path: Path) -> None:
+    """The kernel's build configuration travels in the initramfs and appears where the
+    fingerprint reads it on a Debian install, /boot/config-RELEASE (a tmpfs over /boot,
+    before switch_root); without one the script leaves /boot alone."""
+    config = tmp_path / "config"
+    config.write_bytes(b"CONFIG_SECRETMEM=y\n")
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    initrd = guest.build_initramfs(modules, tmp_path / "initrd", ["true"], {}, busybox=str(config), config=config)
+    entries = _cpio_entries(initrd.read_bytes())
+    assert entries["kconfig"][2] == b"CONFIG_SECRETMEM=y\n"
+    script = entries["init"][2].decode()
+    copy = script.index('cp /kconfig "/newroot/boot/config-$(uname -r)"')
+    assert script.index("tmpfs /newroot/boot") < copy < script.index("switch_root")
+    assert "kconfig" not in guest.init_script(["9p.ko"], ["true"], {}, foreign=True)
+    assert features.config_paths("6.1.0-9-amd64")[1] == "/boot/config-6.1.0-9-amd64"
 
 
 def _cpio_entries(data: bytes) -> dict[str, tuple[int, int, bytes]]:

@@ -115,14 +115,17 @@ class Cpio:
 
 
 def init_script(modules: Sequence[str], command: Sequence[str], env: Mapping[str, str],
-                foreign: bool = False, site: bool = False) -> str:
+                foreign: bool = False, site: bool = False, config: bool = False) -> str:
     """The initramfs's /init: load 9p, mount the host root and the output share, switch_root.
 
     The suite runs as the new root's PID 1 child of sh; its output, report and exit
     status land in GUEST_OUT (the host's output directory); then busybox powers off.
     ``foreign``: the new root is the guest architecture's own root filesystem (share
     ROOTFS_TAG) and the host's root is mounted read-only at HOST_AT inside it. ``site``:
-    the initramfs carries the package in /site, copied to GUEST_SITE (tmpfs)."""
+    the initramfs carries the package in /site, copied to GUEST_SITE (tmpfs). ``config``:
+    it carries the kernel's build configuration in /kconfig, which the guest finds where a
+    Debian install keeps it, /boot/config-RELEASE (a tmpfs over /boot), so the suite reads
+    what this kernel promises instead of probing for it."""
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     inner = (f"cd {GUEST_OUT} && env -i {exports} {shlex.join(command)} > {GUEST_OUT}/log.txt"
              f" 2>&1; echo $? > {GUEST_OUT}/status; sync; /bin/busybox poweroff -f")
@@ -130,6 +133,8 @@ def init_script(modules: Sequence[str], command: Sequence[str], env: Mapping[str
     host_mount = (f"mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose {HOST_TAG} "
                   f"/newroot{HOST_AT}\n") if foreign else ""
     site_copy = f"cp -a /site /newroot{GUEST_SITE}\n" if site else ""
+    config_copy = ('mount -t tmpfs -o mode=0755 tmpfs /newroot/boot && cp /kconfig "/newroot/boot/config-$(uname -r)"'
+                   ' || echo "memsys-guest: no /boot for the kernel config"\n') if config else ""
     loads = "\n".join(f"insmod /modules/{name} || echo 'memsys-guest: insmod {name} failed'" for name in modules)
     return f"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /newroot /bin /sbin
@@ -142,7 +147,7 @@ if ! mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose {r
     echo "memsys-guest: cannot mount the 9p root"; poweroff -f
 fi
 {host_mount}for dir in /tmp /run /var/tmp /root; do mount -t tmpfs -o mode=1777 tmpfs /newroot$dir; done
-{site_copy}mkdir -p /newroot{GUEST_OUT}
+{site_copy}{config_copy}mkdir -p /newroot{GUEST_OUT}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 {OUT_TAG} /newroot{GUEST_OUT}
 mount --move /proc /newroot/proc
 mount --move /dev /newroot/dev
@@ -156,20 +161,25 @@ exec switch_root /newroot /bin/sh -c {shlex.quote(inner)}
 
 
 def build_initramfs(modules: Path, target: Path, command: Sequence[str], env: Mapping[str, str],
-                    busybox: str = "/bin/busybox", foreign: bool = False, site: Path | None = None) -> Path:
-    """The initramfs; ``site``: a directory the guest finds at GUEST_SITE."""
+                    busybox: str = "/bin/busybox", foreign: bool = False, site: Path | None = None,
+                    config: Path | None = None) -> Path:
+    """The initramfs; ``site``: a directory the guest finds at GUEST_SITE; ``config``: the
+    kernel's build configuration, which the guest finds at /boot/config-RELEASE."""
     archive = Cpio()
     for name in ("bin", "modules", "dev", "proc", "sys", "newroot"):
         archive.directory(name)
     if site is not None:
         archive.tree("site", site)
+    if config is not None:
+        archive.file("kconfig", config.read_bytes())
     archive.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
     names = []
     for path in module_load_order(modules):
         name = path.name.split(".ko")[0] + ".ko"
         archive.file(f"modules/{name}", _module_bytes(path))
         names.append(name)
-    archive.file("init", init_script(names, command, env, foreign, site is not None).encode(), 0o755)
+    archive.file("init", init_script(names, command, env, foreign, site is not None, config is not None).encode(),
+                 0o755)
     target.write_bytes(archive.finish())
     return target
 

@@ -105,13 +105,17 @@ kernel_packages() {  # SUITE META [ARCH] — the versioned linux-image package M
 }
 
 keep_kernel() {  # TREE DEST IMAGE NAME — from an unpacked kernel package tree: the image as
-    # DEST/NAME, its release, and only the filesystem, 9p and virtio modules (the rest is
-    # hundreds of MB); the tree is removed
-    local tree=$1 dest=$2 image=$3 name=$4 kver
+    # DEST/NAME, its release, its build configuration as DEST/config (the guest sees it as
+    # /boot/config-RELEASE, so its promises are decided by the kernel's configuration, not
+    # probed), and only the filesystem, 9p and virtio modules (the rest is hundreds of MB);
+    # the tree is removed
+    local tree=$1 dest=$2 image=$3 name=$4 kver config
     kver=$(ls "$tree/lib/modules" 2>/dev/null | head -1 || true)
     [ -n "$kver" ] || kver=$(ls "$tree/usr/lib/modules" | head -1)
     mkdir -p "$dest"
     cp "$image" "$dest/$name"
+    config=$(ls "$tree/boot/config-$kver" "$tree"/boot/config-* 2>/dev/null | head -1 || true)
+    if [ -n "$config" ]; then cp "$config" "$dest/config"; else log "no kernel config in the $kver packages"; fi
     rm -rf "$dest/modules"
     if [ -d "$tree/lib/modules/$kver" ]; then mv "$tree/lib/modules/$kver" "$dest/modules"
     else mv "$tree/usr/lib/modules/$kver" "$dest/modules"; fi
@@ -131,7 +135,7 @@ prepare_kernel() {  # NAME — unpack a Debian kernel with just the modules the 
         *) log "unknown kernel $name (known: 5.10 6.1 6.12 7.2)"; return 2 ;;
     esac
     dest=$CACHE/kernels/$name
-    if [ -s "$dest/vmlinuz" ] && [ -d "$dest/modules" ]; then
+    if [ -s "$dest/vmlinuz" ] && [ -d "$dest/modules" ] && [ -s "$dest/config" ]; then
         echo "qemu:$dest/vmlinuz"; return 0
     fi
     local packages
@@ -174,7 +178,7 @@ prepare_foreign_kernel() {  # NAME — the kernel and its 9p/virtio modules, und
     local name=$1 suite arch meta dest packages tree image
     read -r suite arch meta <<<"$(foreign_kernel_spec "$name")"
     dest=$CACHE/kernels/$name
-    if [ -s "$dest/kernel" ] && [ -d "$dest/modules" ]; then echo "$dest/kernel"; return 0; fi
+    if [ -s "$dest/kernel" ] && [ -d "$dest/modules" ] && [ -s "$dest/config" ]; then echo "$dest/kernel"; return 0; fi
     packages=$(kernel_packages "$suite" "$meta" "$arch")
     log "fetching" $packages "($arch) from $suite"
     # shellcheck disable=SC2086 # one package name per word
@@ -207,6 +211,7 @@ compile_guest_stdlib() {  # ROOTFS — what python3.11-minimal's postinst (py3co
 prepare_guest_rootfs() {  # DEBIAN-ARCH — bookworm's python3 (+ busybox-static, coreutils, dash) for ARCH
     local arch=$1 dest=$CACHE/guest-rootfs/bookworm-$1 conf work deb
     if [ -x "$dest/usr/bin/python3.11" ] && [ -x "$dest/bin/busybox" ]; then
+        mkdir -p "$dest/boot"  # made before /boot became a mount point (the kernel's config)
         compile_guest_stdlib "$dest"
         echo "$dest"; return 0
     fi
@@ -221,9 +226,9 @@ prepare_guest_rootfs() {  # DEBIAN-ARCH — bookworm's python3 (+ busybox-static
     for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$dest.tmp"; done
     rm -rf "$work"
     # What maintainer scripts would have made, and the guest's mount points (/host: the
-    # host's root over 9p, read-only, for the site directory).
+    # host's root over 9p, read-only, for the site directory; /boot: the kernel's config).
     [ -e "$dest.tmp/bin/sh" ] || ln -s dash "$dest.tmp/bin/sh"
-    mkdir -p "$dest.tmp"/{host,proc,sys,dev,tmp,run,root,var/tmp,etc}
+    mkdir -p "$dest.tmp"/{host,proc,sys,dev,tmp,run,root,var/tmp,etc,boot}
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' > "$dest.tmp/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' > "$dest.tmp/etc/group"
     compile_guest_stdlib "$dest.tmp"

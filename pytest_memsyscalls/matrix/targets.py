@@ -363,6 +363,9 @@ class Qemu(Target):
         if not (self.kernel_dir / "modules").is_dir():
             raise Unavailable(f"the kernel's modules in {self.kernel_dir}/modules "
                               f"(memsyscalls prepare qemu:{self.kernel_name})")
+        if not (self.kernel_dir / "config").is_file():
+            raise Unavailable(f"the kernel's config in {self.kernel_dir}/config "
+                              f"(memsyscalls prepare qemu:{self.kernel_name})")
 
     def weight(self) -> float:
         return 240.0
@@ -375,7 +378,7 @@ class Qemu(Target):
         inside = Path(guest.GUEST_OUT)
         command = suite_command(SYSTEM_PYTHON, str(inside / "report.json"), ctx, workdir, str(inside))
         initrd = guest.build_initramfs(self.kernel_dir / "modules", workdir / "initramfs.cpio", command,
-                                       suite_env(ctx, inside))
+                                       suite_env(ctx, inside), config=self.kernel_dir / "config")
         argv = guest.qemu_command(self.kernel_image(), initrd, str(workdir), self.accel)
         env = dict(os.environ)
         return Invocation(argv, env, str(workdir), workdir, report, workdir / "log.txt", status_file=status,
@@ -448,8 +451,8 @@ class QemuForeign(Target):
         machine = guest.FOREIGN_MACHINES[self.arch][0][0]
         _need_tool(machine, "qemu-system-arm" if self.arch == "arm64" else "qemu-system-ppc")
         _need_system_python()
-        if not (self.kernel_dir / "kernel").exists() or not (self.kernel_dir / "modules").is_dir():
-            raise Unavailable(f"kernel {self.label} in {self.kernel_dir} ({self._hint()})")
+        if not all((self.kernel_dir / part).exists() for part in ("kernel", "modules", "config")):
+            raise Unavailable(f"kernel {self.label} with its modules and config in {self.kernel_dir} ({self._hint()})")
         if not (self.rootfs / "usr/bin/python3.11").exists() or not (self.rootfs / "bin/busybox").exists():
             raise Unavailable(f"a {self.arch} root filesystem with python3 at {self.rootfs} ({self._hint()})")
         self.native_dir()
@@ -508,7 +511,7 @@ class QemuForeign(Target):
         command = suite_command("/usr/bin/python3", str(inside / "report.json"), ctx, workdir, str(inside))
         initrd = guest.build_initramfs(self.kernel_dir / "modules", workdir / "initramfs.cpio", command, env,
                                        busybox=str(self.rootfs / "bin/busybox"), foreign=True,
-                                       site=workdir / "site")
+                                       site=workdir / "site", config=self.kernel_dir / "config")
         argv = guest.foreign_qemu_command(self.arch, self.kernel_dir / "kernel", initrd, self.rootfs, str(workdir))
         return Invocation(argv, dict(os.environ), str(workdir), workdir, report, workdir / "log.txt",
                           status_file=workdir / "status", timeout=1500.0)
