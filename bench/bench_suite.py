@@ -154,9 +154,10 @@ def main() -> None:
 {speed_before:.2f} s before these runs, {speed_after:.2f} s after. Compare figures only at like speeds, and
 even then with care: a pure-Python loop does not see all that moves the suite's time (forks, page faults).
 How far the suite's own figure moves with the machine (clean clones, 2026-12-07): batches of this
-benchmark gave medians of 3.89, 4.19 and 4.42 s one afternoon, then 3.38 s and, an hour later at
-the same loop speed (0.53 s), 3.93 s; single runs took 4.5-4.8 s when the loop had slowed to
-0.61-0.73 s. The target is met when the machine is at its usual speed and missed when it slows.
+benchmark gave medians of 3.89, 4.19 and 4.42 s in the afternoon; in the evening 3.38 s, an hour
+later at the same loop speed (0.53 s) 3.93 s, then 3.44 s (loop 0.58/0.53 s) and, 30 minutes after
+that with the same suite, 4.50 s (0.66/0.57 s), its runs using 8.03 s of CPU against 6.02 s. The
+target is met when the machine runs at its faster speeds and missed when it slows.
 
 `python -m pytest_memsyscalls run -q` (the whole conformance suite, natively as this user), median of
 {options.runs} sequential runs each, PYTHONDONTWRITEBYTECODE=1: **{wall:.1f} s wall** (target <= 4 s) with the
