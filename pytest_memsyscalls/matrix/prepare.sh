@@ -115,7 +115,7 @@ keep_kernel() {  # TREE DEST IMAGE NAME — from an unpacked kernel package tree
     mkdir -p "$dest"
     cp "$image" "$dest/$name"
     config=$(ls "$tree/boot/config-$kver" "$tree"/boot/config-* 2>/dev/null | head -1 || true)
-    if [ -n "$config" ]; then cp "$config" "$dest/config"; else log "no kernel config in the $kver packages"; fi
+    if [ -n "$config" ]; then cp "$config" "$dest/config"; fi  # else the caller asks the headers package
     rm -rf "$dest/modules"
     if [ -d "$tree/lib/modules/$kver" ]; then mv "$tree/lib/modules/$kver" "$dest/modules"
     else mv "$tree/usr/lib/modules/$kver" "$dest/modules"; fi
@@ -123,6 +123,20 @@ keep_kernel() {  # TREE DEST IMAGE NAME — from an unpacked kernel package tree
     find "$dest/modules/kernel" -type f ! -path '*/fs/*' ! -path '*/net/9p/*' ! -path '*/virtio/*' -delete
     find "$dest/modules/kernel" -type d -empty -delete
     rm -rf "$tree"
+}
+
+config_from_headers() {  # SUITE[:ARCH] DEST — the kernel's config from its headers package, where
+    # the image packages do not carry boot/config-RELEASE (sid's 7.x split packaging keeps
+    # it only as /usr/src/linux-headers-RELEASE/.config)
+    local dest=$2 kver
+    kver=$(cat "$dest/release")
+    apt_fetch "$1" "$dest.headers" "linux-headers-$kver" || { log "no linux-headers-$kver"; return 1; }
+    if [ -s "$dest.headers.tmp/usr/src/linux-headers-$kver/.config" ]; then
+        cp "$dest.headers.tmp/usr/src/linux-headers-$kver/.config" "$dest/config"
+    else
+        log "no kernel config in linux-headers-$kver either"
+    fi
+    rm -rf "$dest.headers.tmp"
 }
 
 prepare_kernel() {  # NAME — unpack a Debian kernel with just the modules the 9p root needs
@@ -150,6 +164,7 @@ prepare_kernel() {  # NAME — unpack a Debian kernel with just the modules the 
         log "no vmlinuz in" $packages; return 1
     fi
     keep_kernel "$tree" "$dest" "$image" vmlinuz
+    [ -s "$dest/config" ] || config_from_headers "$suite" "$dest"
     # The uncompressed kernel boots ~5 s faster under TCG.
     python3 "$HERE/extract_vmlinux.py" "$dest/vmlinuz" "$dest/vmlinux" >&2 || log "could not extract vmlinux from $name (booting the bzImage)"
     echo "qemu:$dest/vmlinuz"
@@ -188,6 +203,7 @@ prepare_foreign_kernel() {  # NAME — the kernel and its 9p/virtio modules, und
     image=$(ls "$tree"/boot/vmlinuz-* "$tree"/boot/vmlinux-* "$tree"/usr/lib/modules/*/vmlinuz 2>/dev/null | head -1 || true)
     [ -n "$image" ] || { log "no kernel image in" $packages; return 1; }
     keep_kernel "$tree" "$dest" "$image" kernel
+    [ -s "$dest/config" ] || config_from_headers "$suite:$arch" "$dest"
     echo "$dest/kernel"
 }
 
