@@ -149,7 +149,7 @@ FEATURES: Final[tuple[Feature, ...]] = (
             probe="memfd_secret",
             # mm/secretmem.c: memfd_secret() is ENOSYS unless secretmem_enable, a bool
             # parameter of built-in code; its default became true in 6.5 ("mm/secretmem:
-            # make it on by default", b758fe6df50d). Off, the promise is not made.
+            # make it on by default"). Off, the promise is not made.
             switch=BootSwitch("secretmem.enable", _v("6.5"))),
     Feature("PKEYS", _v("4.9"), "memory protection keys (pkey_alloc, pkey_mprotect, SEGV_PKUERR)", "pkeys(7)",
             kconfig=("X86_INTEL_MEMORY_PROTECTION_KEYS", "PPC_MEM_KEYS", "ARM64_POE"),
@@ -342,7 +342,7 @@ def switch_state(switch: BootSwitch, version: Version, cmdline: str) -> tuple[bo
     if value is not None:
         return value, f"{said} on the kernel command line"
     default = version >= switch.on_by_default_since
-    since = f"{switch.on_by_default_since[0]}.{switch.on_by_default_since[1]}"
+    since = _text(switch.on_by_default_since)
     return default, (f"{switch.parameter} is not on the kernel command line: "
                      + (f"on by default since {since}" if default else f"off by default before {since}"))
 
