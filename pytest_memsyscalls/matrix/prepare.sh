@@ -114,7 +114,7 @@ keep_kernel() {  # TREE DEST IMAGE NAME — from an unpacked kernel package tree
     [ -n "$kver" ] || kver=$(ls "$tree/usr/lib/modules" | head -1)
     mkdir -p "$dest"
     cp "$image" "$dest/$name"
-    config=$(ls "$tree/boot/config-$kver" "$tree"/boot/config-* 2>/dev/null | head -1 || true)
+    config=$(ls "$tree"/boot/config-* 2>/dev/null | head -1 || true)
     if [ -n "$config" ]; then cp "$config" "$dest/config"; fi  # else the caller asks the headers package
     rm -rf "$dest/modules"
     if [ -d "$tree/lib/modules/$kver" ]; then mv "$tree/lib/modules/$kver" "$dest/modules"
@@ -130,7 +130,9 @@ config_from_headers() {  # SUITE[:ARCH] DEST — the kernel's config from its he
     # it only as /usr/src/linux-headers-RELEASE/.config)
     local dest=$2 kver
     kver=$(cat "$dest/release")
-    apt_fetch "$1" "$dest.headers" "linux-headers-$kver" || { log "no linux-headers-$kver"; return 1; }
+    # Without a config the target says it is unavailable (and names prepare); the other
+    # targets of this run are prepared all the same.
+    apt_fetch "$1" "$dest.headers" "linux-headers-$kver" || { log "no linux-headers-$kver"; return 0; }
     if [ -s "$dest.headers.tmp/usr/src/linux-headers-$kver/.config" ]; then
         cp "$dest.headers.tmp/usr/src/linux-headers-$kver/.config" "$dest/config"
     else
