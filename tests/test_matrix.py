@@ -262,9 +262,10 @@ def test_guest_finds_its_kernels_config_in_boot(tmp_path: Path) -> None:
     before switch_root); without one the script leaves /boot alone."""
     config = tmp_path / "config"
     config.write_bytes(b"CONFIG_SECRETMEM=y\n")
-    modules = tmp_path / "modules"
+    modules, busybox = tmp_path / "modules", tmp_path / "busybox"
     modules.mkdir()
-    initrd = guest.build_initramfs(modules, tmp_path / "initrd", ["true"], {}, busybox=str(config), config=config)
+    busybox.write_bytes(b"\x7fELF")
+    initrd = guest.build_initramfs(modules, tmp_path / "initrd", ["true"], {}, busybox=str(busybox), config=config)
     entries = _cpio_entries(initrd.read_bytes())
     assert entries["kconfig"][2] == b"CONFIG_SECRETMEM=y\n"
     script = entries["init"][2].decode()
