@@ -221,8 +221,6 @@ def test_the_registry_is_consistent() -> None:
 # --- needs ---------------------------------------------------------------------------------
 
 def _with(state: str, works: bool | None = None, why: str = "because") -> fingerprint.Environment:
-    import dataclasses
-
     return dataclasses.replace(fingerprint.detect(), features={"MADV_COLD": F.Promise("MADV_COLD", state, why, works)})
 
 
@@ -241,8 +239,6 @@ def test_an_unknown_feature_name_is_a_usage_error() -> None:
 
 
 def test_the_header_lists_only_what_is_not_promised_or_unknown() -> None:
-    import dataclasses
-
     env = dataclasses.replace(fingerprint.detect(), features={
         "MADV_COLD": F.Promise("MADV_COLD", F.PROMISED, "kernel 6.18 >= 5.4"),
         "MADV_HWPOISON": F.Promise("MADV_HWPOISON", F.NOT_PROMISED, "CONFIG_MEMORY_FAILURE is not set"),
