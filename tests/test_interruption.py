@@ -47,6 +47,36 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path, signo: signal.Signals) -
     assert trials.leftovers(result) == 0, result
 
 
+_SPINNING = """
+import os, signal, threading, time
+
+def test_spin(mapped_pages):
+    mapped_pages(1)
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.{signal})).start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for i in range(10**6):
+            if i < 0:  # never: the loop's jump back, which has no line number, is all it runs
+                pass
+"""
+
+
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_an_interrupt_at_a_loop_s_jump_back_ends_the_run_as_interrupted(tmp_path: Path, signo: signal.Signals) -> None:
+    """CPython 3.11 runs signal handlers at a loop's jump back, an instruction without a
+    line number; pytest's report of the KeyboardInterrupt failed on it (exit status 1,
+    a TypeError) until the plugin gave the traceback entry the loop's line."""
+    import subprocess
+
+    (tmp_path / "test_spin.py").write_text(_SPINNING.format(signal=signo.name))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           "--full-trace", "test_spin.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "TypeError: unsupported operand" not in done.stdout + done.stderr
+    assert "test_spin.py:9: " in done.stdout, done.stdout[-3000:]  # the loop's head
+
+
 def _dead_record(directory: Path, lines: list[str]) -> Path:
     """A record file of a run whose process no longer exists (pid 1 with a start time it never had)."""
     path = directory / "1-999999999999.rec"

@@ -19,7 +19,7 @@ import fcntl
 import os
 import signal
 from collections.abc import Iterator
-from types import FrameType
+from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from .activation import uses_memsys
 # --- hooks ---------------------------------------------------------------------------
 
 _pending: list[int] = []  # signals whose KeyboardInterrupt may have been swallowed
+_handlers_installed = False  # whether this process has run a test under our handlers
 
 
 def _on_sigterm(signo: int, frame: object) -> None:
@@ -54,8 +55,74 @@ def pytest_runtest_logfinish() -> None:
         raise KeyboardInterrupt(f"signal {signo} (delivered during a test, raised again after it)")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """CPython 3.11 gives some instructions no line number, among them the jump back at
+    the end of a loop body: one of the few places where it runs signal handlers. A
+    KeyboardInterrupt raised there carries a traceback entry whose ``tb_lineno`` is
+    None, and pytest's report of it (the terminal reporter's, next) fails with a
+    TypeError: the session ends with status 1 and a traceback instead of "interrupted"
+    and 2. The entries get the line of the last instruction before that has one. Only
+    where a test that uses the plugin ran: our handlers raise these."""
+    if not _handlers_installed:
+        return
+    exc: BaseException | None = excinfo.value
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            exc.__traceback__ = _with_line_numbers(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+    if excinfo.value.__traceback__ is not None:
+        excinfo.traceback = type(excinfo.traceback)(excinfo.value.__traceback__)
+
+
+def _with_line_numbers(tb: TracebackType) -> TracebackType:
+    """The same chain of entries, each with a line number."""
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next  # type: ignore[assignment]
+    if all(entry.tb_lineno is not None for entry in entries):
+        return entries[0]
+    rebuilt: TracebackType | None = None
+    for entry in reversed(entries):
+        lineno = entry.tb_lineno if entry.tb_lineno is not None else _line_for(entry.tb_frame.f_code, entry.tb_lasti)
+        rebuilt = TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, lineno)
+    assert rebuilt is not None
+    return rebuilt
+
+
+def _line_for(code: CodeType, lasti: int) -> int:
+    """A line for the instruction at ``lasti``, which has none: for a jump (the jump back
+    at a loop's end) its target's, the loop's head, where the interpreter goes on;
+    otherwise the last line before it."""
+    import dis
+
+    for instruction in dis.get_instructions(code):
+        if instruction.offset == lasti and instruction.opcode in dis.hasjrel + dis.hasjabs:
+            target = _line_at(code, instruction.argval)
+            if target is not None:
+                return target
+    found = code.co_firstlineno
+    for start, _end, line in code.co_lines():
+        if start > lasti:
+            break
+        if line is not None:
+            found = line
+    return found
+
+
+def _line_at(code: CodeType, offset: int) -> int | None:
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return None
+
+
 def _install_handlers() -> list[tuple[int, Any]]:
     """Our SIGTERM and SIGINT handlers where the default ones are in place; what they replaced."""
+    global _handlers_installed
     saved: list[tuple[int, Any]] = []
     try:
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -64,6 +131,7 @@ def _install_handlers() -> list[tuple[int, Any]]:
             saved.append((signal.SIGINT, signal.signal(signal.SIGINT, _on_sigint)))
     except ValueError:  # not the main thread
         pass
+    _handlers_installed = _handlers_installed or bool(saved)
     return saved
 
 
