@@ -26,9 +26,12 @@ HERE = Path(__file__).resolve().parent.parent
 
 
 def run_once(checkout: Path, extra: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one whole run of the checkout's suite (bench_suite's timing)."""
+    """Wall and CPU seconds of one whole run of the checkout's suite (bench_suite's timing).
+    In the checkout: ``python -m`` imports the package from the working directory first,
+    so from another checkout both sides would run that one's code (as they did here until
+    2026-12-07, for every comparison made from inside a checkout)."""
     python = checkout / ".venv" / "bin" / "python"
-    wall, _ = timed([str(python), "-m", "pytest_memsyscalls", "run", "-q", "-p", "no:randomly", *extra])
+    wall, _ = timed([str(python), "-m", "pytest_memsyscalls", "run", "-q", "-p", "no:randomly", *extra], cwd=checkout)
     return wall, CPU_SECONDS[0]
 
 

@@ -61,12 +61,12 @@ def warm_caches() -> None:
 CPU_SECONDS: list[float] = []  # user + system time of the last timed command's processes
 
 
-def timed(cmd: list[str], *, cold: bool = False) -> tuple[float, str]:
+def timed(cmd: list[str], *, cold: bool = False, cwd: Path | None = None) -> tuple[float, str]:
     if cold:
         drop_caches()
     before = os.times()
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=NO_BYTECODE)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=NO_BYTECODE, cwd=cwd)
     wall = time.perf_counter() - started
     after = os.times()
     CPU_SECONDS[:] = [(after.children_user - before.children_user) + (after.children_system - before.children_system)]

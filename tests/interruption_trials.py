@@ -1,6 +1,6 @@
 """Interrupt a pytest-memsyscalls run at random moments and look for what it left.
 
-    python tests/interruption_trials.py [--trials 24] [--seed N] [--conformance]
+    python tests/interruption_trials.py [--trials 24] [--seed N] [--conformance] [--forked]
 
 Each trial runs pytest (in a subprocess) on a workload that makes what the conformance
 suite makes through the fixtures -- SysV segments, /dev/shm names, locked memory,
@@ -8,7 +8,9 @@ forked children that block -- and sends SIGINT, SIGTERM or SIGKILL after a rando
 delay. SIGINT and SIGTERM must make pytest unwind and leave nothing, by themselves.
 After SIGKILL, forked children must already be gone (they die with pytest), and the
 next session's sweep (``python -m pytest_memsyscalls sweep``) must reclaim the
-segments and names. ``--conformance`` interrupts the real conformance suite instead.
+segments and names. ``--conformance`` interrupts the real conformance suite instead;
+``--forked`` runs the tests in forked workers, as ``memsyscalls run`` does
+(plugin/forked_workers.py).
 
 How leftovers are found without blaming anyone else's objects: this script is a
 child subreaper, so every orphaned descendant of the run becomes its child; the
@@ -60,6 +62,7 @@ def child_work(seconds):
 
 @pytest.mark.parametrize("n", range(300))
 def test_work(n, shm_segment, posix_shm, locked_region, mapped_pages):
+    note_pid()  # the process that runs the tests (a forked worker's, too)
     segment = shm_segment(8192)
     segment.attach()
     posix_shm(4096).map()
@@ -127,24 +130,36 @@ def _reap_once() -> list[int]:
     return alive
 
 
+_FORKED_CONFTEST = """
+from pytest_memsyscalls.plugin.forked_workers import ForkedWorkers
+
+def pytest_configure(config):
+    config.pluginmanager.register(ForkedWorkers(2, 5), "forked-workers")
+"""
+
+
 def one_trial(signo: int, delay: float, workdir: Path, conformance: bool, timeout: float = 60.0,
-              after_first_child: bool = False) -> dict[str, object]:
+              after_first_child: bool = False, forked: bool = False) -> dict[str, object]:
     """One run, one signal ``delay`` seconds after the start (or after the workload's
-    first fork, so the session is surely under way)."""
+    first test has started, so the session is surely under way)."""
     records_dir = workdir / "records"
     notes = workdir / "notes"
     notes.write_text("")
     env = dict(os.environ, MEMSYS_RECORDS_DIR=str(records_dir), MEMSYS_TRIAL_NOTES=str(notes))
-    if conformance:
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-x"]
+    if conformance and forked:
+        command = [sys.executable, "-m", "pytest_memsyscalls", "run", "-q", "-p", "no:randomly", "-x"]
+    elif conformance:
         from pytest_memsyscalls.matrix.suite import conformance_dir
-        target = [str(conformance_dir()), f"--rootdir={conformance_dir()}"]
+        command += [str(conformance_dir()), f"--rootdir={conformance_dir()}"]
     else:
         (workdir / "test_workload.py").write_text(WORKLOAD)
-        target = [str(workdir / "test_workload.py"), f"--rootdir={workdir}"]
+        if forked:
+            (workdir / "conftest.py").write_text(_FORKED_CONFTEST)
+        command += [str(workdir / "test_workload.py"), f"--rootdir={workdir}"]
     before_segments = set(sysv_segments())
     before_names = set(memsys_names())
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                             "-x", *target], env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while after_first_child and not notes.read_text() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # waiting for the session to be under way, polled
@@ -160,6 +175,9 @@ def one_trial(signo: int, delay: float, workdir: Path, conformance: bool, timeou
         output, _ = proc.communicate()
         hung = True
     pids = {proc.pid} | {int(line) for line in notes.read_text().split()}
+    # Orphans are reaped (they are this subreaper's) before the sweep, which counts a
+    # zombie's record file as a live run's.
+    processes_left = reap_orphans(grace=5.0)
     swept = ""
     if signo == signal.SIGKILL:
         swept = subprocess.run([sys.executable, "-m", "pytest_memsyscalls", "sweep", "--dir", str(records_dir)],
@@ -171,7 +189,7 @@ def one_trial(signo: int, delay: float, workdir: Path, conformance: bool, timeou
     return {
         "signal": signal.Signals(signo).name, "delay": round(delay, 3), "returncode": proc.returncode,
         "finished_before_signal": finished_early, "hung": hung, "children_forked": len(pids) - 1,
-        "processes_left": reap_orphans(grace=5.0), "segments_left": sorted(segments),
+        "processes_left": processes_left, "segments_left": sorted(segments),
         "names_left": sorted(names), "records_left": records_left, "sweep": swept,
         "tail": output.decode(errors="replace").strip().splitlines()[-1:] if output else [],
     }
@@ -183,7 +201,7 @@ def leftovers(result: dict[str, Any]) -> int:
 
 
 def run_trials(trials: int, seed: int, conformance: bool = False, max_delay: float = 2.5,
-               min_delay: float = 0.0) -> list[dict[str, object]]:
+               min_delay: float = 0.0, forked: bool = False) -> list[dict[str, object]]:
     """Each signal a random moment after the session's first fork (from the start, the
     signal mostly lands in interpreter start-up, before anything exists)."""
     libc.prctl(C.PR_SET_CHILD_SUBREAPER, 1)
@@ -195,7 +213,7 @@ def run_trials(trials: int, seed: int, conformance: bool = False, max_delay: flo
         with tempfile.TemporaryDirectory(prefix="memsys-trial-") as tmp:
             os.chmod(tmp, 0o700)
             results.append(one_trial(signo, chooser.uniform(min_delay, max_delay), Path(tmp), conformance,
-                                      after_first_child=not conformance))
+                                      after_first_child=not conformance, forked=forked))
     return results
 
 
@@ -204,9 +222,10 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--conformance", action="store_true", help="interrupt the conformance suite")
+    parser.add_argument("--forked", action="store_true", help="run the tests in forked workers (memsyscalls run)")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
-    results = run_trials(options.trials, options.seed, options.conformance)
+    results = run_trials(options.trials, options.seed, options.conformance, forked=options.forked)
     bad = 0
     for result in results:
         count = leftovers(result)

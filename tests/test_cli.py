@@ -136,13 +136,17 @@ def test_run_leaves_no_hypothesis_directory_in_the_working_directory(tmp_path: P
 
 def test_run_imports_hypothesis_only_in_a_worker_that_runs_a_state_machine(tmp_path: Path) -> None:
     """Importing Hypothesis costs ~0.3 s of CPU per process (bench/README.md): under
-    ``memsyscalls run`` neither the controller nor a worker that runs no state machine pays it."""
-    (tmp_path / "who_imported.py").write_text(
+    ``memsyscalls run`` neither the pytest process (the controller) nor a worker that runs
+    no state machine pays it."""
+    (tmp_path / "who_imported.py").write_text(  # each process's last word counts
         "import os, sys\n"
-        "def pytest_unconfigure(config):\n"
-        "    who = getattr(config, 'workerinput', {}).get('workerid', 'controller')\n"
+        "def note(who):\n"
         "    with open(os.environ['WHO_IMPORTED'], 'a') as out:\n"
-        "        out.write(f\"{who} {'hypothesis' in sys.modules}\\n\")\n")
+        "        out.write(f\"{who} {'hypothesis' in sys.modules}\\n\")\n"
+        "def pytest_runtest_teardown(item):\n"
+        "    note(f'worker-{os.getpid()}')\n"
+        "def pytest_unconfigure(config):\n"
+        "    note('controller')\n")
 
     def imported(selection: str) -> dict[str, bool]:
         record = tmp_path / f"{selection}.txt"

@@ -1,5 +1,6 @@
 """A test that kills its process is one failed test naming its semantic and the signal,
-the run goes on, and the JSON report stays valid even for a run that dies itself."""
+the run goes on, and the JSON report stays valid even for a run that dies itself: under
+pytest-xdist (``memsyscalls run -n N``; tests/test_forked_workers.py has run's own workers)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_memsyscalls.cli.main import MAX_CRASHES, MAX_WORKERS, isolation_args, worker_count
+from pytest_memsyscalls.cli.main import MAX_WORKERS, forked_workers, worker_count
 from pytest_memsyscalls.plugin.crashes import ENABLE_VARIABLE, describe_death
 from pytest_memsyscalls.report.model import load_report
 
@@ -88,25 +89,16 @@ def test_the_fault_file_names_the_signal(tmp_path: Path) -> None:
     assert describe_death(tmp_path, "gw4").startswith("killed by a signal that leaves no trace")
 
 
-@pytest.mark.parametrize(("argv", "isolated"), [
-    ([], True), (["-k", "mmap"], True), (["-n", "2"], False), (["-n2"], False), (["--numprocesses=3"], False),
-    (["-p", "no:xdist"], False), (["--collect-only"], False), (["--dist", "load"], False),
-])
-def test_memsyscalls_run_isolates_unless_told_otherwise(argv: list[str], isolated: bool) -> None:
-    added = isolation_args(argv)
-    expected = ["-n", str(worker_count()), "--dist", "worksteal", "--max-worker-restart", str(MAX_CRASHES)]
-    assert (added[-6:] == expected) is isolated
-    assert bool(added) is isolated
-
-
 @pytest.mark.parametrize(("cpus", "workers"), [({0}, 1), ({0, 1}, 2), ({0, 1, 2}, 3), (set(range(64)), MAX_WORKERS)])
 def test_memsyscalls_run_uses_the_cpus_it_may_run_on(cpus: set[int], workers: int,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """One worker per CPU in the affinity mask (what taskset and container cpusets narrow), at
     most MAX_WORKERS."""
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: cpus)
+    monkeypatch.delenv(ENABLE_VARIABLE, raising=False)
     assert worker_count() == workers
-    assert isolation_args([])[-5] == str(workers)
+    chosen = forked_workers([])
+    assert chosen is not None and chosen.count == workers
 
 
 def test_another_projects_xdist_run_keeps_xdists_own_crash_report(pytester: pytest.Pytester,

@@ -26,14 +26,16 @@ trials = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(trials)
 
 
+@pytest.mark.parametrize("forked", [False, True], ids=["in-process", "forked-workers"])
 @pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
-def test_interrupted_run_leaves_nothing(tmp_path: Path, signo: signal.Signals) -> None:
-    """One trial in a helper process that adopts the run's orphans (a child subreaper)."""
+def test_interrupted_run_leaves_nothing(tmp_path: Path, signo: signal.Signals, forked: bool) -> None:
+    """One trial in a helper process that adopts the run's orphans (a child subreaper);
+    the tests in the pytest process, or in workers forked from it (``memsyscalls run``)."""
     code = (f"import sys, json, pathlib; sys.path.insert(0, {str(_TRIALS.parent)!r}); "
             "from pytest_memsyscalls.kernel import constants as C, libc; "
             "import interruption_trials as t; libc.prctl(C.PR_SET_CHILD_SUBREAPER, 1); "
             f"print(json.dumps(t.one_trial({int(signo)}, 0.3, pathlib.Path({str(tmp_path)!r}), False, "
-            "after_first_child=True)))")
+            f"after_first_child=True, forked={forked})))")
     import json
     import subprocess
 

@@ -17,7 +17,6 @@ ids with ".seed." check its claims and examples, and sources say "tutorial §N".
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -28,6 +27,7 @@ import pytest
 
 from ..matrix.suite import conformance_dir
 from ..plugin import crashes
+from ..plugin.forked_workers import ForkedWorkers
 
 
 def suite_args(extra: Sequence[str]) -> list[str]:
@@ -54,8 +54,8 @@ def preimport_for_speed(*, with_hypothesis: bool) -> None:
     collection here, the plugin's own modules ~0.8 s more. Neither has assertions a
     test result depends on (the plugin's are internal invariants); the conformance
     modules, imported by pytest itself, are still rewritten. Not Hypothesis where the
-    suite runs in xdist workers: this process then runs no test and never imports it
-    (the workers read the rewritten modules ci/setup.sh caches)."""
+    suite runs in workers: this process then runs no test, and only a worker that runs
+    a state machine imports it (reading the rewritten modules ci/setup.sh caches)."""
     import importlib
 
     if with_hypothesis:
@@ -87,32 +87,33 @@ def hypothesis_home() -> str:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    isolation = isolation_args(argv)
-    preimport_for_speed(with_hypothesis=not isolation)
-    # Hypothesis' database in the cache directory, in this process and in the xdist workers
-    # the suite runs in (the state machines read the variable: plugin/hypothesis_profiles.py)
+    workers = forked_workers(argv)
+    preimport_for_speed(with_hypothesis=workers is None)
+    # Hypothesis' database in the cache directory, in this process and in the workers the
+    # suite runs in (the state machines read the variable: plugin/hypothesis_profiles.py)
     from ..plugin.settings import HYPOTHESIS_HOME_VARIABLE
 
     os.environ[HYPOTHESIS_HOME_VARIABLE] = hypothesis_home()
-    return int(pytest.main(suite_args([*isolation, *argv]), plugins=[_RunCommandName()]))
+    plugins: list[object] = [_RunCommandName()] + ([] if workers is None else [workers])
+    return int(pytest.main(suite_args(argv), plugins=plugins))
 
 
-def isolation_args(argv: Sequence[str]) -> list[str]:
-    """Run the suite in pytest-xdist workers, so a test that kills its process (a kernel
-    that maps in the wrong place can make a direct access crash it) is one failed test
-    naming the signal, and a new worker runs the rest (plugin/crashes.py). One worker per
-    CPU this process may run on, up to MAX_WORKERS: the tests are independent (each
-    observes its own process, its own objects and children, and the leak guard counts
-    only those), so the cores this isolation needs a second interpreter for anyway also
-    share the work. Nothing when the caller chose a distribution (``-n``, ``--dist``,
-    ``-p no:xdist``) or xdist is not installed."""
-    chosen = any(arg in ("-n", "--numprocesses", "--dist", "no:xdist", "--collect-only", "--co")
-                 or re.match(r"-n\d|--numprocesses=|--dist=|-p ?no:xdist", arg) for arg in argv)
-    if chosen or importlib.util.find_spec("xdist") is None:
-        return []
-    load = ["-p", "xdist"] if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else []
-    os.environ[crashes.ENABLE_VARIABLE] = "1"  # name what killed a worker (the workers inherit it)
-    return [*load, "-n", str(worker_count()), "--dist", "worksteal", "--max-worker-restart", str(MAX_CRASHES)]
+def forked_workers(argv: Sequence[str]) -> ForkedWorkers | None:
+    """Run the suite in workers forked after collection, so a test that kills its process
+    (a kernel that maps in the wrong place can make a direct access crash it) is one
+    failed test naming the signal, and a new worker runs the rest
+    (plugin/forked_workers.py). One worker per CPU this process may run on, up to
+    MAX_WORKERS: the tests are independent (each observes its own process, its own
+    objects and children, and the leak guard counts only those), so the workers that
+    isolate the tests also share the cores. None where the caller chose pytest-xdist's
+    distribution (``-n``, ``--dist``; ``-n 0`` runs the tests in the pytest process) or
+    only collects."""
+    chosen = any(arg in ("-n", "--numprocesses", "--dist", "--collect-only", "--co")
+                 or re.match(r"-n\d|--numprocesses=|--dist=", arg) for arg in argv)
+    if chosen:
+        return None
+    os.environ[crashes.ENABLE_VARIABLE] = "1"  # tests run elsewhere: Hypothesis' plugin is dropped here
+    return ForkedWorkers(worker_count(), MAX_CRASHES)
 
 
 def worker_count() -> int:
@@ -121,8 +122,8 @@ def worker_count() -> int:
     return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
 
-MAX_WORKERS = 4  # past this, each worker's start-up (an interpreter, collection) costs more than it takes over
-MAX_CRASHES = 200  # crashed workers replaced before a run gives up
+MAX_WORKERS = 4  # not measured beyond: this machine has 2 CPUs
+MAX_CRASHES = 200  # workers that died replaced before a run gives up
 
 
 def cmd_env(argv: Sequence[str]) -> int:

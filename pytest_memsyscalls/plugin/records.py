@@ -30,10 +30,10 @@ from .activation import uses_memsys
 # --- hooks ---------------------------------------------------------------------------
 
 _pending: list[int] = []  # signals whose KeyboardInterrupt may have been swallowed
-_handlers_installed = False  # whether this process has run a test under our handlers
+_repair_tracebacks = False  # whether our handlers raise KeyboardInterrupt in this process
 
 
-def _on_sigterm(signo: int, frame: object) -> None:
+def on_sigterm(signo: int, frame: object) -> None:
     """SIGTERM unwinds pytest like Ctrl-C: fixtures tear down, the session ends."""
     _pending.append(signo)
     raise KeyboardInterrupt(f"signal {signo} (SIGTERM)")
@@ -63,8 +63,8 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
     None, and pytest's report of it (the terminal reporter's, next) fails with a
     TypeError: the session ends with status 1 and a traceback instead of "interrupted"
     and 2. The entries get the line of the last instruction before that has one. Only
-    where a test that uses the plugin ran: our handlers raise these."""
-    if not _handlers_installed:
+    where our handlers raised it, or could have."""
+    if not _repair_tracebacks:
         return
     exc: BaseException | None = excinfo.value
     seen: set[int] = set()
@@ -120,18 +120,24 @@ def _line_at(code: CodeType, offset: int) -> int | None:
     return None
 
 
+def repair_interrupt_tracebacks() -> None:
+    """``pytest_keyboard_interrupt`` repairs tracebacks from now on (see there)."""
+    global _repair_tracebacks
+    _repair_tracebacks = True
+
+
 def _install_handlers() -> list[tuple[int, Any]]:
     """Our SIGTERM and SIGINT handlers where the default ones are in place; what they replaced."""
-    global _handlers_installed
     saved: list[tuple[int, Any]] = []
     try:
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            saved.append((signal.SIGTERM, signal.signal(signal.SIGTERM, _on_sigterm)))
+            saved.append((signal.SIGTERM, signal.signal(signal.SIGTERM, on_sigterm)))
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             saved.append((signal.SIGINT, signal.signal(signal.SIGINT, _on_sigint)))
     except ValueError:  # not the main thread
         pass
-    _handlers_installed = _handlers_installed or bool(saved)
+    if saved:
+        repair_interrupt_tracebacks()
     return saved
 
 
@@ -139,7 +145,7 @@ def _restore_handlers(saved: list[tuple[int, Any]]) -> None:
     """Put back what we replaced, unless the test itself installed a handler meanwhile."""
     for signo, previous in saved:
         try:
-            if signal.getsignal(signo) in (_on_sigterm, _on_sigint):
+            if signal.getsignal(signo) in (on_sigterm, _on_sigint):
                 signal.signal(signo, previous)
         except ValueError:
             pass
@@ -215,10 +221,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Orderly end: the record file goes. After Ctrl-C or SIGTERM, whatever the record
-    still names and still exists is removed first (a teardown may itself have been
-    interrupted), unless ``--memsys-leaks=off`` asked to leave objects alone."""
     _pending.clear()
+    end_records(config, interrupted=config.stash.get(_INTERRUPTED, True))
+
+
+def end_records(config: pytest.Config, *, interrupted: bool) -> None:
+    """Orderly end of this process's records: the record file goes. After Ctrl-C or
+    SIGTERM, whatever the record still names and still exists is removed first (a
+    teardown may itself have been interrupted), unless ``--memsys-leaks=off`` asked to
+    leave objects alone. Also at the end of a forked worker (plugin/forked_workers.py)."""
     if not config.stash.get(_OWNER, False):
         return
     from ..memory import records
@@ -228,7 +239,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     recorder, records._recorder = records._recorder, None
     try:
-        if config.stash.get(_INTERRUPTED, True) and settings.get(config).leaks != "off":
+        if interrupted and settings.get(config).leaks != "off":
             sweep_file(recorder.path)
     finally:
         recorder.close(remove=True)

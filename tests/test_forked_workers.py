@@ -1,0 +1,163 @@
+"""``memsyscalls run``'s forked workers (plugin/forked_workers.py): every item runs once,
+in a worker, with fixtures set up and torn down as in a session of its own; the reports,
+captured output and warnings come back to the pytest process; a worker that dies is one
+failed test naming its semantic and the signal, and a new worker runs the rest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_memsyscalls.cli.main import MAX_CRASHES, forked_workers, worker_count
+from pytest_memsyscalls.plugin.forked_workers import ForkedWorkers
+from pytest_memsyscalls.report.model import load_report
+
+CONFTEST = """
+import os
+from pytest_memsyscalls.plugin.forked_workers import ForkedWorkers
+
+def pytest_configure(config):
+    config.pluginmanager.register(ForkedWorkers(2, 5), "forked-workers")
+    with open("pytest.pid", "w") as out:
+        out.write(str(os.getpid()))
+"""
+
+from test_crashes import SUITE  # noqa: E402 - the same crashing suite as under xdist
+
+
+def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_crashing=SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--memsys-report=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the run itself ended normally
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines([
+        "semantic demo.crash.segv: test_crashing.py::test_b_segv killed its test process "
+        "(SIGSEGV; innermost: *test_b_segv*; the run went on in a new process (worker fw* replaced)",
+    ])
+    result.stdout.fnmatch_lines(["semantic demo.crash.kill: test_crashing.py::test_c_kill killed its test "
+                                 "process (SIGKILL); the run went on in a new process (worker fw* replaced)"])
+    report = load_report(pytester.path / "r.json")
+    assert report["complete"] is True
+    rows = {row["id"]: row for row in report["semantics"]}
+    assert {sid: row["outcome"] for sid, row in rows.items()} == {
+        "demo.before.fine": "passed", "demo.crash.segv": "failed", "demo.crash.kill": "failed",
+        "demo.after.fine": "passed"}
+    assert "SIGSEGV" in rows["demo.crash.segv"]["reason"]
+
+
+SHARED = """
+import json, os, time, warnings
+import pytest
+
+def _note(what):
+    with open("ran.jsonl", "a") as out:
+        out.write(json.dumps([what, os.getpid()]) + "\\n")
+
+@pytest.fixture(scope="module")
+def per_module():
+    _note("module-setup")
+    yield
+    _note("module-teardown")
+
+@pytest.mark.parametrize("n", range(12))
+def test_each(n, per_module):
+    _note(f"test-{n}")
+    print(f"output of {n}")
+    time.sleep(0.03)
+    assert n != 5, "the one that fails"
+
+def test_warns():
+    warnings.warn("a worker's warning", DeprecationWarning)
+"""
+
+
+def test_each_item_runs_once_in_a_worker_and_its_reports_come_back(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_shared=SHARED)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-rf")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=12, failed=1, warnings=1)
+    notes = [json.loads(line) for line in (pytester.path / "ran.jsonl").read_text().splitlines()]
+    ran = [what for what, _ in notes if what.startswith("test-")]
+    assert sorted(ran) == sorted(f"test-{n}" for n in range(12))  # each once
+    parent = int((pytester.path / "pytest.pid").read_text())
+    workers = {pid for _, pid in notes}
+    assert parent not in workers
+    assert len(workers) == 2, notes  # both workers took items (each test takes 30 ms)
+    for pid in workers:  # a module fixture set up and torn down once per worker that used it
+        mine = [what for what, who in notes if who == pid and what.startswith("module-")]
+        assert mine == ["module-setup", "module-teardown"], notes
+    # the failing test's captured output is its own, not the other worker's
+    text = result.stdout.str()
+    section = text[text.index("Captured stdout call"):]
+    assert "output of 5" in section and "output of 4" not in section.split("=====")[0]
+    result.stdout.fnmatch_lines(["*DeprecationWarning: a worker's warning*"])
+
+
+def test_exitfirst_stops_the_workers(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_stop="""
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("n", range(40))
+        def test_slow_failure(n):
+            time.sleep(0.05)
+            assert False
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-x")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    outcomes = result.parseoutcomes()
+    # a worker finishes the test it runs, and may start the one it took before the news came
+    assert 1 <= outcomes["failed"] <= 6, outcomes
+    result.stdout.fnmatch_lines(["*stopping after * failures*"])
+
+
+def test_a_worker_leaves_nothing_behind(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers' record files go at their orderly end (records.end_records)."""
+    records = pytester.path / "records"
+    monkeypatch.setenv("MEMSYS_RECORDS_DIR", str(records))
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_objects="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_makes(n, shm_segment, posix_shm):
+            shm_segment(4096).attach()
+            posix_shm(4096).map()
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=6)
+    assert list(records.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "forked"), [
+    ([], True), (["-k", "mmap"], True), (["-p", "no:xdist"], True), (["-n", "2"], False), (["-n2"], False),
+    (["-n", "0"], False), (["--numprocesses=3"], False), (["--collect-only"], False), (["--dist", "load"], False),
+])
+def test_memsyscalls_run_forks_workers_unless_told_otherwise(argv: list[str], forked: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMSYS_CRASH_REPORTS", raising=False)
+    workers = forked_workers(argv)
+    assert (workers is not None) is forked
+    if workers is not None:
+        assert isinstance(workers, ForkedWorkers)
+        assert (workers.count, workers.max_crashes) == (worker_count(), MAX_CRASHES)
+
+
+def test_the_fork_runner_stays_out_of_a_debugger_s_way(pytester: pytest.Pytester) -> None:
+    """--pdb needs the terminal: the tests run in the pytest process."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_here="""
+        import json, os
+
+        def test_where():
+            with open("where", "w") as out:
+                out.write(str(os.getpid()))
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--pdb")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "where").read_text() == (pytester.path / "pytest.pid").read_text()
+
