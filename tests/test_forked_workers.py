@@ -34,7 +34,8 @@ def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines([
         "semantic demo.crash.segv: test_crashing.py::test_b_segv killed its test process "
-        "(SIGSEGV; innermost: *test_b_segv*; the run went on in a new process (worker fw* replaced)",
+        "(SIGSEGV (Segmentation fault); innermost: *test_b_segv*; the run went on in a new process "
+        "(worker fw* replaced)",
     ])
     result.stdout.fnmatch_lines(["semantic demo.crash.kill: test_crashing.py::test_c_kill killed its test "
                                  "process (SIGKILL); the run went on in a new process (worker fw* replaced)"])

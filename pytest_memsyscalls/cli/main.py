@@ -89,6 +89,9 @@ def hypothesis_home() -> str:
 def cmd_run(argv: Sequence[str]) -> int:
     workers = forked_workers(argv)
     preimport_for_speed(with_hypothesis=workers is None)
+    # xdist's crash reports name semantic and signal (`run -n N`); Hypothesis' pytest plugin
+    # is dropped (plugin/__init__.py); the workers inherit the variable
+    os.environ[crashes.ENABLE_VARIABLE] = "1"
     # Hypothesis' database in the cache directory, in this process and in the workers the
     # suite runs in (the state machines read the variable: plugin/hypothesis_profiles.py)
     from ..plugin.settings import HYPOTHESIS_HOME_VARIABLE
@@ -110,10 +113,7 @@ def forked_workers(argv: Sequence[str]) -> ForkedWorkers | None:
     only collects."""
     chosen = any(arg in ("-n", "--numprocesses", "--dist", "--collect-only", "--co")
                  or re.match(r"-n\d|--numprocesses=|--dist=", arg) for arg in argv)
-    if chosen:
-        return None
-    os.environ[crashes.ENABLE_VARIABLE] = "1"  # tests run elsewhere: Hypothesis' plugin is dropped here
-    return ForkedWorkers(worker_count(), MAX_CRASHES)
+    return None if chosen else ForkedWorkers(worker_count(), MAX_CRASHES)
 
 
 def worker_count() -> int:

@@ -4,9 +4,10 @@ Why: the suite runs where the kernel may be wrong, and a kernel that maps in the
 place or acts on only part of a range can make a direct access crash the interpreter
 (SIGSEGV, SIGBUS) or abort it. pytest-xdist already survives that: its controller sees
 the worker die, reports the test it was running as failed and starts a new worker for
-the rest (``memsyscalls run`` runs the suite in xdist workers for this; bench/README.md has
-the cost). What xdist cannot say is *what* died and *of what*: its report reads "worker
-'gw0' crashed while running 'test_x.py::test_y'". This module adds both:
+the rest (``memsyscalls run -n N`` runs the suite in xdist workers; by default ``run`` has
+workers of its own, plugin/forked_workers.py, which say the same). What xdist cannot
+say is *what* died and *of what*: its report reads "worker 'gw0' crashed while running
+'test_x.py::test_y'". This module adds both:
 
 - each worker writes Python's faulthandler output (the fatal signal, the stack) to a
   file of its own, and a map of its tests to their semantics;
@@ -35,7 +36,7 @@ from ..report import junit
 from .semantics import semantic_of
 
 _DIR_KEY = "memsys_crash_dir"
-# Set by `memsyscalls run` when it runs the suite in a worker (inherited by the workers):
+# Set by `memsyscalls run` (inherited by the xdist workers of `run -n N`):
 # only then does this module act, so another project's `pytest -n 2` keeps xdist's own
 # crash reports and its faulthandler output on stderr.
 ENABLE_VARIABLE = "MEMSYS_CRASH_REPORTS"
@@ -126,13 +127,20 @@ def tolerate_a_dead_worker(node: Any) -> None:
 def describe_death(directory: Path, worker_id: str) -> str:
     """'SIGSEGV (Segmentation fault)' from the worker's faulthandler file, or what can be
     said without one (a signal faulthandler cannot catch, such as SIGKILL)."""
+    return fault_trace(directory, worker_id) or (
+        "killed by a signal that leaves no trace, such as SIGKILL, or exited abruptly")
+
+
+def fault_trace(directory: Path, worker_id: str) -> str | None:
+    """What the worker's faulthandler file says: the fatal signal and the innermost
+    frames; None where it wrote nothing."""
     try:
         text = (directory / f"fault-{worker_id}").read_text(errors="replace")
     except OSError:
         text = ""
     found = _FATAL.search(text)
     if not found:
-        return "killed by a signal that leaves no trace, such as SIGKILL, or exited abruptly"
+        return None
     what = found.group("what").strip()
     name = _FATAL_SIGNALS.get(what)
     where = [line.strip() for line in text.splitlines() if line.strip().startswith("File ")][:3]

@@ -54,7 +54,7 @@ from ..kernel import constants as C
 from ..kernel import libc
 from ..report import junit
 from . import records as records_plugin
-from .crashes import describe_death
+from .crashes import fault_trace
 from .semantics import semantic_of
 
 _INDEX = struct.Struct("I")
@@ -416,17 +416,17 @@ def _sigterm_interrupts(signo: int, frame: object) -> None:
 
 
 def _death(status: int, fault_dir: Path, name: str) -> str:
-    """What ended a worker: the signal from its status, with faulthandler's innermost
-    frames where it wrote them."""
+    """What ended a worker: faulthandler's account (the signal, the innermost frames)
+    where it wrote one, as under xdist (plugin/crashes.py); else its wait status."""
+    traced = fault_trace(fault_dir, name)
+    if traced:
+        return traced
     if os.WIFSIGNALED(status):
         signo = os.WTERMSIG(status)
         try:
-            signame = signal.Signals(signo).name
+            return signal.Signals(signo).name
         except ValueError:
-            signame = f"signal {signo}"
-        traced = describe_death(fault_dir, name)
-        _, found, innermost = traced.partition("; innermost: ")
-        return signame + (f"; innermost: {innermost}" if found else "")
+            return f"signal {signo}"
     if os.WIFEXITED(status):
         return f"exited with status {os.WEXITSTATUS(status)}"
     return f"ended (wait status {status:#x})"
