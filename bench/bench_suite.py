@@ -83,13 +83,13 @@ def machine_speed() -> float:
     return min(timed([sys.executable, "-c", "sum(range(3 * 10**7))"])[0] for _ in range(3))
 
 
-TIMELINE_MARKS = ("plugins loaded", "configured", "collected", "first test starts", "session finishes",
-                  "unconfigured")
+TIMELINE_MARKS = ("plugins loaded", "configured", "collected", "forked", "first test starts", "tests done",
+                  "session finishes", "unconfigured")
 
 
 def timeline() -> str:
     """One more cached run with bench/timeline_plugin.py: a Markdown table of when each
-    process (the controller, each xdist worker) reached each point, in seconds since the
+    process (the pytest process, each worker) reached each point, in seconds since the
     run was started, with the CPU seconds it had used by then; and the whole run's wall."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "timeline.jsonl"
@@ -136,44 +136,48 @@ def main() -> None:
         cpus.append(CPU_SECONDS[0])
         sessions.append(session_seconds(output))
     wall, session = statistics.median(walls), statistics.median(sessions)
-    # The same suite in one worker and in the pytest process itself (-n 0): what crash
-    # isolation (workers that are replaced when a test kills one) costs, and what the
-    # second worker gains; wall and CPU (user + system) seconds, medians.
+    # The same suite in pytest-xdist workers (what `run` used before its forked workers)
+    # and in the pytest process itself (-n 0): what each isolation costs; wall and CPU
+    # (user + system) seconds, medians.
+    from pytest_memsyscalls.cli.main import worker_count
+
+    workers = worker_count()
     modes = {"default": (wall, statistics.median(cpus))}
-    for label, extra in (("one", ["-n", "1"]), ("inproc", ["-n", "0"])):
+    for label, extra in (("xdist", ["-n", str(workers), "--dist", "worksteal"]), ("inproc", ["-n", "0"])):
         runs = [(timed([*RUN, *extra])[0], CPU_SECONDS[0]) for _ in range(options.runs)]
         modes[label] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
     where = timeline()
     speed_after = machine_speed()
-    from pytest_memsyscalls.cli.main import worker_count
-
-    workers = worker_count()
     summary = next((line for line in reversed(output.splitlines()) if " passed" in line), "")
     slow = [line.strip() for line in output.splitlines() if re.match(r"\s*[0-9.]+s (call|setup|teardown)", line)]
     body = f"""{machine_line()} Its speed (`python -c "sum(range(3 * 10**7))"`, best of 3):
 {speed_before:.2f} s before these runs, {speed_after:.2f} s after. Compare figures only at like speeds, and
 even then with care: a pure-Python loop does not see all that moves the suite's time (forks, page faults).
-How far the suite's own figure moves with the machine (clean clones, 2026-12-07): batches of this
-benchmark gave medians of 3.89, 4.19 and 4.42 s in the afternoon; in the evening 3.38 s, an hour
-later at the same loop speed (0.53 s) 3.93 s, then 3.44 s (loop 0.58/0.53 s) and, 30 minutes after
-that with the same suite, 4.50 s (0.66/0.57 s), its runs using 8.03 s of CPU against 6.02 s. The
-target is met when the machine runs at its faster speeds and missed when it slows.
+How far the suite's own figure moves with the machine (clean clones, 2026-12-07, before the forked
+workers): batches of this benchmark gave medians of 3.89, 4.19 and 4.42 s in the afternoon; in the
+evening 3.38 s, an hour later at the same loop speed (0.53 s) 3.93 s, then 3.44 s (loop 0.58/0.53 s)
+and, 30 minutes after that with the same suite, 4.50 s (0.66/0.57 s), its runs using 8.03 s of CPU
+against 6.02 s. The forked workers (bb720ca) took a quarter of the wall time and of the CPU off:
+-1.00 s wall (4.34 -> 3.38 s) and -2.06 s CPU (7.84 -> 5.77 s), medians of 10 alternating pairs
+(`python bench/bench_pairs.py CHECKOUT_OF_256aba8`).
 
 `python -m pytest_memsyscalls run -q` (the whole conformance suite, natively as this user), median of
 {options.runs} sequential runs each, PYTHONDONTWRITEBYTECODE=1: **{wall:.1f} s wall** (target <= 4 s) with the
 bytecode caches ci/setup.sh writes, of which pytest reports {session:.1f} s as its session; **{cold:.1f} s**
 cold, with those caches removed before each run. Last run: `{summary.strip("= ")}`.
 
-Crash isolation and the cores: `memsyscalls run` runs the suite in pytest-xdist workers, one per
-CPU it may run on (at most 4; {workers} here), so a test that kills its process is one failed test
-and a new worker runs the rest. Each worker is a second interpreter that imports and collects on its
-own, and each test's reports travel to the controller, so the isolation costs CPU; the second core
-pays it back:
+Crash isolation and the cores: `memsyscalls run` collects the suite, then forks one worker per CPU it
+may run on (at most 4; {workers} here; plugin/forked_workers.py), so a test that kills its process is
+one failed test and a new worker runs the rest. A worker starts with what the pytest process has (the
+collected tests, the environment fingerprint) and sends each test's reports back in one message a
+phase. `-n N` selects pytest-xdist's workers instead, as `run` used until 2026-12-07: each a second
+interpreter that imports pytest and the plugin and collects the whole suite again, with six events a
+test through execnet:
 
 | `memsyscalls run` | wall (median) | CPU, user + system (median) |
 |---|---|---|
-| default (`-n {workers}`) | {modes["default"][0]:.2f} s | {modes["default"][1]:.2f} s |
-| one worker (`-n 1`) | {modes["one"][0]:.2f} s | {modes["one"][1]:.2f} s |
+| default (forked workers) | {modes["default"][0]:.2f} s | {modes["default"][1]:.2f} s |
+| pytest-xdist (`-n {workers} --dist worksteal`) | {modes["xdist"][0]:.2f} s | {modes["xdist"][1]:.2f} s |
 | in the pytest process (`-n 0`, no isolation) | {modes["inproc"][0]:.2f} s | {modes["inproc"][1]:.2f} s |
 
 | phase | with caches | cold |
@@ -195,49 +199,40 @@ Slowest tests of the last run:
 
 Where the time goes, process by process (one more run with the caches, with bench/timeline_plugin.py:
 seconds since the run was started, and in brackets the CPU seconds that process had used by then; a
-worker's CPU leaves out the children its tests fork):
+worker's CPU counts from its fork and leaves out the children its tests fork):
 
 {where}
 
-Before its first test each worker has started an interpreter, imported pytest and its plugins,
-and collected the whole suite on its own; while the tests run, the controller turns each of their
-~1,700 reports into terminal output and the JSON report, on the same two cores. At the end, each
-process finishes its session (pytest's garbage collections for unraisable exceptions, the report).
-Hypothesis (~0.3 s of CPU to import) is imported only by the worker that runs a state machine, when
-it runs it. Until 2026-12-07 every process imported it: the workers at start-up and at collection,
-the controller for Hypothesis' terminal summary. Against a checkout of that state (84065a8), in
-four batches of alternating pairs of whole runs (`python bench/bench_pairs.py CHECKOUT`), the
-medians of the per-pair differences were -0.26 s wall and -0.53 s CPU (10 pairs), -0.30 s and
--0.65 s (8), -0.09 s and -0.21 s (10) and -0.43 s and -0.90 s (20); over those batches the old
-code's own median moved between 3.66 s and 4.81 s with the machine's speed.
+The pytest process starts, imports the plugin, collects and fingerprints the environment on its own,
+then forks the workers; while they run the tests it turns their reports into terminal output and the
+JSON report, on the same two cores, and at the end it writes the report. Hypothesis (~0.3 s of CPU to
+import) is imported only by a worker that runs a state machine, when it runs it.
 The two state machines are the largest single item: deselecting them saved 0.52 s wall and 0.99 s
-of CPU (medians of 12 alternating pairs, 2026-12-07). In the worker that runs them: Hypothesis'
-import ~0.15 s, its digest of each machine class's source (its database key and, derandomized, the
-programs' seed) ~0.1 s, its scan of the suite's modules for constants ~0.05 s, the rest the programs
-themselves. Measured per test in a worker (process CPU around each test's protocol): ~1.1 ms for an
-empty test (pytest, xdist's events, this plugin's hooks), ~0.5-0.8 ms more for one that uses the
-`arena` fixture (the arena, the leak guard's two snapshots of ~80 µs each); the suite's median test
-is ~3.5 ms. Garbage collection takes ~0.3 s of CPU in all three processes together.
-Tried and measured without a gain beyond this machine's noise (alternating pairs,
-2026-12-07): `gc.freeze()` after collection in the workers (-0.09 s, 10 pairs; -0.24 s in 12, then
-+0.05 s in 12); ending the workers
-and the controller with `os._exit` once their sessions were over (-0.19 s in 10 pairs, +0.08 s in
-16; the controller alone +0.06 s in 12: the interpreter's finalization takes ~10 ms here). What a
-run spends outside the tests' own code is spread thin (cProfile and py-spy of whole runs,
-2026-12-07): per worker ~0.3 s of CPU sending its ~1,700 events to the controller (six a test;
-execnet's serializer and a pipe write each), ~0.2 s in the plugin's per-test hooks (the leak guard's
-snapshots, the report's phases), ~0.2 s reading /proc/self/smaps (~50 reads of ~4 ms),
-~0.3 s collecting. Earlier measurements (py-spy, cProfile of `run --collect-only`,
-`-X importtime`, per-test protocol times) found what follows.
+of CPU (medians of 12 alternating pairs, 2026-12-07, under xdist). In the worker that runs them:
+Hypothesis' import ~0.15 s, its digest of each machine class's source (its database key and,
+derandomized, the programs' seed) ~0.1 s, its scan of the suite's modules for constants ~0.05 s, the
+rest the programs themselves. Measured per test in an xdist worker (process CPU around each test's
+protocol): ~1.1 ms for an empty test (pytest, xdist's events, this plugin's hooks), ~0.5-0.8 ms more
+for one that uses the `arena` fixture (the arena, the leak guard's two snapshots of ~80 µs each); the
+suite's median test is ~3.5 ms.
+A caution about earlier comparisons of two checkouts: until bb720ca, bench_pairs.py started both
+checkouts' `python -m pytest_memsyscalls` in the caller's working directory, and `python -m` imports
+the package from there first, so a comparison started from inside a checkout ran that checkout's code
+on both sides. Which of the day's earlier pair figures (Hypothesis imported only where a machine runs,
+against 84065a8: -0.26 to -0.43 s; `gc.freeze()`; ending processes with `os._exit`) were taken that
+way is not recorded; they are not evidence. What a run spends outside the tests' own code was spread
+thin under xdist (cProfile and py-spy of whole runs, 2026-12-07): per worker ~0.3 s of CPU sending
+its ~1,700 events to the controller, ~0.2 s in the plugin's per-test hooks (the leak guard's
+snapshots, the report's phases), ~0.2 s reading /proc/self/smaps (~50 reads of ~4 ms), ~0.3 s
+collecting; the forked workers do without the first and the last.
 This environment sets `PYTHONDONTWRITEBYTECODE=1`, so a run caches nothing:
 cold, every run recompiles the plugin and pytest re-parses and assertion-rewrites the ~6,400 lines of
 conformance modules, about a quarter of a cold run. ci/setup.sh therefore writes those caches once at
 set-up, as pip byte-compiles what it installs. pytest rewrites the modules of every distribution that
 registers a plugin when they are imported inside the session, so the caches include the rewritten
 Hypothesis that a worker imports (ci/setup.sh runs the state machines once for that), and
-`python -m pytest_memsyscalls` without workers imports Hypothesis and the plugin before pytest
-starts (neither has assertions a result depends on). With the caches, a worker's start-up and
-collection are the interpreter, pytest and the plugin (~0.5 s) plus the environment fingerprint.
+`python -m pytest_memsyscalls` imports the plugin (and, without workers, Hypothesis) before pytest
+starts (neither has assertions a result depends on).
 The tests proper are ~560 small items (median ~3 ms): the two state machines (`ci` profile, 6
 programs x 20 steps; much of their time is importing Hypothesis and its one-off work in the first
 test that uses it), the tests that fork (run_in_child: a fork of the ~50 MB pytest

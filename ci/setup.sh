@@ -56,9 +56,9 @@ extras=""
 # recompiled in memory.
 env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m compileall -q pytest_memsyscalls conformance >/dev/null
 env -u PYTHONDONTWRITEBYTECODE .venv/bin/memsyscalls run --collect-only -q >/dev/null
-# The same for the xdist workers `memsyscalls run` runs the suite in (crash isolation):
-# they import this plugin after pytest's rewrite hook is in place, and Hypothesis when a
-# state machine runs, so the two machines run here (exit status 1 if one fails on this
+# The same for the workers `memsyscalls run` runs the suite in (crash isolation): a
+# worker imports Hypothesis when a state machine runs, after pytest's rewrite hook is in
+# place, so the two machines run here (exit status 1 if one fails on this
 # kernel: a finding, not a set-up error).
 env -u PYTHONDONTWRITEBYTECODE .venv/bin/memsyscalls run -q -k matches_model >/dev/null || [ $? -eq 1 ]
 if [ "$mode" = "--test" ]; then

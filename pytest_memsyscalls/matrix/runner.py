@@ -43,8 +43,7 @@ class Result:
 def build_site(run_dir: Path) -> str:
     """A PYTHONPATH that Debian's python3 can use as any user: the package as installed
     (with its compiled probe and the conformance suite) plus cached pytest, Hypothesis and
-    pytest-xdist (``memsyscalls run`` runs the suite in an xdist worker, so a test that
-    kills its process is one failure in every target too)."""
+    pytest-xdist (a dependency of the package, for ``memsyscalls run -n N``)."""
     from importlib import metadata
 
     pins = [f"{name}=={metadata.version(name)}" for name in ("pytest", "hypothesis", "pytest-xdist")]

@@ -72,7 +72,7 @@ def _isolate_crashes(config: pytest.Config) -> None:
 
 
 def _without_hypothesis_plugin(config: pytest.Config) -> None:
-    """Under ``memsyscalls run`` (which runs the suite in xdist workers and says so in the
+    """Under ``memsyscalls run`` (which runs the suite in workers and says so in the
     environment, plugin/crashes.py) Hypothesis' pytest plugin has nothing to do unless a
     ``--hypothesis-*`` option asks for something: the controller runs no test, and the
     shipped suite's Hypothesis tests are state machines run from plain test functions,
