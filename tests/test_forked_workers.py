@@ -6,6 +6,7 @@ failed test naming its semantic and the signal, and a new worker runs the rest."
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -162,3 +163,141 @@ def test_the_fork_runner_stays_out_of_a_debugger_s_way(pytester: pytest.Pytester
     result.assert_outcomes(passed=1)
     assert (pytester.path / "where").read_text() == (pytester.path / "pytest.pid").read_text()
 
+
+
+def test_a_queue_longer_than_a_pipe_holds(pytester: pytest.Pytester) -> None:
+    """16,384 indices fill a pipe's 64 KiB, and a user past pipe-user-pages-soft gets
+    pipes of 2 pages: the queue is fed as the workers drain it. Here its pipe is cut to
+    one page (1,024 indices), under 1,500 tests."""
+    pytester.makeconftest(CONFTEST + """
+import fcntl
+from pytest_memsyscalls.plugin import forked_workers
+
+_made = forked_workers._Run.__init__
+
+def _one_page_queue(self, *args):
+    _made(self, *args)
+    fcntl.fcntl(self.queue_w, fcntl.F_SETPIPE_SZ, 4096)
+
+forked_workers._Run.__init__ = _one_page_queue
+""")
+    pytester.makepyfile(test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(1500))
+        def test_n(n):
+            pass
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-q", timeout=120)
+    result.assert_outcomes(passed=1500)
+
+
+def test_a_keyboardinterrupt_in_a_test_interrupts_the_session(pytester: pytest.Pytester) -> None:
+    """As in pytest: the session ends as interrupted, not with the test and those after it
+    quietly missing."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_interrupting="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_t(n):
+            if n == 2:
+                raise KeyboardInterrupt
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+
+
+def test_pytest_exit_in_a_test_ends_the_session_with_its_status(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_exiting="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_t(n):
+            if n == 1:
+                pytest.exit("enough", returncode=7)
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    assert result.ret == 7
+    result.stdout.fnmatch_lines(["*Exit: enough*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_what_does_not_pickle_still_arrives(pytester: pytest.Pytester) -> None:
+    """A user property that does not pickle arrives as its repr; a warning whose category
+    this process cannot import, as a UserWarning."""
+    pytester.makeconftest(CONFTEST)
+    (pytester.path / "elsewhere").mkdir()
+    (pytester.path / "elsewhere" / "mywarn.py").write_text("class MyWarning(UserWarning):\n    pass\n")
+    pytester.makepyfile(test_odd="""
+        import sys, threading, warnings
+
+        def test_lock_property(record_property):
+            record_property("lock", threading.Lock())
+
+        def test_warning_from_elsewhere():
+            sys.path.insert(0, "elsewhere")
+            import mywarn
+            warnings.warn("from a module only the worker has", mywarn.MyWarning)
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--junitxml=j.xml", "-o", "junit_family=legacy")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(["*UserWarning: from a module only the worker has*"])
+    assert "_thread.lock object" in (pytester.path / "j.xml").read_text()
+
+
+def test_setup_show_runs_in_this_process(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_fixture="""
+        import pytest
+
+        @pytest.fixture
+        def thing():
+            return 1
+
+        def test_uses(thing):
+            assert thing == 1
+        """)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--setup-show")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*SETUP    F thing*"])
+
+
+def test_ctrl_c_unwinds_each_worker_once(pytester: pytest.Pytester) -> None:
+    """Ctrl-C signals the whole process group: a worker's teardown must not be cut short
+    by a second interrupt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_slow_teardown="""
+        import os, time
+        import pytest
+
+        @pytest.fixture
+        def slow_teardown(request):
+            yield
+            time.sleep(0.3)
+            with open(f"torn-down-{os.getpid()}-{request.node.name}", "w"):
+                pass
+
+        @pytest.mark.parametrize("n", range(4))  # each worker takes two: one to run, the next
+        def test_waits(n, slow_teardown, shm_segment):
+            with open(f"started-{n}", "w"):
+                pass
+            time.sleep(30)
+        """)
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
+                            cwd=pytester.path, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while len(list(pytester.path.glob("started-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # both workers in their test, polled
+    os.killpg(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output.decode()[-2000:]
+    assert len(list(pytester.path.glob("torn-down-*"))) == 2, output.decode()[-2000:]
