@@ -161,7 +161,7 @@ against 6.02 s. The forked workers (bb720ca) took a quarter of the wall time and
 -1.00 s wall (4.34 -> 3.38 s) and -2.06 s CPU (7.84 -> 5.77 s), medians of 10 alternating pairs
 (`python bench/bench_pairs.py CHECKOUT_OF_256aba8`). Batches of this benchmark with them (clean
 clones, that evening): 3.73 s (loop 0.65/0.66 s; xdist 5.15 s in the same batch) and 3.50 s
-(0.56/0.57 s; xdist 4.63 s). The figures below are from the first, the slower.
+(0.56/0.57 s; xdist 4.63 s).
 
 `python -m pytest_memsyscalls run -q` (the whole conformance suite, natively as this user), median of
 {options.runs} sequential runs each, PYTHONDONTWRITEBYTECODE=1: **{wall:.1f} s wall** (target <= 4 s) with the
