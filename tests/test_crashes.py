@@ -9,33 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_suite import SUITE, check_crash_report
 
-from pytest_memsyscalls.cli.main import MAX_WORKERS, forked_workers, worker_count
 from pytest_memsyscalls.plugin.crashes import ENABLE_VARIABLE, describe_death
 from pytest_memsyscalls.report.model import load_report
 
 pytest.importorskip("xdist")
 
-SUITE = """
-import ctypes, os, signal
-from pytest_memsyscalls import semantic
-
-@semantic("demo.before.fine", "Runs before the crash.", source="demo(2)")
-def test_a_before():
-    pass
-
-@semantic("demo.crash.segv", "Touches an unmapped page directly.", source="demo(2)")
-def test_b_segv():
-    ctypes.string_at(8, 1)
-
-@semantic("demo.crash.kill", "Is killed outright.", source="demo(2)")
-def test_c_kill():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-@semantic("demo.after.fine", "Runs after the crashes, in a new process.", source="demo(2)")
-def test_d_after():
-    pass
-"""
 
 
 def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.Pytester,
@@ -51,13 +31,7 @@ def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.
     ])
     result.stdout.fnmatch_lines(["semantic demo.crash.kill: test_crashing.py::test_c_kill killed its test "
                                  "process (killed by a signal that leaves no trace, such as SIGKILL*"])
-    report = load_report(pytester.path / "r.json")
-    assert report["complete"] is True
-    rows = {row["id"]: row for row in report["semantics"]}
-    assert {sid: row["outcome"] for sid, row in rows.items()} == {
-        "demo.before.fine": "passed", "demo.crash.segv": "failed", "demo.crash.kill": "failed",
-        "demo.after.fine": "passed"}
-    assert "SIGSEGV" in rows["demo.crash.segv"]["reason"]
+    check_crash_report(pytester.path / "r.json")
 
 
 def test_a_run_that_dies_leaves_a_valid_report_of_what_it_had(pytester: pytest.Pytester) -> None:
@@ -87,18 +61,6 @@ def test_the_fault_file_names_the_signal(tmp_path: Path) -> None:
                                         'first):\n  File "/x/test_y.py", line 9 in test_z\n')
     assert describe_death(tmp_path, "gw3") == 'SIGBUS (Bus error); innermost: File "/x/test_y.py", line 9 in test_z'
     assert describe_death(tmp_path, "gw4").startswith("killed by a signal that leaves no trace")
-
-
-@pytest.mark.parametrize(("cpus", "workers"), [({0}, 1), ({0, 1}, 2), ({0, 1, 2}, 3), (set(range(64)), MAX_WORKERS)])
-def test_memsyscalls_run_uses_the_cpus_it_may_run_on(cpus: set[int], workers: int,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """One worker per CPU in the affinity mask (what taskset and container cpusets narrow), at
-    most MAX_WORKERS."""
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: cpus)
-    monkeypatch.delenv(ENABLE_VARIABLE, raising=False)
-    assert worker_count() == workers
-    chosen = forked_workers([])
-    assert chosen is not None and chosen.count == workers
 
 
 def test_another_projects_xdist_run_keeps_xdists_own_crash_report(pytester: pytest.Pytester,

@@ -9,10 +9,10 @@ import json
 import os
 
 import pytest
+from crash_suite import SUITE, check_crash_report
 
-from pytest_memsyscalls.cli.main import MAX_CRASHES, forked_workers, worker_count
+from pytest_memsyscalls.cli.main import MAX_CRASHES, MAX_WORKERS, forked_workers, worker_count
 from pytest_memsyscalls.plugin.forked_workers import ForkedWorkers
-from pytest_memsyscalls.report.model import load_report
 
 CONFTEST = """
 import os
@@ -23,8 +23,6 @@ def pytest_configure(config):
     with open("pytest.pid", "w") as out:
         out.write(str(os.getpid()))
 """
-
-from test_crashes import SUITE  # noqa: E402 - the same crashing suite as under xdist
 
 
 def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.Pytester) -> None:
@@ -40,13 +38,7 @@ def test_a_crash_is_one_failed_test_naming_semantic_and_signal(pytester: pytest.
     ])
     result.stdout.fnmatch_lines(["semantic demo.crash.kill: test_crashing.py::test_c_kill killed its test "
                                  "process (SIGKILL); the run went on in a new process (worker fw* replaced)"])
-    report = load_report(pytester.path / "r.json")
-    assert report["complete"] is True
-    rows = {row["id"]: row for row in report["semantics"]}
-    assert {sid: row["outcome"] for sid, row in rows.items()} == {
-        "demo.before.fine": "passed", "demo.crash.segv": "failed", "demo.crash.kill": "failed",
-        "demo.after.fine": "passed"}
-    assert "SIGSEGV" in rows["demo.crash.segv"]["reason"]
+    check_crash_report(pytester.path / "r.json")
 
 
 SHARED = """
@@ -139,9 +131,7 @@ def test_a_worker_leaves_nothing_behind(pytester: pytest.Pytester, monkeypatch: 
     ([], True), (["-k", "mmap"], True), (["-p", "no:xdist"], True), (["-n", "2"], False), (["-n2"], False),
     (["-n", "0"], False), (["--numprocesses=3"], False), (["--collect-only"], False), (["--dist", "load"], False),
 ])
-def test_memsyscalls_run_forks_workers_unless_told_otherwise(argv: list[str], forked: bool,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MEMSYS_CRASH_REPORTS", raising=False)
+def test_memsyscalls_run_forks_workers_unless_told_otherwise(argv: list[str], forked: bool) -> None:
     workers = forked_workers(argv)
     assert (workers is not None) is forked
     if workers is not None:
@@ -301,3 +291,14 @@ def test_ctrl_c_unwinds_each_worker_once(pytester: pytest.Pytester) -> None:
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output.decode()[-2000:]
     assert len(list(pytester.path.glob("torn-down-*"))) == 2, output.decode()[-2000:]
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [({0}, 1), ({0, 1}, 2), ({0, 1, 2}, 3), (set(range(64)), MAX_WORKERS)])
+def test_memsyscalls_run_uses_the_cpus_it_may_run_on(cpus: set[int], workers: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker per CPU in the affinity mask (what taskset and container cpusets narrow), at
+    most MAX_WORKERS."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: cpus)
+    assert worker_count() == workers
+    chosen = forked_workers([])
+    assert chosen is not None and chosen.count == workers
