@@ -81,23 +81,35 @@ class CrashReports:
         worker_id = getattr(worker, "id", "?")
         how = describe_death(Path(self.directory), worker_id)
         semantic = _semantics(Path(self.directory)).get(crashitem)
-        what = f"semantic {semantic['id']}: " if semantic else ""
-        message = (f"{what}{crashitem} killed its test process ({how}); "
-                   f"the run went on in a new process (worker {worker_id} replaced)")
-        report.longrepr = message
-        if semantic:
-            result = {"outcome": "failed", "phase": "call", "reason": message, "expected": None, "observed": None}
-            report.user_properties.extend(junit.properties(semantic, result))
-        # What the dead worker made and recorded: reclaim it now, not at the next session.
-        from ..memory import records
-
-        try:
-            records.sweep()
-        except (OSError, records.UnsafeDirectory):
-            pass
+        report.longrepr, properties = crash_outcome(crashitem, semantic, how, worker_id)
+        report.user_properties.extend(properties)
+        sweep_dead_workers()
 
     def pytest_unconfigure(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def crash_outcome(nodeid: str, semantic: dict[str, str] | None, how: str,
+                  worker_id: str) -> tuple[str, list[tuple[str, str]]]:
+    """The failed test's message (its semantic, what killed its process) and, for a test
+    with a semantic, its JUnit properties: under xdist and in ``run``'s forked workers."""
+    what = f"semantic {semantic['id']}: " if semantic else ""
+    message = (f"{what}{nodeid} killed its test process ({how}); "
+               f"the run went on in a new process (worker {worker_id} replaced)")
+    if not semantic:
+        return message, []
+    result = {"outcome": "failed", "phase": "call", "reason": message, "expected": None, "observed": None}
+    return message, junit.properties(semantic, result)
+
+
+def sweep_dead_workers() -> None:
+    """What a dead worker made and recorded: reclaimed now, not at the next session."""
+    from ..memory import records
+
+    try:
+        records.sweep()
+    except (OSError, records.UnsafeDirectory):
+        pass
 
 
 def tolerate_a_dead_worker(node: Any) -> None:

@@ -61,9 +61,8 @@ import pytest
 
 from ..kernel import constants as C
 from ..kernel import libc
-from ..report import junit
 from . import records as records_plugin
-from .crashes import fault_trace
+from .crashes import crash_outcome, fault_trace, sweep_dead_workers
 from .semantics import semantic_of
 
 _INDEX = struct.Struct("I")
@@ -288,7 +287,7 @@ class _Run:
         self.crashes += 1
         if worker.running is not None and "teardown" not in worker.phases:  # else it died between tests
             self._crashed(worker, status)
-        _sweep_records()
+        sweep_dead_workers()
         if self.crashes > self.max_crashes:
             raise self.session.Interrupted(f"pytest-memsyscalls: {self.crashes} workers died (at most "
                                            f"{self.max_crashes} are replaced)")
@@ -299,15 +298,9 @@ class _Run:
         """The item the worker was running fails, naming what killed it."""
         assert worker.running is not None
         item = self.session.items[worker.running]
-        how = _death(status, Path(self.fault_dir), worker.name)
         found = semantic_of(item)
-        what = f"semantic {found.id}: " if found else ""
-        message = (f"{what}{item.nodeid} killed its test process ({how}); "
-                   f"the run went on in a new process (worker {worker.name} replaced)")
-        properties: list[tuple[str, object]] = []
-        if found:
-            result = {"outcome": "failed", "phase": "call", "reason": message, "expected": None, "observed": None}
-            properties.extend(junit.properties(found.as_dict(), result))
+        message, properties = crash_outcome(item.nodeid, None if found is None else found.as_dict(),
+                                            _death(status, Path(self.fault_dir), worker.name), worker.name)
         # "???": xdist's phase for a test whose process died, which ends the test for
         # the JSON report's collector as teardown does
         report = pytest.TestReport(item.nodeid, item.location, {name: 1 for name in item.keywords}, "failed",
@@ -340,7 +333,7 @@ class _Run:
             pass
         for worker in list(self.workers.values()):  # reaped first: the sweep leaves live runs' records alone
             self._discard(worker)
-        _sweep_records()
+        sweep_dead_workers()
 
     def _discard(self, worker: _Worker) -> None:
         del self.workers[worker.reader]
@@ -568,13 +561,3 @@ def _signal(pid: int, signo: int) -> None:
 def _kill_and_reap(pid: int) -> None:
     _signal(pid, signal.SIGKILL)
     _wait(pid)
-
-
-def _sweep_records() -> None:
-    """What dead workers recorded and left: reclaimed now, not at the next session."""
-    from ..memory import records
-
-    try:
-        records.sweep()
-    except (OSError, records.UnsafeDirectory):
-        pass
